@@ -1,0 +1,63 @@
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use schema::BatchError;
+
+/// Every error the HTTP API answers with, as `{ "error": "<code>", "message": "…" }`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("body is over the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("cannot read the request body: {0}")]
+    BadBody(String),
+    #[error("content type `{0}` is not accepted; send application/json or text/plain")]
+    UnsupportedMediaType(String),
+    #[error("unknown client_key `{0}`")]
+    UnknownClientKey(String),
+    #[error("origin `{origin}` is not allowed for client_key `{client_key}`")]
+    OriginNotAllowed { origin: String, client_key: String },
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("the store cannot commit right now; retry later")]
+    StoreUnavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Batch(BatchError::TooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            }
+            ApiError::Batch(e) => (StatusCode::BAD_REQUEST, e.code()),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::BadBody(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::UnknownClientKey(_) => (StatusCode::UNAUTHORIZED, "unknown_client_key"),
+            ApiError::OriginNotAllowed { .. } => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = serde_json::json!({ "error": code, "message": self.to_string() });
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,71 @@
+//! Personafin Capture's ingest service: takes batches from the tracker, validates them
+//! against wire format v1, pseudonymises identifiers, and stores events durably in an
+//! embedded SQLite log, answering only after the commit is on disk.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = ingest::Config { listen: "127.0.0.1:0".parse()?, data_dir: "data".into() };
+//! let listener = tokio::net::TcpListener::bind(config.listen).await?;
+//! ingest::serve(config, listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: `routes` (HTTP surface), `anonymise` and `pseudonym` (de-identification),
+//! `store` (SQLite, group commit), `tenants` (lookup cache), `error` (the one `ApiError`),
+//! `config`.
+
+mod anonymise;
+mod config;
+mod error;
+pub mod pseudonym;
+mod routes;
+pub mod store;
+mod tenants;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use store::Store;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    tenants: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>) -> AppState {
+        AppState {
+            store,
+            tenants: Arc::default(),
+        }
+    }
+}
+
+/// The whole HTTP application, for serving or for `oneshot` tests without a socket.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests, lets the store commit
+/// what they submitted, and returns.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    let state = AppState::new(store.clone());
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tokio::task::spawn_blocking(move || store.close()).await?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! `POST /v1/events`: validate, anonymise, commit durably, then answer.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use schema::{Event, EventError, Timestamp, parse_batch, peek_str};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::anonymise::{anonymise, anonymise_failed};
+use crate::error::ApiError;
+use crate::store::{FailedEvent, Write, now_ms};
+use crate::{AppState, tenants};
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Rejected {
+    index: usize,
+    event_id: Option<String>,
+    error: &'static str,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Accepted {
+    accepted: usize,
+    duplicates: usize,
+    rejected: Vec<Rejected>,
+}
+
+pub(crate) async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Accepted>, ApiError> {
+    check_content_type(&headers)?;
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: schema::limits::MAX_BODY_BYTES,
+        },
+        _ => ApiError::BadBody(e.body_text()),
+    })?;
+    let batch = parse_batch(&body)?;
+    let client_key = batch.client_key()?;
+    let tenant = tenants::lookup(&state, &client_key).await?;
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        if !tenant.allows_origin(origin) {
+            return Err(ApiError::OriginNotAllowed {
+                origin: origin.to_owned(),
+                client_key,
+            });
+        }
+    }
+    let received_at = now_ms();
+    let mut write = Write {
+        tenant_id: tenant.id,
+        received_at,
+        events: Vec::new(),
+        failed: Vec::new(),
+    };
+    let mut rejected = Vec::new();
+    for (index, raw) in batch.events.iter().enumerate() {
+        match validate(raw, &client_key) {
+            Ok(event) => write
+                .events
+                .push(anonymise(&tenant, &event, batch.sent_at, received_at)),
+            Err(e) => {
+                let event_id = peek_str(raw, "event_id");
+                write.failed.push(FailedEvent {
+                    error: e.code().to_owned(),
+                    message: e.to_string(),
+                    payload: anonymise_failed(&tenant, raw),
+                });
+                rejected.push(Rejected {
+                    index,
+                    event_id,
+                    error: e.code(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    let submitted = write.events.len();
+    let outcome = state.store.write(write).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot commit events");
+        ApiError::StoreUnavailable
+    })?;
+    let accepted = outcome.inserted.iter().filter(|&&new| new).count();
+    tracing::debug!(
+        client_key,
+        accepted,
+        duplicates = submitted - accepted,
+        rejected = rejected.len(),
+        "batch stored"
+    );
+    Ok(Json(Accepted {
+        accepted,
+        duplicates: submitted - accepted,
+        rejected,
+    }))
+}
+
+fn validate(raw: &RawValue, client_key: &str) -> Result<Event, EventError> {
+    let event = Event::from_raw(raw)?;
+    if event.client_key != client_key {
+        return Err(EventError::ClientKeyMismatch);
+    }
+    Ok(event)
+}
+
+/// JSON, or `text/plain` as `navigator.sendBeacon` and preflight-free `fetch` send it.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let value = value.to_str().unwrap_or("");
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "text/plain" => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(value.to_owned())),
+    }
+}
+
+/// The event time, corrected for the device's clock skew as Snowplow derives it:
+/// `received_at − (sent_at − created_at)`. Without `sent_at`, the device's own time.
+pub(crate) fn event_time(
+    created_at: Timestamp,
+    sent_at: Option<Timestamp>,
+    received_at: i64,
+) -> i64 {
+    match sent_at {
+        Some(sent) => received_at - (sent.0 - created_at.0),
+        None => created_at.0,
+    }
+}

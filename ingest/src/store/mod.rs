@@ -1,0 +1,310 @@
+//! The embedded store: one SQLite file in WAL mode under the data directory.
+//!
+//! Writes go through one writer thread that commits many requests' events in one fsync'd
+//! transaction (group commit, see `writer`); reads use their own connection, which WAL lets
+//! run beside the writer.
+
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use writer::{FailedEvent, StoredEvent, Write, WriteOutcome};
+
+/// The store file inside the data directory.
+pub const DB_FILE: &str = "ingest.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("tenant `{0}` already exists")]
+    TenantExists(String),
+    #[error(
+        "origin `{0}` must be scheme://host[:port], without a path, e.g. https://app.example.com"
+    )]
+    BadOrigin(String),
+}
+
+/// A customer of the service. The client key is public (it ships in pages) and can only
+/// write; the API key is secret and reads; the pseudonym key never leaves the store.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: i64,
+    pub client_key: String,
+    /// Empty: any origin may send.
+    pub origins: Vec<String>,
+    pub pseudonym_key: Vec<u8>,
+}
+
+impl Tenant {
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins.is_empty() || self.origins.iter().any(|o| o == origin)
+    }
+}
+
+pub struct Store {
+    reader: Mutex<Connection>,
+    writer: writer::Handle,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id INTEGER PRIMARY KEY,
+    client_key TEXT NOT NULL UNIQUE,
+    api_key_sha256 TEXT NOT NULL,
+    pseudonym_key BLOB NOT NULL,
+    origins TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+-- The event log: anonymised events, each stored once per tenant.
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    action TEXT NOT NULL,
+    event_time INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    sent_at INTEGER,
+    received_at INTEGER NOT NULL,
+    user_id TEXT,
+    session_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    UNIQUE (tenant_id, event_id)
+);
+-- Events that failed validation, kept with the reason (nothing sent is silently lost).
+CREATE TABLE IF NOT EXISTS failed_events (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    received_at INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    message TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+";
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    // FULL makes every WAL commit reach the disk before we acknowledge; group commit pays
+    // for that fsync once per batch of requests, not per event.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `data_dir` and starts its writer.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let conn = connect(&path)?;
+        conn.execute_batch(SCHEMA)?;
+        let writer = writer::Handle::start(conn);
+        Ok(Store {
+            reader: Mutex::new(connect(&path)?),
+            writer,
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(f(&conn)?)
+    }
+
+    /// Registers a tenant; returns it with its secret API key, which is shown once and
+    /// stored only as a SHA-256 hash.
+    pub fn add_tenant(
+        &self,
+        client_key: &str,
+        origins: &[String],
+    ) -> Result<(Tenant, String), StoreError> {
+        let origins = origins
+            .iter()
+            .map(|o| normalise_origin(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let api_key = format!("sk_{}", crate::pseudonym::hex(&random::<24>()));
+        let pseudonym_key = random::<32>().to_vec();
+        let inserted = self.read(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO tenants (client_key, api_key_sha256, pseudonym_key, origins, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    client_key,
+                    sha256_hex(&api_key),
+                    pseudonym_key,
+                    serde_json::to_string(&origins).unwrap_or_default(),
+                    now_ms()
+                ],
+            )
+        })?;
+        if inserted == 0 {
+            return Err(StoreError::TenantExists(client_key.to_owned()));
+        }
+        let tenant = self.tenant(client_key)?.ok_or(StoreError::Closed)?;
+        Ok((tenant, api_key))
+    }
+
+    pub fn tenant(&self, client_key: &str) -> Result<Option<Tenant>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT id, client_key, origins, pseudonym_key FROM tenants WHERE client_key = ?1",
+                [client_key],
+                tenant_row,
+            )
+            .optional()
+        })
+    }
+
+    pub fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.read(|c| {
+            c.prepare(
+                "SELECT id, client_key, origins, pseudonym_key FROM tenants ORDER BY client_key",
+            )?
+            .query_map([], tenant_row)?
+            .collect()
+        })
+    }
+
+    /// Commits events and failed events durably; resolves once they are on disk.
+    pub async fn write(&self, write: Write) -> Result<WriteOutcome, StoreError> {
+        self.writer.submit(write).await
+    }
+
+    /// The newest stored events of a tenant, oldest first, as anonymised JSON.
+    pub fn recent_events(
+        &self,
+        tenant_id: i64,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.stored_json(
+            "SELECT payload FROM (SELECT seq, payload FROM events WHERE tenant_id = ?1 ORDER BY seq DESC LIMIT ?2) ORDER BY seq",
+            tenant_id,
+            limit,
+        )
+    }
+
+    /// The newest failed events of a tenant, oldest first, with their reasons.
+    pub fn recent_failed(
+        &self,
+        tenant_id: i64,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.stored_json(
+            "SELECT json_object('error', error, 'message', message, 'payload', json(payload)) FROM
+             (SELECT * FROM failed_events WHERE tenant_id = ?1 ORDER BY seq DESC LIMIT ?2) ORDER BY seq",
+            tenant_id,
+            limit,
+        )
+    }
+
+    fn stored_json(
+        &self,
+        sql: &str,
+        tenant_id: i64,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows: Vec<String> = self.read(|c| {
+            c.prepare(sql)?
+                .query_map(params![tenant_id, limit as i64], |r| r.get(0))?
+                .collect()
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect())
+    }
+
+    /// Stops the writer after it has committed everything already submitted.
+    pub fn close(&self) {
+        self.writer.close();
+    }
+}
+
+fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    let origins: String = r.get(2)?;
+    Ok(Tenant {
+        id: r.get(0)?,
+        client_key: r.get(1)?,
+        origins: serde_json::from_str(&origins).unwrap_or_default(),
+        pseudonym_key: r.get(3)?,
+    })
+}
+
+/// `https://App.Example.com/` → `https://app.example.com`, as browsers send `Origin`.
+fn normalise_origin(origin: &str) -> Result<String, StoreError> {
+    let bad = || StoreError::BadOrigin(origin.to_owned());
+    let trimmed = origin.strip_suffix('/').unwrap_or(origin);
+    let (scheme, rest) = trimmed.split_once("://").ok_or_else(bad)?;
+    let valid_host = |h: &str| {
+        !h.is_empty()
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    };
+    if !matches!(scheme, "http" | "https") || !valid_host(rest) {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the operating system's random source is available");
+    buf
+}
+
+pub(crate) fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    crate::pseudonym::hex(&sha2::Sha256::digest(s.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised_or_refused() {
+        assert_eq!(
+            normalise_origin("https://App.Example.com/").unwrap(),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            normalise_origin("http://127.0.0.1:5173").unwrap(),
+            "http://127.0.0.1:5173"
+        );
+        for bad in [
+            "app.example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://",
+            "https://a b",
+        ] {
+            assert!(normalise_origin(bad).is_err(), "{bad}");
+        }
+    }
+}

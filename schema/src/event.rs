@@ -1,0 +1,399 @@
+//! Events and batches: parsing and validation in one pass, so that a value of type [`Event`]
+//! is always valid.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{BatchError, EventError};
+use crate::limits::*;
+use crate::time::Timestamp;
+
+/// One validated interaction, as the tracker sent it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub client_key: String,
+    pub event_id: String,
+    pub created_at: Timestamp,
+    pub event_type: String,
+    pub action: String,
+    pub event_meta: Map<String, Value>,
+    pub related_entities: Vec<Entity>,
+    pub channel_meta: ChannelMeta,
+}
+
+/// A tradeable entity (or other object) an interaction concerns, such as `ticker:AAPL`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entity {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelMeta {
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ref: Option<String>,
+    /// The tracker's per-browser visitor id, for events before `client_ref` is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+}
+
+/// A batch whose envelope is valid; its events are still raw, so that each can be accepted or
+/// rejected on its own.
+#[derive(Debug)]
+pub struct RawBatch<'a> {
+    pub sent_at: Option<Timestamp>,
+    pub events: Vec<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(default)]
+    sent_at: Option<&'a str>,
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// Reads a batch body `{ "sent_at": "…", "events": [ … ] }`.
+pub fn parse_batch(body: &[u8]) -> Result<RawBatch<'_>, BatchError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(BatchError::TooLarge {
+            size: body.len(),
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let envelope: Envelope<'_> =
+        serde_json::from_slice(body).map_err(|e| BatchError::Malformed {
+            reason: e.to_string(),
+        })?;
+    if envelope.events.is_empty() {
+        return Err(BatchError::NoEvents);
+    }
+    if envelope.events.len() > MAX_EVENTS_PER_BATCH {
+        return Err(BatchError::TooManyEvents {
+            count: envelope.events.len(),
+            limit: MAX_EVENTS_PER_BATCH,
+        });
+    }
+    let sent_at = envelope
+        .sent_at
+        .map(Timestamp::parse)
+        .transpose()
+        .map_err(|e| BatchError::InvalidSentAt {
+            reason: e.to_string(),
+        })?;
+    Ok(RawBatch {
+        sent_at,
+        events: envelope.events,
+    })
+}
+
+impl RawBatch<'_> {
+    /// The batch's tenant: the `client_key` of its first event that has one.
+    pub fn client_key(&self) -> Result<String, BatchError> {
+        self.events
+            .iter()
+            .find_map(|raw| peek_str(raw, "client_key"))
+            .ok_or(BatchError::NoClientKey)
+    }
+}
+
+/// A string field of a raw event, whether or not the event is valid; for reporting which
+/// event was rejected.
+pub fn peek_str(raw: &RawValue, field: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(raw.get()).ok()?;
+    value.get(field)?.as_str().map(str::to_owned)
+}
+
+impl Event {
+    /// Parses and validates one event of a batch.
+    pub fn from_raw(raw: &RawValue) -> Result<Event, EventError> {
+        let size = raw.get().len();
+        if size > MAX_EVENT_BYTES {
+            return Err(EventError::TooLarge {
+                size,
+                limit: MAX_EVENT_BYTES,
+            });
+        }
+        let value: Value = serde_json::from_str(raw.get()).map_err(|_| EventError::NotAnObject)?;
+        Event::from_value(value)
+    }
+
+    /// Validates an event already parsed as JSON (its size is not checked here).
+    pub fn from_value(value: Value) -> Result<Event, EventError> {
+        let Value::Object(mut obj) = value else {
+            return Err(EventError::NotAnObject);
+        };
+        const FIELDS: [&str; 8] = [
+            "client_key",
+            "event_id",
+            "created_at",
+            "event_type",
+            "action",
+            "event_meta",
+            "related_entities",
+            "channel_meta",
+        ];
+        reject_unknown(&obj, &FIELDS, "")?;
+        let client_key = id(&mut obj, "client_key", "")?;
+        let event_id = id(&mut obj, "event_id", "")?;
+        let created_at = take_str(&mut obj, "created_at", "")?;
+        let created_at =
+            Timestamp::parse(&created_at).map_err(|e| EventError::InvalidTimestamp {
+                field: "created_at".into(),
+                reason: e.to_string(),
+            })?;
+        let event_type = name(take_str(&mut obj, "event_type", "")?, "event_type")?;
+        let action = name(take_str(&mut obj, "action", "")?, "action")?;
+        let event_meta = match obj.remove("event_meta") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(meta)) => {
+                check_meta(&meta)?;
+                meta
+            }
+            Some(_) => return Err(wrong_type("event_meta", "an object")),
+        };
+        let related_entities = match obj.remove("related_entities") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => entities(items)?,
+            Some(_) => return Err(wrong_type("related_entities", "an array")),
+        };
+        let channel_meta = match obj.remove("channel_meta") {
+            None => {
+                return Err(EventError::Missing {
+                    field: "channel_meta".into(),
+                });
+            }
+            Some(Value::Object(cm)) => channel_meta(cm)?,
+            Some(_) => return Err(wrong_type("channel_meta", "an object")),
+        };
+        Ok(Event {
+            client_key,
+            event_id,
+            created_at,
+            event_type,
+            action,
+            event_meta,
+            related_entities,
+            channel_meta,
+        })
+    }
+}
+
+fn path(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+fn wrong_type(field: &str, expected: &'static str) -> EventError {
+    EventError::WrongType {
+        field: field.into(),
+        expected,
+    }
+}
+
+fn reject_unknown(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    prefix: &str,
+) -> Result<(), EventError> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(EventError::UnknownField {
+            field: path(prefix, k),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn take_str(obj: &mut Map<String, Value>, field: &str, prefix: &str) -> Result<String, EventError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Err(EventError::Missing {
+            field: path(prefix, field),
+        }),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(wrong_type(&path(prefix, field), "a string")),
+    }
+}
+
+fn id(obj: &mut Map<String, Value>, field: &str, prefix: &str) -> Result<String, EventError> {
+    let s = take_str(obj, field, prefix)?;
+    check_id(&s, &path(prefix, field))?;
+    Ok(s)
+}
+
+fn name(s: String, field: &str) -> Result<String, EventError> {
+    check_name(&s, field)?;
+    Ok(s)
+}
+
+/// Checks an identifier: 1 to [`MAX_ID_LEN`] characters, no whitespace or control characters.
+pub fn check_id(s: &str, field: &str) -> Result<(), EventError> {
+    let len = s.chars().count();
+    if len == 0 {
+        return Err(EventError::Empty {
+            field: field.into(),
+        });
+    }
+    if len > MAX_ID_LEN {
+        return Err(EventError::TooLong {
+            field: field.into(),
+            len,
+            limit: MAX_ID_LEN,
+        });
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(EventError::InvalidCharacters {
+            field: field.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a name (`event_type`, `action`, entity `type`): lower_snake_case, at most
+/// [`MAX_NAME_LEN`] characters.
+pub fn check_name(s: &str, field: &str) -> Result<(), EventError> {
+    if s.is_empty() {
+        return Err(EventError::Empty {
+            field: field.into(),
+        });
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(EventError::TooLong {
+            field: field.into(),
+            len: s.chars().count(),
+            limit: MAX_NAME_LEN,
+        });
+    }
+    let b = s.as_bytes();
+    let snake = b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+    if !snake {
+        return Err(EventError::NotSnakeCase {
+            field: field.into(),
+        });
+    }
+    Ok(())
+}
+
+fn entities(items: Vec<Value>) -> Result<Vec<Entity>, EventError> {
+    if items.len() > MAX_ENTITIES {
+        return Err(EventError::TooManyEntities {
+            count: items.len(),
+            limit: MAX_ENTITIES,
+        });
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("related_entities[{i}]");
+            let Value::Object(mut obj) = item else {
+                return Err(wrong_type(&at, "an object"));
+            };
+            reject_unknown(&obj, &["type", "id"], &at)?;
+            let kind = take_str(&mut obj, "type", &at)?;
+            check_name(&kind, &path(&at, "type"))?;
+            let id = id(&mut obj, "id", &at)?;
+            Ok(Entity { kind, id })
+        })
+        .collect()
+}
+
+fn channel_meta(mut obj: Map<String, Value>) -> Result<ChannelMeta, EventError> {
+    let at = "channel_meta";
+    reject_unknown(&obj, &["session_id", "client_ref", "anonymous_id"], at)?;
+    let session_id = id(&mut obj, "session_id", at)?;
+    let mut optional = |field: &str| -> Result<Option<String>, EventError> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => id(&mut obj, field, at).map(Some),
+        }
+    };
+    let client_ref = optional("client_ref")?;
+    let anonymous_id = optional("anonymous_id")?;
+    Ok(ChannelMeta {
+        session_id,
+        client_ref,
+        anonymous_id,
+    })
+}
+
+fn check_meta(meta: &Map<String, Value>) -> Result<(), EventError> {
+    let mut keys = 0;
+    check_object(meta, "event_meta", 1, &mut keys)
+}
+
+fn check_object(
+    obj: &Map<String, Value>,
+    at: &str,
+    depth: usize,
+    keys: &mut usize,
+) -> Result<(), EventError> {
+    for (k, v) in obj {
+        *keys += 1;
+        if *keys > MAX_META_KEYS {
+            return Err(EventError::TooManyKeys {
+                limit: MAX_META_KEYS,
+            });
+        }
+        let field = path(at, k);
+        if k.is_empty() {
+            return Err(EventError::Empty { field });
+        }
+        let len = k.chars().count();
+        if len > MAX_NAME_LEN {
+            return Err(EventError::TooLong {
+                field,
+                len,
+                limit: MAX_NAME_LEN,
+            });
+        }
+        check_value(v, &field, depth, keys)?;
+    }
+    Ok(())
+}
+
+fn check_value(v: &Value, at: &str, depth: usize, keys: &mut usize) -> Result<(), EventError> {
+    match v {
+        Value::String(s) => {
+            let len = s.chars().count();
+            if len > MAX_STRING_LEN {
+                return Err(EventError::TooLong {
+                    field: at.into(),
+                    len,
+                    limit: MAX_STRING_LEN,
+                });
+            }
+            Ok(())
+        }
+        Value::Object(obj) => {
+            if depth + 1 > MAX_META_DEPTH {
+                return Err(EventError::TooDeep {
+                    field: at.into(),
+                    limit: MAX_META_DEPTH,
+                });
+            }
+            check_object(obj, at, depth + 1, keys)
+        }
+        Value::Array(items) => {
+            if depth + 1 > MAX_META_DEPTH {
+                return Err(EventError::TooDeep {
+                    field: at.into(),
+                    limit: MAX_META_DEPTH,
+                });
+            }
+            items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| check_value(item, &format!("{at}[{i}]"), depth + 1, keys))
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}

@@ -1,0 +1,73 @@
+//! Personafin Capture's browser tracker, compiled to WebAssembly.
+//!
+//! ```js
+//! import init, { init as start, track, flush } from "./personafin_tracker.js";
+//! await init();
+//! start({ clientKey: "pk_live_…", endpoint: "https://ingest.example.com/v1/events" });
+//! track("instrument", "viewed", { relatedEntities: [{ type: "ticker", id: "AAPL" }] });
+//! await flush();
+//! ```
+//!
+//! Layout: `core` is the tracker's logic in plain Rust (config, encoding, queue, batching,
+//! sessions) with the clock and randomness injected, tested natively; `web` is the browser
+//! glue (timers, crypto, `fetch`); this file is only the `#[wasm_bindgen]` surface.
+
+pub mod core;
+mod web;
+
+use wasm_bindgen::prelude::*;
+
+/// Starts (or restarts) the tracker. Throws on a bad configuration, naming the key.
+#[wasm_bindgen]
+pub fn init(config: JsValue) -> Result<(), JsError> {
+    let config: core::Config = serde_wasm_bindgen::from_value(config)
+        .map_err(|e| JsError::new(&format!("invalid tracker config: {e}")))?;
+    let config = config
+        .validate()
+        .map_err(|e| JsError::new(&format!("invalid tracker config: {e}")))?;
+    web::init(config);
+    Ok(())
+}
+
+/// Records one interaction. Never throws and never blocks: returns false, and logs why to the
+/// console, when the event cannot be recorded.
+#[wasm_bindgen]
+pub fn track(event_type: JsValue, action: JsValue, options: JsValue) -> bool {
+    match web::track(event_type, action, options) {
+        Ok(()) => true,
+        Err(e) => {
+            web::warn(&format!("event not recorded: {e}"));
+            false
+        }
+    }
+}
+
+/// Sends everything queued now. Resolves, never rejects, with counts:
+/// `{ batches, accepted, duplicates, rejected, retrying, dropped }`.
+#[wasm_bindgen]
+pub fn flush() -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async {
+        if !web::is_initialised() {
+            web::warn(&web::not_initialised());
+        }
+        Ok(web::flush().await.to_js())
+    })
+}
+
+/// Sets the customer's user id for later events; `null` clears it.
+#[wasm_bindgen]
+pub fn identify(client_ref: Option<String>) -> Result<(), JsError> {
+    web::set_client_ref(client_ref).map_err(|e| JsError::new(&e))
+}
+
+/// The current session id, or `undefined` before `init()`.
+#[wasm_bindgen(js_name = sessionId)]
+pub fn session_id() -> Option<String> {
+    web::session_id()
+}
+
+/// How many events wait to be sent.
+#[wasm_bindgen(js_name = queuedEvents)]
+pub fn queued_events() -> u32 {
+    web::queued()
+}

@@ -1,0 +1,227 @@
+//! Browser glue: the page's clock, crypto, timers and `fetch`, around the pure core. Kept
+//! thin on purpose: everything that can be decided without a browser lives in `core`.
+
+mod options;
+mod transport;
+
+use std::cell::RefCell;
+
+use js_sys::{Object, Reflect};
+use wasm_bindgen::prelude::*;
+
+use crate::core::{Clock, Config, Delivery, Entropy, Tracker};
+
+pub(crate) use options::read_event;
+
+struct BrowserClock;
+
+impl Clock for BrowserClock {
+    fn now_ms(&self) -> i64 {
+        js_sys::Date::now() as i64
+    }
+}
+
+struct BrowserEntropy(Option<web_sys::Crypto>);
+
+impl Entropy for BrowserEntropy {
+    fn fill(&mut self, buf: &mut [u8; 16]) {
+        let filled = self
+            .0
+            .as_ref()
+            .is_some_and(|c| c.get_random_values_with_u8_array(buf).is_ok());
+        if !filled {
+            // Pages without Web Crypto still get distinct ids, if not unguessable ones.
+            for b in buf.iter_mut() {
+                *b = (js_sys::Math::random() * 256.0) as u8;
+            }
+        }
+    }
+}
+
+struct State {
+    tracker: Tracker<BrowserClock, BrowserEntropy>,
+    timer: Option<i32>,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
+    STATE.with(|s| s.borrow_mut().as_mut().map(f))
+}
+
+pub(crate) fn init(config: Config) {
+    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
+    let tracker = Tracker::new(config, BrowserClock, BrowserEntropy(crypto));
+    let old = STATE.with(|s| {
+        s.borrow_mut().replace(State {
+            tracker,
+            timer: None,
+        })
+    });
+    if let Some(State {
+        timer: Some(handle),
+        ..
+    }) = old
+    {
+        if let Some(w) = web_sys::window() {
+            w.clear_timeout_with_handle(handle);
+        }
+    }
+}
+
+pub(crate) fn is_initialised() -> bool {
+    STATE.with(|s| s.borrow().is_some())
+}
+
+pub(crate) fn session_id() -> Option<String> {
+    with_state(|s| s.tracker.session_id().to_owned())
+}
+
+pub(crate) fn queued() -> u32 {
+    with_state(|s| s.tracker.queue().len() as u32).unwrap_or(0)
+}
+
+pub(crate) fn debug() -> bool {
+    with_state(|s| s.tracker.config().debug).unwrap_or(false)
+}
+
+pub(crate) fn set_client_ref(client_ref: Option<String>) -> Result<(), String> {
+    with_state(|s| s.tracker.set_client_ref(client_ref).map_err(|e| e.0))
+        .unwrap_or_else(|| Err(not_initialised()))
+}
+
+pub(crate) fn not_initialised() -> String {
+    "the tracker is not initialised: call init() first".to_owned()
+}
+
+/// Queues one event and arranges for it to be sent: now when the batch is full, otherwise
+/// when the flush timer fires.
+pub(crate) fn track(event_type: JsValue, action: JsValue, options: JsValue) -> Result<(), String> {
+    let event = read_event(event_type, action, options)?;
+    let full = with_state(|s| s.tracker.track(&event.input()).map_err(|e| e.0))
+        .unwrap_or_else(|| Err(not_initialised()))?;
+    if debug() {
+        log(&format!("queued {}.{}", event.event_type, event.action));
+    }
+    if full {
+        wasm_bindgen_futures::spawn_local(async {
+            flush().await;
+        });
+    } else {
+        with_state(schedule);
+    }
+    Ok(())
+}
+
+/// Counts of one `flush()`, resolved to the page.
+#[derive(Default)]
+pub(crate) struct Summary {
+    batches: u32,
+    accepted: u32,
+    duplicates: u32,
+    rejected: u32,
+    retrying: u32,
+    dropped: u32,
+}
+
+impl Summary {
+    pub(crate) fn to_js(&self) -> JsValue {
+        let obj = Object::new();
+        for (k, v) in [
+            ("batches", self.batches),
+            ("accepted", self.accepted),
+            ("duplicates", self.duplicates),
+            ("rejected", self.rejected),
+            ("retrying", self.retrying),
+            ("dropped", self.dropped),
+        ] {
+            let _ = Reflect::set(&obj, &k.into(), &v.into());
+        }
+        obj.into()
+    }
+}
+
+/// Sends everything queued, batch by batch. A batch that cannot be delivered now goes back to
+/// the front of the queue and waits for the next timer, so one flush never loops on failure.
+pub(crate) async fn flush() -> Summary {
+    let mut summary = Summary::default();
+    loop {
+        let next = with_state(|s| {
+            if let Some(handle) = s.timer.take() {
+                if let Some(w) = web_sys::window() {
+                    w.clear_timeout_with_handle(handle);
+                }
+            }
+            let endpoint = s.tracker.config().endpoint.clone();
+            s.tracker.next_batch().map(|b| (b, endpoint))
+        });
+        let Some(Some((batch, endpoint))) = next else {
+            break;
+        };
+        let count = batch.events.len() as u32;
+        let answer = transport::send(&endpoint, &batch.body).await;
+        if debug() {
+            log(&format!(
+                "sent {count} events: HTTP {} {}",
+                answer.status,
+                answer.body.as_deref().unwrap_or("")
+            ));
+        }
+        summary.batches += 1;
+        match with_state(|s| s.tracker.settle(batch, answer.status)) {
+            Some(Delivery::Delivered) => {
+                let counts = answer.counts();
+                summary.accepted += counts.0;
+                summary.duplicates += counts.1;
+                summary.rejected += counts.2;
+            }
+            Some(Delivery::Retry) => {
+                summary.retrying += count;
+                break;
+            }
+            Some(Delivery::Drop) | None => {
+                summary.dropped += count;
+                warn(&format!(
+                    "ingest refused {count} events with HTTP {}; they are dropped",
+                    answer.status
+                ));
+            }
+        }
+    }
+    with_state(schedule);
+    summary
+}
+
+/// Starts the flush timer if events are waiting and none is running.
+fn schedule(state: &mut State) {
+    if state.timer.is_some() || state.tracker.queue().is_empty() {
+        return;
+    }
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let callback = Closure::once_into_js(|| {
+        with_state(|s| s.timer = None);
+        wasm_bindgen_futures::spawn_local(async {
+            flush().await;
+        });
+    });
+    let delay = state
+        .tracker
+        .config()
+        .flush_interval_ms
+        .min(i32::MAX as u32) as i32;
+    state.timer = window
+        .set_timeout_with_callback_and_timeout_and_arguments_0(callback.unchecked_ref(), delay)
+        .ok();
+}
+
+pub(crate) fn log(message: &str) {
+    web_sys::console::log_2(&"[personafin]".into(), &message.into());
+}
+
+pub(crate) fn warn(message: &str) {
+    web_sys::console::warn_2(&"[personafin]".into(), &message.into());
+}
