@@ -1,0 +1,261 @@
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{CLIENT_KEY, Harness, event, fixture};
+
+#[tokio::test]
+async fn valid_fixture_batches_are_stored_whole() {
+    let h = Harness::new(&[]);
+    let mut expected = 0;
+    for name in ["design-example.json", "minimal.json", "many-kinds.json"] {
+        let body = fixture(&format!("valid/{name}"));
+        let n = serde_json::from_str::<Value>(&body).unwrap()["events"]
+            .as_array()
+            .unwrap()
+            .len();
+        let (status, answer) = h.post(body, Some("text/plain;charset=UTF-8"), None).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+        assert_eq!(
+            answer,
+            json!({"accepted": n, "duplicates": 0, "rejected": []}),
+            "{name}"
+        );
+        expected += n as i64;
+    }
+    assert_eq!(h.count("events"), expected);
+    assert_eq!(h.count("failed_events"), 0);
+}
+
+#[tokio::test]
+async fn invalid_events_are_rejected_one_by_one_and_the_valid_ones_kept() {
+    let h = Harness::new(&[]);
+    let cases: Vec<Value> = serde_json::from_str(&fixture("invalid/events.json")).unwrap();
+    let mut events = vec![event("good-1", "u1")];
+    events.extend(cases.iter().map(|c| c["event"].clone()));
+    events.push(event("good-2", "u2"));
+    let mut mismatched = event("other-tenant", "u3");
+    mismatched["client_key"] = json!("pk_other");
+    events.push(mismatched);
+    let (status, answer) = h.post_json(&json!({ "events": events })).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 2);
+    let rejected = answer["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), cases.len() + 1);
+    for (case, r) in cases.iter().zip(rejected) {
+        assert_eq!(r["error"], case["error"], "{}: {r}", case["name"]);
+        if let Some(field) = case["field"].as_str() {
+            assert!(
+                r["message"].as_str().unwrap().contains(field),
+                "{}: {r}",
+                case["name"]
+            );
+        }
+    }
+    assert_eq!(rejected.last().unwrap()["error"], "client_key_mismatch");
+    assert_eq!(rejected.last().unwrap()["event_id"], "other-tenant");
+    assert_eq!(rejected[0]["index"], 1);
+    assert_eq!(h.count("events"), 2);
+    assert_eq!(h.count("failed_events"), rejected.len() as i64);
+}
+
+#[tokio::test]
+async fn invalid_batches_get_400_naming_the_problem() {
+    let h = Harness::new(&[]);
+    let cases: Vec<Value> = serde_json::from_str(&fixture("invalid/batches.json")).unwrap();
+    for case in cases {
+        let (status, answer) = h
+            .post(
+                case["body"].as_str().unwrap().to_owned(),
+                Some("application/json"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{}: {answer}",
+            case["name"]
+        );
+        assert_eq!(answer["error"], case["error"], "{}", case["name"]);
+        assert!(!answer["message"].as_str().unwrap().is_empty());
+    }
+    let (status, answer) = h
+        .post(
+            b"{\"events\":[\"\xff\"]}".to_vec(),
+            Some("application/json"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed_body"))
+    );
+    assert_eq!(h.count("events"), 0);
+}
+
+#[tokio::test]
+async fn keys_origins_types_and_sizes_get_their_status() {
+    let h = Harness::new(&["https://app.example.com"]);
+    let batch = json!({ "events": [event("e1", "u1")] }).to_string();
+    let mut unknown = event("e2", "u1");
+    unknown["client_key"] = json!("pk_nobody");
+    let cases = [
+        (
+            json!({"events": [unknown]}).to_string(),
+            Some("application/json"),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unknown_client_key",
+            "pk_nobody",
+        ),
+        (
+            batch.clone(),
+            Some("text/plain"),
+            Some("https://evil.example.com"),
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "https://evil.example.com",
+        ),
+        (
+            batch.clone(),
+            Some("application/x-www-form-urlencoded"),
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "x-www-form-urlencoded",
+        ),
+        (
+            " ".repeat(schema::limits::MAX_BODY_BYTES + 1),
+            Some("application/json"),
+            None,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "1048576",
+        ),
+    ];
+    for (body, ct, origin, status, code, named) in cases {
+        let (got, answer) = h.post(body, ct, origin).await;
+        assert_eq!(got, status, "{code}: {answer}");
+        assert_eq!(answer["error"], code);
+        assert!(
+            answer["message"].as_str().unwrap().contains(named),
+            "{answer} does not name {named}"
+        );
+    }
+    assert_eq!(h.count("events"), 0);
+    let (status, _) = h
+        .post(batch, Some("text/plain"), Some("https://app.example.com"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "an allowed origin may send");
+}
+
+#[tokio::test]
+async fn duplicates_are_stored_once_and_reported() {
+    let h = Harness::new(&[]);
+    let batch = json!({ "events": [event("d1", "u1"), event("d2", "u1"), event("d1", "u1")] });
+    let (_, answer) = h.post_json(&batch).await;
+    assert_eq!(
+        (answer["accepted"].as_i64(), answer["duplicates"].as_i64()),
+        (Some(2), Some(1))
+    );
+    let (_, answer) = h.post_json(&batch).await;
+    assert_eq!(
+        (answer["accepted"].as_i64(), answer["duplicates"].as_i64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(h.count("events"), 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_all_commit() {
+    let h = Harness::new(&[]);
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let app = h.app.clone();
+            let body = json!({ "events": (0..25).map(|j| event(&format!("c{i}-{j}"), "u")).collect::<Vec<_>>() });
+            tokio::spawn(async move {
+                use tower::ServiceExt;
+                let req = axum::http::Request::post("/v1/events").body(axum::body::Body::from(body.to_string())).unwrap();
+                app.oneshot(req).await.unwrap().status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(h.count("events"), 1000);
+}
+
+#[tokio::test]
+async fn identifiers_are_pseudonymised_before_storage() {
+    let h = Harness::new(&[]);
+    let raw_ref = "customer-user-4242";
+    let mut bad = event("bad", raw_ref);
+    bad["action"] = json!("Not Snake");
+    let (status, _) = h
+        .post_json(&json!({ "events": [event("p1", raw_ref), event("p2", raw_ref), bad] }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let stored = h
+        .store
+        .recent_events(h.store.tenant(CLIENT_KEY).unwrap().unwrap().id, 10)
+        .unwrap();
+    let user = stored[0]["channel_meta"]["user_id"].as_str().unwrap();
+    assert_eq!(user.len(), 32);
+    assert_eq!(
+        stored[1]["channel_meta"]["user_id"], user,
+        "one user, one pseudonym"
+    );
+    assert_ne!(stored[0]["channel_meta"]["session_id"], "sess-1");
+    h.store.close();
+    for entry in std::fs::read_dir(h.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in [raw_ref, "sess-1"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds the raw identifier {needle}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn clock_skew_is_corrected_with_sent_at() {
+    let h = Harness::new(&[]);
+    // The device clock runs 1 h fast: it stamped the event 2 s before it sent the batch.
+    let mut e = event("skew", "u1");
+    e["created_at"] = json!("2030-01-01T13:00:00.000Z");
+    let (status, _) = h
+        .post_json(&json!({ "sent_at": "2030-01-01T13:00:02.000Z", "events": [e] }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let stored = &h.store.recent_events(1, 1).unwrap()[0];
+    let event_time = schema::Timestamp::parse(stored["event_time"].as_str().unwrap()).unwrap();
+    let received_at = schema::Timestamp::parse(stored["received_at"].as_str().unwrap()).unwrap();
+    assert_eq!(received_at.0 - event_time.0, 2000);
+    assert_eq!(stored["created_at"], "2030-01-01T13:00:00Z");
+}
+
+#[tokio::test]
+async fn cors_preflight_and_unknown_routes() {
+    let h = Harness::new(&[]);
+    use tower::ServiceExt;
+    let req = axum::http::Request::options("/v1/events")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let req = axum::http::Request::get("/v1/nothing")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.headers().contains_key("x-request-id"));
+}

@@ -1,0 +1,63 @@
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{count_rows, event};
+
+/// One HTTP/1.1 request over a real socket; returns the status line and body.
+async fn http_post(addr: std::net::SocketAddr, body: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn serves_on_a_socket_and_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    ingest::Store::open(dir.path())
+        .unwrap()
+        .add_tenant(crate::CLIENT_KEY, &[])
+        .unwrap();
+    let config = ingest::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ingest::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let body = json!({ "events": (0..50).map(|j| event(&format!("s{i}-{j}"), "u")).collect::<Vec<_>>() });
+            tokio::spawn(async move { http_post(addr, &body.to_string()).await })
+        })
+        .collect();
+    for r in requests {
+        let (status, body) = r.await.unwrap();
+        assert!(status.contains("200"), "{status}: {body}");
+        assert!(body.contains("\"accepted\":50"), "{body}");
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(count_rows(dir.path(), "events"), 400);
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}
