@@ -20,11 +20,15 @@ use wasm_bindgen::prelude::*;
 /// Starts (or restarts) the tracker. Throws on a bad configuration, naming the key.
 #[wasm_bindgen]
 pub fn init(config: JsValue) -> Result<(), JsError> {
-    let config: core::Config = serde_wasm_bindgen::from_value(config)
-        .map_err(|e| JsError::new(&format!("invalid tracker config: {e}")))?;
-    let config = config
-        .validate()
-        .map_err(|e| JsError::new(&format!("invalid tracker config: {e}")))?;
+    let invalid = |e: &dyn std::fmt::Display| JsError::new(&format!("invalid tracker config: {e}"));
+    if !config.is_object() {
+        return Err(invalid(&"expected an object"));
+    }
+    let keys = js_sys::Object::keys(config.unchecked_ref::<js_sys::Object>());
+    let keys: Vec<String> = keys.iter().filter_map(|k| k.as_string()).collect();
+    core::check_keys(keys.iter().map(String::as_str)).map_err(|e| invalid(&e))?;
+    let config: core::Config = serde_wasm_bindgen::from_value(config).map_err(|e| invalid(&e))?;
+    let config = config.validate().map_err(|e| invalid(&e))?;
     web::init(config);
     Ok(())
 }
@@ -66,7 +70,7 @@ pub fn session_id() -> Option<String> {
     web::session_id()
 }
 
-/// How many events wait to be sent.
+/// How many events are not delivered yet: queued, or sent and awaiting ingest's answer.
 #[wasm_bindgen(js_name = queuedEvents)]
 pub fn queued_events() -> u32 {
     web::queued()

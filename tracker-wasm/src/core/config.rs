@@ -51,6 +51,50 @@ mod defaults {
     }
 }
 
+/// The camelCase keys `init()` accepts, taken from the `Deserialize` impl itself so they can
+/// never drift from the struct. Needed because `serde_wasm_bindgen` reads only the fields it
+/// knows from a JS object and never reports the others, whatever `deny_unknown_fields` says.
+pub fn known_keys() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    struct Capture(&'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for &mut Capture {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("only structs are captured"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(de::Error::custom("captured"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut capture = Capture(&[]);
+    let _ = Config::deserialize(&mut capture);
+    capture.0
+}
+
+/// The first key of `keys` that `init()` does not know, as an error naming it.
+pub fn check_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
+    let known = known_keys();
+    match keys.into_iter().find(|k| !known.contains(k)) {
+        Some(k) => Err(ConfigError(format!(
+            "unknown key `{k}`; expected one of {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A configuration value outside what the tracker can work with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -119,6 +163,15 @@ mod tests {
 
     fn minimal() -> Config {
         super::test_config()
+    }
+
+    #[test]
+    fn known_keys_come_from_the_struct() {
+        assert_eq!(known_keys()[..3], ["clientKey", "endpoint", "clientRef"]);
+        assert!(known_keys().contains(&"flushIntervalMs"));
+        assert!(check_keys(["clientKey", "debug"]).is_ok());
+        let e = check_keys(["clientKey", "flushIntervalMS"]).unwrap_err();
+        assert!(e.0.starts_with("unknown key `flushIntervalMS`"), "{e}");
     }
 
     #[test]

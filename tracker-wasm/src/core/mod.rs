@@ -8,7 +8,7 @@ mod queue;
 mod session;
 mod tracker;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, check_keys, known_keys};
 pub use encode::{EntityRef, EventInput, encode_batch, encode_event, uuid_v4};
 pub use queue::Queue;
 pub use session::Session;

@@ -50,6 +50,8 @@ pub struct Tracker<C, E> {
     queue: Queue,
     session: Session,
     anonymous_id: String,
+    /// Events taken for sending whose outcome is not known yet.
+    in_flight: usize,
 }
 
 impl<C: Clock, E: Entropy> Tracker<C, E> {
@@ -65,6 +67,7 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
             queue,
             session,
             anonymous_id,
+            in_flight: 0,
         }
     }
 
@@ -78,6 +81,11 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
 
     pub fn queue(&self) -> &Queue {
         &self.queue
+    }
+
+    /// Events not yet delivered: queued, or sent and waiting for ingest's answer.
+    pub fn pending(&self) -> usize {
+        self.queue.len() + self.in_flight
     }
 
     /// Validates, encodes and queues one event. Returns true when a batch is full and should
@@ -142,12 +150,14 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
             Timestamp(self.clock.now_ms()),
             events.iter().map(String::as_str),
         );
+        self.in_flight += events.len();
         Some(Outgoing { body, events })
     }
 
     /// Settles a batch by ingest's answer; returns what happened to it.
     pub fn settle(&mut self, batch: Outgoing, status: u16) -> Delivery {
         let delivery = classify(status);
+        self.in_flight = self.in_flight.saturating_sub(batch.events.len());
         if delivery == Delivery::Retry {
             self.queue.requeue(batch.events);
         }
@@ -342,8 +352,10 @@ mod tests {
                 Timestamp(T0 - 5000),
                 "original time kept"
             );
+            assert_eq!(t.pending(), 1, "in flight counts as pending");
             assert_eq!(t.settle(batch, status), expected, "status {status}");
             assert_eq!(t.queue().len(), left);
+            assert_eq!(t.pending(), left);
         }
         t.track(&input).unwrap();
         let batch = t.next_batch().unwrap();

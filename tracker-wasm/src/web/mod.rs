@@ -41,6 +41,8 @@ impl Entropy for BrowserEntropy {
 struct State {
     tracker: Tracker<BrowserClock, BrowserEntropy>,
     timer: Option<i32>,
+    /// Which `init()` made this state; a batch sent before a re-init settles with its own.
+    generation: u32,
 }
 
 thread_local! {
@@ -55,9 +57,14 @@ pub(crate) fn init(config: Config) {
     let crypto = web_sys::window().and_then(|w| w.crypto().ok());
     let tracker = Tracker::new(config, BrowserClock, BrowserEntropy(crypto));
     let old = STATE.with(|s| {
+        let generation = s
+            .borrow()
+            .as_ref()
+            .map_or(0, |old| old.generation.wrapping_add(1));
         s.borrow_mut().replace(State {
             tracker,
             timer: None,
+            generation,
         })
     });
     if let Some(State {
@@ -80,7 +87,7 @@ pub(crate) fn session_id() -> Option<String> {
 }
 
 pub(crate) fn queued() -> u32 {
-    with_state(|s| s.tracker.queue().len() as u32).unwrap_or(0)
+    with_state(|s| s.tracker.pending() as u32).unwrap_or(0)
 }
 
 pub(crate) fn debug() -> bool {
@@ -155,9 +162,10 @@ pub(crate) async fn flush() -> Summary {
                 }
             }
             let endpoint = s.tracker.config().endpoint.clone();
-            s.tracker.next_batch().map(|b| (b, endpoint))
+            let generation = s.generation;
+            s.tracker.next_batch().map(|b| (b, endpoint, generation))
         });
-        let Some(Some((batch, endpoint))) = next else {
+        let Some(Some((batch, endpoint, generation))) = next else {
             break;
         };
         let count = batch.events.len() as u32;
@@ -170,7 +178,10 @@ pub(crate) async fn flush() -> Summary {
             ));
         }
         summary.batches += 1;
-        match with_state(|s| s.tracker.settle(batch, answer.status)) {
+        let settled = with_state(|s| {
+            (s.generation == generation).then(|| s.tracker.settle(batch, answer.status))
+        });
+        match settled.flatten() {
             Some(Delivery::Delivered) => {
                 let counts = answer.counts();
                 summary.accepted += counts.0;
@@ -181,7 +192,9 @@ pub(crate) async fn flush() -> Summary {
                 summary.retrying += count;
                 break;
             }
-            Some(Delivery::Drop) | None => {
+            // A batch of an earlier `init()` counts as dropped only when ingest refused it.
+            None => {}
+            Some(Delivery::Drop) => {
                 summary.dropped += count;
                 warn(&format!(
                     "ingest refused {count} events with HTTP {}; they are dropped",
