@@ -17,6 +17,10 @@ mod web;
 
 use wasm_bindgen::prelude::*;
 
+/// The config key of the callback told about each delivered batch; a function, so it is
+/// read from the JS object itself rather than through serde.
+const ON_BATCH: &str = "onBatch";
+
 /// Starts (or restarts) the tracker. Throws on a bad configuration, naming the key.
 #[wasm_bindgen]
 pub fn init(config: JsValue) -> Result<(), JsError> {
@@ -26,10 +30,16 @@ pub fn init(config: JsValue) -> Result<(), JsError> {
     }
     let keys = js_sys::Object::keys(config.unchecked_ref::<js_sys::Object>());
     let keys: Vec<String> = keys.iter().filter_map(|k| k.as_string()).collect();
-    core::check_keys(keys.iter().map(String::as_str)).map_err(|e| invalid(&e))?;
+    core::check_keys(keys.iter().map(String::as_str).filter(|&k| k != ON_BATCH))
+        .map_err(|e| invalid(&e))?;
+    let on_batch = match js_sys::Reflect::get(&config, &ON_BATCH.into()) {
+        Ok(f) if f.is_function() => Some(f.unchecked_into::<js_sys::Function>()),
+        Ok(v) if v.is_undefined() || v.is_null() => None,
+        _ => return Err(invalid(&"`onBatch` must be a function")),
+    };
     let config: core::Config = serde_wasm_bindgen::from_value(config).map_err(|e| invalid(&e))?;
     let config = config.validate().map_err(|e| invalid(&e))?;
-    web::init(config);
+    web::init(config, on_batch);
     Ok(())
 }
 

@@ -1,1 +1,70 @@
-fn main() {}
+//! `cargo xtask …`: the project's tasks, in Rust so they run wherever cargo does.
+//!
+//! - `demo`: build everything, start ingest with its embedded store, serve the example page.
+//! - `test`: install what is missing, then run every check and test (`.ci/run` calls this).
+//! - `build-wasm`: build the optimised tracker package and the npm wrapper; print sizes.
+//! - `gen-types`: write the wrapper's wire-format TypeScript types from the `schema` crate.
+
+mod build;
+mod cmd;
+mod demo;
+mod ingest;
+mod install;
+mod test;
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Personafin Capture's tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build everything and run the demo: ingest plus the example page.
+    Demo {
+        #[arg(long, default_value_t = 8787)]
+        ingest_port: u16,
+        #[arg(long, default_value_t = 8080)]
+        web_port: u16,
+    },
+    /// Install what is missing, then run every check and test.
+    Test,
+    /// Build the optimised wasm package and the npm wrapper, and print their sizes.
+    BuildWasm,
+    /// Regenerate js-wrapper/src/wire.ts from the schema crate.
+    GenTypes,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Demo {
+            ingest_port,
+            web_port,
+        } => demo::run(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, ingest_port)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, web_port)),
+        ),
+        Task::Test => {
+            test::all()?;
+            eprintln!("\nall checks and tests passed");
+            Ok(())
+        }
+        Task::BuildWasm => {
+            install::for_build()?;
+            let sizes = build::package()?;
+            println!("{sizes}");
+            Ok(())
+        }
+        Task::GenTypes => {
+            let path = cmd::root().join("js-wrapper/src/wire.ts");
+            std::fs::write(&path, schema::typescript::declarations())?;
+            eprintln!("wrote {}", path.display());
+            Ok(())
+        }
+    }
+}

@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn rejects_values_out_of_range_naming_the_key() {
-        let cases: [(fn(&mut Config), &str); 6] = [
+        type Mutation = fn(&mut Config);
+        let cases: [(Mutation, &str); 6] = [
             (|c| c.endpoint = "/v1/events".into(), "endpoint"),
             (|c| c.client_key = String::new(), "clientKey"),
             (|c| c.max_events = 0, "maxEvents"),

@@ -43,6 +43,7 @@ struct State {
     timer: Option<i32>,
     /// Which `init()` made this state; a batch sent before a re-init settles with its own.
     generation: u32,
+    on_batch: Option<js_sys::Function>,
 }
 
 thread_local! {
@@ -53,7 +54,8 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
     STATE.with(|s| s.borrow_mut().as_mut().map(f))
 }
 
-pub(crate) fn init(config: Config) {
+/// Starts the tracker; `on_batch` is called with each batch's [`Summary`] once ingest answered.
+pub(crate) fn init(config: Config, on_batch: Option<js_sys::Function>) {
     let crypto = web_sys::window().and_then(|w| w.crypto().ok());
     let tracker = Tracker::new(config, BrowserClock, BrowserEntropy(crypto));
     let old = STATE.with(|s| {
@@ -65,6 +67,7 @@ pub(crate) fn init(config: Config) {
             tracker,
             timer: None,
             generation,
+            on_batch,
         })
     });
     if let Some(State {
@@ -122,8 +125,8 @@ pub(crate) fn track(event_type: JsValue, action: JsValue, options: JsValue) -> R
     Ok(())
 }
 
-/// Counts of one `flush()`, resolved to the page.
-#[derive(Default)]
+/// Counts of one batch, or summed over one `flush()`, as the page sees them.
+#[derive(Default, Clone, Copy)]
 pub(crate) struct Summary {
     batches: u32,
     accepted: u32,
@@ -134,7 +137,16 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    pub(crate) fn to_js(&self) -> JsValue {
+    fn add(&mut self, other: Summary) {
+        self.batches += other.batches;
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.retrying += other.retrying;
+        self.dropped += other.dropped;
+    }
+
+    pub(crate) fn to_js(self) -> JsValue {
         let obj = Object::new();
         for (k, v) in [
             ("batches", self.batches),
@@ -153,7 +165,7 @@ impl Summary {
 /// Sends everything queued, batch by batch. A batch that cannot be delivered now goes back to
 /// the front of the queue and waits for the next timer, so one flush never loops on failure.
 pub(crate) async fn flush() -> Summary {
-    let mut summary = Summary::default();
+    let mut total = Summary::default();
     loop {
         let next = with_state(|s| {
             if let Some(handle) = s.timer.take() {
@@ -177,34 +189,42 @@ pub(crate) async fn flush() -> Summary {
                 answer.body.as_deref().unwrap_or("")
             ));
         }
-        summary.batches += 1;
         let settled = with_state(|s| {
-            (s.generation == generation).then(|| s.tracker.settle(batch, answer.status))
+            (s.generation == generation)
+                .then(|| (s.tracker.settle(batch, answer.status), s.on_batch.clone()))
         });
-        match settled.flatten() {
-            Some(Delivery::Delivered) => {
-                let counts = answer.counts();
-                summary.accepted += counts.0;
-                summary.duplicates += counts.1;
-                summary.rejected += counts.2;
+        // A batch of an earlier `init()` is not reported to the later one.
+        let Some(Some((delivery, on_batch))) = settled else {
+            continue;
+        };
+        let mut summary = Summary {
+            batches: 1,
+            ..Summary::default()
+        };
+        match delivery {
+            Delivery::Delivered => {
+                (summary.accepted, summary.duplicates, summary.rejected) = answer.counts();
             }
-            Some(Delivery::Retry) => {
-                summary.retrying += count;
-                break;
-            }
-            // A batch of an earlier `init()` counts as dropped only when ingest refused it.
-            None => {}
-            Some(Delivery::Drop) => {
-                summary.dropped += count;
+            Delivery::Retry => summary.retrying = count,
+            Delivery::Drop => {
+                summary.dropped = count;
                 warn(&format!(
                     "ingest refused {count} events with HTTP {}; they are dropped",
                     answer.status
                 ));
             }
         }
+        total.add(summary);
+        if let Some(callback) = on_batch {
+            // A throwing callback is the page's bug; it must not stop delivery.
+            let _ = callback.call1(&JsValue::NULL, &summary.to_js());
+        }
+        if delivery == Delivery::Retry {
+            break;
+        }
     }
     with_state(schedule);
-    summary
+    total
 }
 
 /// Starts the flush timer if events are waiting and none is running.

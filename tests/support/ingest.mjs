@@ -1,0 +1,57 @@
+// Starts the real ingest binary (named by INGEST_BIN, built by `cargo xtask test`) on a free
+// loopback port with a fresh data directory, and reads back what it stored.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+const bin = process.env.INGEST_BIN;
+
+export async function startIngest({ tenants = [] } = {}) {
+  if (!bin) throw new Error("INGEST_BIN must name the ingest binary; run `cargo xtask test`");
+  const dataDir = mkdtempSync(join(tmpdir(), "personafin-ingest-"));
+  const keys = {};
+  for (const { clientKey, origins = [] } of tenants) {
+    const args = ["tenant", "add", "--data-dir", dataDir, "--client-key", clientKey];
+    for (const o of origins) args.push("--origin", o);
+    keys[clientKey] = execFileSync(bin, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  }
+  const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
+  });
+  const url = await new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.once("line", (line) => {
+      const m = /^ingest listening on (http:\/\/\S+)$/.exec(line);
+      m ? resolve(m[1]) : reject(new Error(`unexpected first line from ingest: ${line}`));
+    });
+    child.once("exit", (code) => reject(new Error(`ingest exited with ${code}`)));
+  });
+  return {
+    url,
+    endpoint: `${url}/v1/events`,
+    dataDir,
+    apiKeys: keys,
+    /** The tenant's stored (anonymised) events, oldest first. */
+    events(clientKey) {
+      return lines(["events", "list", "--data-dir", dataDir, "--client-key", clientKey, "--limit", "100000"]);
+    },
+    /** The tenant's rejected events, with their reasons. */
+    failedEvents(clientKey) {
+      return lines(["events", "list", "--failed", "--data-dir", dataDir, "--client-key", clientKey, "--limit", "100000"]);
+    },
+    async stop() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function lines(args) {
+  const out = execFileSync(bin, args, { encoding: "utf8" });
+  return out.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}

@@ -1,0 +1,95 @@
+//! Building the browser package: the tracker's wasm (size-optimised) and the TypeScript
+//! wrapper around it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::cmd::{cargo_bin, cmd, npm_bin, root, run};
+
+/// The wasm-bindgen output the wrapper imports, in `js-wrapper/pkg/`.
+pub(crate) fn pkg_dir() -> PathBuf {
+    root().join("js-wrapper/pkg")
+}
+
+/// `PATH` with `~/.cargo/bin` first, so wasm-pack finds the pinned wasm-bindgen there.
+fn path_with_cargo_bin() -> std::ffi::OsString {
+    let mut paths = vec![cargo_bin()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+/// Runs wasm-pack in the tracker crate without ever letting it download anything.
+pub(crate) fn wasm_pack(args: &[&str]) -> std::process::Command {
+    let mut c = cmd(cargo_bin().join("wasm-pack"), args);
+    c.current_dir(root().join("tracker-wasm"))
+        .env("PATH", path_with_cargo_bin());
+    c
+}
+
+/// Builds the optimised wasm package, then the wrapper; returns the size report.
+pub(crate) fn package() -> anyhow::Result<String> {
+    let out_dir = pkg_dir();
+    let out = out_dir.to_str().context("non-UTF-8 path")?;
+    run(&mut wasm_pack(&[
+        "build",
+        "--mode",
+        "no-install",
+        "--target",
+        "web",
+        "--profile",
+        "wasm-release",
+        "--no-opt",
+        "--no-pack",
+        "--out-dir",
+        out,
+        "--out-name",
+        "personafin_tracker",
+    ]))?;
+    // binaryen from npm, never Debian's: its older wasm-opt breaks current rustc output.
+    let wasm = out_dir.join("personafin_tracker_bg.wasm");
+    let wasm = wasm.to_str().context("non-UTF-8 path")?;
+    run(&mut cmd(npm_bin("wasm-opt"), &["-Oz", wasm, "-o", wasm]))?;
+    run(&mut cmd(
+        "npm",
+        &["run", "build", "--workspace", "js-wrapper"],
+    ))?;
+    sizes()
+}
+
+/// Bytes and gzip bytes of what a page loads: the wasm, its JS glue and the wrapper.
+fn sizes() -> anyhow::Result<String> {
+    let files = [
+        pkg_dir().join("personafin_tracker_bg.wasm"),
+        pkg_dir().join("personafin_tracker.js"),
+        root().join("js-wrapper/dist/index.js"),
+    ];
+    let mut report = String::new();
+    let (mut total, mut total_gz) = (0, 0);
+    for f in &files {
+        let raw = std::fs::read(f).with_context(|| format!("{} was not built", f.display()))?;
+        let gz = gzip_len(&raw)?;
+        total += raw.len();
+        total_gz += gz;
+        let name = f.strip_prefix(root()).unwrap_or(f).display();
+        report.push_str(&format!("  {name}: {} bytes, {gz} gzip\n", raw.len()));
+    }
+    report.push_str(&format!(
+        "  total: {total} bytes, {total_gz} gzip ({:.1} KiB)\n",
+        total_gz as f64 / 1024.0
+    ));
+    Ok(report)
+}
+
+fn gzip_len(data: &[u8]) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let mut child = cmd("gzip", &["-9", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("gzip is needed to measure sizes")?;
+    child.stdin.take().context("gzip stdin")?.write_all(data)?;
+    Ok(child.wait_with_output()?.stdout.len())
+}

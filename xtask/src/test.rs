@@ -1,0 +1,130 @@
+//! `cargo xtask test`: every check and test, in the order that fails fastest.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::build::{self, wasm_pack};
+use crate::cmd::{cargo_bin, cmd, root, run};
+use crate::ingest::{self, Ingest};
+use crate::install;
+
+/// Events each browser's run of `tracker-wasm/tests/web.rs` stores: three in
+/// `a_batch_reaches_ingest_and_is_stored`, two in `a_full_batch_is_sent_without_waiting_for_the_timer`.
+const EVENTS_PER_BROWSER_RUN: usize = 5;
+
+pub(crate) fn all() -> anyhow::Result<()> {
+    install::for_tests()?;
+    run(&mut cmd("cargo", &["fmt", "--all", "--check"]))?;
+    run(&mut cmd(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ))?;
+    run(&mut cmd(
+        "cargo",
+        &[
+            "clippy",
+            "--package",
+            "personafin-tracker",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ))?;
+    run(&mut cmd("cargo", &["test", "--workspace"]))?;
+    ingest::build()?;
+    let sizes = build::package()?;
+    eprintln!("browser package:\n{sizes}");
+    browser_unit_tests()?;
+    node_tests("js-wrapper/test")?;
+    node_tests("tests/e2e")?;
+    Ok(())
+}
+
+/// `wasm-pack test` in headless Chrome and Firefox against a real ingest, then a look in
+/// its store for what each browser sent.
+fn browser_unit_tests() -> anyhow::Result<()> {
+    let data_dir = scratch_dir("wasm-test")?;
+    let client_key = "pk_wasm_test";
+    ingest::add_tenant(&data_dir, client_key)?;
+    let server = Ingest::start(&data_dir, "127.0.0.1:0")?;
+    let endpoint = format!("{}/v1/events", server.url);
+    let run_id = format!("run-{}", std::process::id());
+    let geckodriver = cargo_bin().join("geckodriver");
+    let browsers: [(&str, &[&str]); 2] = [
+        (
+            "chrome",
+            &["--chrome", "--chromedriver", "/usr/bin/chromedriver"],
+        ),
+        (
+            "firefox",
+            &[
+                "--firefox",
+                "--geckodriver",
+                geckodriver.to_str().context("non-UTF-8 path")?,
+            ],
+        ),
+    ];
+    for (name, flags) in browsers {
+        let mut args = vec!["test", "--mode", "no-install", "--headless"];
+        args.extend_from_slice(flags);
+        let marker = format!("{run_id}-{name}");
+        run(wasm_pack(&args)
+            .env("PF_TEST_ENDPOINT", &endpoint)
+            .env("PF_TEST_CLIENT_KEY", client_key)
+            .env("PF_TEST_RUN", &marker))?;
+        let needle = format!("\"run\":\"{marker}\"");
+        let stored = ingest::events(&data_dir, client_key)?
+            .iter()
+            .filter(|e| e.contains(&needle))
+            .count();
+        if stored != EVENTS_PER_BROWSER_RUN {
+            bail!(
+                "{name}: ingest stored {stored} of the {EVENTS_PER_BROWSER_RUN} events the browser tests sent"
+            );
+        }
+        eprintln!("{name}: ingest stored all {stored} events the browser tests sent");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// Node's test runner over every `*.test.mjs` in `dir`; they start the ingest binary named
+/// by `INGEST_BIN` themselves.
+fn node_tests(dir: &str) -> anyhow::Result<()> {
+    let mut files: Vec<String> = std::fs::read_dir(root().join(dir))
+        .with_context(|| format!("cannot read {dir}"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("no *.test.mjs files in {dir}");
+    }
+    let mut args = vec!["--test", "--test-concurrency=1"];
+    args.extend(files.iter().map(String::as_str));
+    run(cmd("node", &args).env("INGEST_BIN", ingest::binary()))
+}
+
+/// A fresh directory under the system temp dir, for one step's store.
+fn scratch_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("personafin-xtask-{name}-{}", std::process::id()));
+    if Path::new(&dir).exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
