@@ -1,0 +1,162 @@
+//! The architecture invariants of ARCHITECTURE.md, checked (after rust-analyzer's `tidy.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every crate `package` depends on for normal builds, by name, for `target` (`None`: this
+/// machine's). Not `--target all`: that counts dependencies of targets nobody builds for, such
+/// as wasm-bindgen-futures' tokio on emscripten.
+fn dependencies(package: &str, target: Option<&str>) -> Vec<String> {
+    let mut args = vec![
+        "tree",
+        "--package",
+        package,
+        "--edges",
+        "normal",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ];
+    if let Some(t) = target {
+        args.extend(["--target", t]);
+    }
+    let out = Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn assert_none_of(package: &str, target: Option<&str>, forbidden: &[&str]) {
+    let deps = dependencies(package, target);
+    assert!(deps.len() > 1, "cargo tree listed nothing for {package}");
+    for f in forbidden {
+        assert!(
+            !deps.iter().any(|d| d == f),
+            "{package} must not depend on {f}, but does"
+        );
+    }
+}
+
+#[test]
+fn schema_has_no_io_dependencies() {
+    for target in [None, Some("wasm32-unknown-unknown")] {
+        assert_none_of(
+            "personafin-schema",
+            target,
+            &[
+                "tokio",
+                "mio",
+                "axum",
+                "hyper",
+                "rusqlite",
+                "wasm-bindgen",
+                "web-sys",
+                "js-sys",
+                "gloo-net",
+            ],
+        );
+    }
+}
+
+#[test]
+fn schema_source_does_no_io() {
+    for entry in std::fs::read_dir(root().join("schema/src")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for io in [
+            "std::fs",
+            "std::net",
+            "std::io",
+            "std::process",
+            "std::env",
+            "std::thread",
+        ] {
+            assert!(
+                !text.contains(io),
+                "{} uses {io}; schema does no I/O",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn schema_builds_for_wasm() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--package",
+            "personafin-schema",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "schema does not build for wasm32: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tracker_never_depends_on_tokio_or_axum() {
+    for target in [None, Some("wasm32-unknown-unknown")] {
+        assert_none_of(
+            "personafin-tracker",
+            target,
+            &["tokio", "axum", "hyper", "mio", "rusqlite"],
+        );
+    }
+}
+
+#[test]
+fn ingest_never_depends_on_browser_crates() {
+    assert_none_of(
+        "ingest",
+        None,
+        &["web-sys", "js-sys", "wasm-bindgen", "gloo-net"],
+    );
+}
+
+#[test]
+fn the_readme_has_exactly_the_two_setup_commands() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let commands: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.trim_start().starts_with("cargo xtask "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(commands, ["cargo xtask demo", "cargo xtask test"]);
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let steps: Vec<&str> = ci
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("set "))
+        .collect();
+    assert_eq!(
+        steps,
+        ["cargo xtask test"],
+        ".ci/run calls the README's test command and nothing else"
+    );
+}
