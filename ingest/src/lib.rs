@@ -10,14 +10,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: `routes` (HTTP surface), `anonymise` and `pseudonym` (de-identification),
+//! Layout: `routes` (HTTP surface), `anonymise` (pseudonyms, PII, URLs, user agents),
 //! `store` (SQLite, group commit), `tenants` (lookup cache), `error` (the one `ApiError`),
 //! `config`.
 
-mod anonymise;
+pub mod anonymise;
 mod config;
 mod error;
-pub mod pseudonym;
 mod routes;
 pub mod store;
 mod tenants;

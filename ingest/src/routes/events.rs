@@ -9,6 +9,7 @@ use schema::{Event, EventError, Timestamp, parse_batch, peek_str};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::anonymise::user_agent;
 use crate::anonymise::{anonymise, anonymise_failed};
 use crate::error::ApiError;
 use crate::store::{FailedEvent, Write, now_ms};
@@ -53,6 +54,12 @@ pub(crate) async fn post(
         }
     }
     let received_at = now_ms();
+    let agent = user_agent::reduce(
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
     let mut write = Write {
         tenant_id: tenant.id,
         received_at,
@@ -62,9 +69,13 @@ pub(crate) async fn post(
     let mut rejected = Vec::new();
     for (index, raw) in batch.events.iter().enumerate() {
         match validate(raw, &client_key) {
-            Ok(event) => write
-                .events
-                .push(anonymise(&tenant, &event, batch.sent_at, received_at)),
+            Ok(event) => write.events.push(anonymise(
+                &tenant,
+                &event,
+                agent,
+                batch.sent_at,
+                received_at,
+            )),
             Err(e) => {
                 let event_id = peek_str(raw, "event_id");
                 write.failed.push(FailedEvent {

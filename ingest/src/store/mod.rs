@@ -142,25 +142,24 @@ impl Store {
             .iter()
             .map(|o| normalise_origin(o))
             .collect::<Result<Vec<_>, _>>()?;
-        let api_key = format!("sk_{}", crate::pseudonym::hex(&random::<24>()));
+        let api_key = format!("sk_{}", crate::anonymise::pseudonym::hex(&random::<24>()));
         let pseudonym_key = random::<32>().to_vec();
-        let inserted = self.read(|c| {
-            c.execute(
+        let origins_json = serde_json::to_string(&origins).unwrap_or_default();
+        let id = self.read(|c| {
+            let inserted = c.execute(
                 "INSERT OR IGNORE INTO tenants (client_key, api_key_sha256, pseudonym_key, origins, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    client_key,
-                    sha256_hex(&api_key),
-                    pseudonym_key,
-                    serde_json::to_string(&origins).unwrap_or_default(),
-                    now_ms()
-                ],
-            )
+                params![client_key, sha256_hex(&api_key), pseudonym_key, origins_json, now_ms()],
+            )?;
+            Ok((inserted == 1).then(|| c.last_insert_rowid()))
         })?;
-        if inserted == 0 {
-            return Err(StoreError::TenantExists(client_key.to_owned()));
-        }
-        let tenant = self.tenant(client_key)?.ok_or(StoreError::Closed)?;
+        let id = id.ok_or_else(|| StoreError::TenantExists(client_key.to_owned()))?;
+        let tenant = Tenant {
+            id,
+            client_key: client_key.to_owned(),
+            origins,
+            pseudonym_key,
+        };
         Ok((tenant, api_key))
     }
 
@@ -280,7 +279,7 @@ fn random<const N: usize>() -> [u8; N] {
 
 pub(crate) fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
-    crate::pseudonym::hex(&sha2::Sha256::digest(s.as_bytes()))
+    crate::anonymise::pseudonym::hex(&sha2::Sha256::digest(s.as_bytes()))
 }
 
 #[cfg(test)]

@@ -192,10 +192,21 @@ async fn identifiers_are_pseudonymised_before_storage() {
     let raw_ref = "customer-user-4242";
     let mut bad = event("bad", raw_ref);
     bad["action"] = json!("Not Snake");
-    let (status, _) = h
-        .post_json(&json!({ "events": [event("p1", raw_ref), event("p2", raw_ref), bad] }))
-        .await;
+    let mut chatty = event("p2", raw_ref);
+    chatty["event_meta"] = json!({
+        "note": "reach me at jane.doe@example.com or +44 20 7946 0958",
+        "payment": {"card": "4111 1111 1111 1111", "iban": "GB82 WEST 1234 5698 7654 32"},
+        "page": "https://app.example.com/account?email=jane.doe%40example.com&utm_source=mail#tok",
+        "client": "logged from 203.0.113.7"
+    });
+    let mut search = event("p3", raw_ref);
+    search["event_type"] = json!("search");
+    search["action"] = json!("submitted");
+    search["event_meta"] = json!({ "query": "account 12345678" });
+    let body = json!({ "events": [event("p1", raw_ref), chatty, search, bad] });
+    let (status, answer) = h.post_json(&body).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["accepted"], 3);
     let stored = h
         .store
         .recent_events(h.store.tenant(CLIENT_KEY).unwrap().unwrap().id, 10)
@@ -207,11 +218,29 @@ async fn identifiers_are_pseudonymised_before_storage() {
         "one user, one pseudonym"
     );
     assert_ne!(stored[0]["channel_meta"]["session_id"], "sess-1");
+    assert_eq!(
+        stored[1]["event_meta"],
+        json!({
+            "note": "reach me at [email] or [phone]",
+            "payment": {"card": "[card]", "iban": "[iban]"},
+            "page": "https://app.example.com/account?utm_source=mail",
+            "client": "logged from [ip]"
+        })
+    );
+    assert_eq!(stored[2]["event_meta"], json!({ "query_dropped": true }));
     h.store.close();
     for entry in std::fs::read_dir(h.dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
-        for needle in [raw_ref, "sess-1"] {
+        for needle in [
+            raw_ref,
+            "sess-1",
+            "jane.doe",
+            "4111 1111",
+            "WEST 1234",
+            "203.0.113.7",
+            "12345678",
+        ] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                 "{} holds the raw identifier {needle}",

@@ -6,11 +6,13 @@ use tokio::net::TcpStream;
 
 use crate::{count_rows, event};
 
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
 /// One HTTP/1.1 request over a real socket; returns the status line and body.
 async fn http_post(addr: std::net::SocketAddr, body: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nUser-Agent: {UA}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -56,6 +58,23 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         .unwrap()
         .unwrap();
     assert_eq!(count_rows(dir.path(), "events"), 400);
+    let store = ingest::Store::open(dir.path()).unwrap();
+    let stored = store.recent_events(1, 1).unwrap();
+    assert_eq!(
+        stored[0]["context"],
+        json!({"browser": "Firefox", "os": "Linux", "device": "desktop"}),
+        "the user agent is kept only as families"
+    );
+    store.close();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for needle in ["127.0.0.1", "rv:128.0"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} was stored"
+            );
+        }
+    }
     assert!(
         TcpStream::connect(addr).await.is_err(),
         "the listener is closed"

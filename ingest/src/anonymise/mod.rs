@@ -1,11 +1,22 @@
 //! De-identification before anything is written: `client_ref`, `session_id` and the visitor
-//! id become keyed pseudonyms under the tenant's key, so the raw values never reach the log.
+//! id become keyed pseudonyms under the tenant's key; URLs lose their query strings and
+//! fragments; free text in `event_meta` is scrubbed of personal data; the user agent is
+//! reduced to families. The IP address is never read here at all.
 
+pub mod pii;
+pub mod pseudonym;
+pub mod url;
+pub mod user_agent;
+
+use std::sync::LazyLock;
+
+use regex::Regex;
 use schema::{Event, Timestamp};
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::pseudonym::{Kind, pseudonymise};
+use self::pseudonym::{Kind, pseudonymise};
+use self::user_agent::Agent;
 use crate::routes::event_time;
 use crate::store::{StoredEvent, Tenant};
 
@@ -13,6 +24,7 @@ use crate::store::{StoredEvent, Tenant};
 pub(crate) fn anonymise(
     tenant: &Tenant,
     event: &Event,
+    agent: Agent,
     sent_at: Option<Timestamp>,
     received_at: i64,
 ) -> StoredEvent {
@@ -35,9 +47,10 @@ pub(crate) fn anonymise(
         "received_at": Timestamp(received_at),
         "event_type": event.event_type,
         "action": event.action,
-        "event_meta": event.event_meta,
+        "event_meta": clean_meta(&event.event_type, event.event_meta.clone()),
         "related_entities": event.related_entities,
         "channel_meta": { "session_id": session_id, "user_id": user_id, "anonymous_id": anonymous_id },
+        "context": agent,
     });
     StoredEvent {
         event_id: event.event_id.clone(),
@@ -72,4 +85,47 @@ pub(crate) fn anonymise_failed(tenant: &Tenant, raw: &RawValue) -> String {
         }
     }
     value.to_string()
+}
+
+/// Ids the platform mints (impression ids, content ids) may be long random tokens; they are
+/// still scrubbed of emails and the like, but not mistaken for secrets.
+const ID_KEYS: [&str; 4] = ["impression_id", "fxcid", "request_id", "content_id"];
+
+/// Search queries shaped like personal data (as the datasets spec defines them) are dropped
+/// whole rather than scrubbed: a half-scrubbed query still trends as a string.
+static PII_QUERY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d{6,}|@").expect("valid pattern"));
+
+fn clean_meta(event_type: &str, mut meta: Map<String, Value>) -> Map<String, Value> {
+    if event_type == "search" {
+        if let Some(Value::String(q)) = meta.get("query") {
+            if PII_QUERY.is_match(q) || pii::contains_pii(q) {
+                meta.remove("query");
+                meta.insert("query_dropped".into(), Value::Bool(true));
+            }
+        }
+    }
+    for (key, value) in meta.iter_mut() {
+        clean_value(value, ID_KEYS.contains(&key.as_str()));
+    }
+    meta
+}
+
+fn clean_value(value: &mut Value, is_id: bool) {
+    match value {
+        Value::String(s) => {
+            let stripped = url::strip(s);
+            let scrubbed = if is_id {
+                pii::scrub_id(&stripped)
+            } else {
+                pii::scrub(&stripped)
+            };
+            if scrubbed != s.as_str() {
+                *s = scrubbed.into_owned();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| clean_value(v, false)),
+        Value::Object(obj) => obj.values_mut().for_each(|v| clean_value(v, false)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
