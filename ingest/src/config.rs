@@ -11,4 +11,9 @@ pub struct Config {
     /// Directory holding the embedded store (created if missing).
     #[arg(long, env = "INGEST_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// File holding the master secret (at least 32 bytes) that derives every tenant's
+    /// pseudonymisation key; by default `master.key` in the data directory, created on first run.
+    /// Keep it apart from the data in production: whoever has both can link pseudonyms.
+    #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
+    pub master_secret_file: Option<PathBuf>,
 }

@@ -11,6 +11,10 @@ pub enum ApiError {
     Batch(#[from] BatchError),
     #[error("body is over the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("decompressed body is over the limit of {limit} bytes")]
+    DecompressedTooLarge { limit: usize },
+    #[error("content encoding `{0}` is not supported; send gzip or no encoding")]
+    UnsupportedEncoding(String),
     #[error("cannot read the request body: {0}")]
     BadBody(String),
     #[error("content type `{0}` is not accepted; send application/json or text/plain")]
@@ -35,6 +39,12 @@ impl ApiError {
             }
             ApiError::Batch(e) => (StatusCode::BAD_REQUEST, e.code()),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::DecompressedTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            }
+            ApiError::UnsupportedEncoding(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+            }
             ApiError::BadBody(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

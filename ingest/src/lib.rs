@@ -4,7 +4,11 @@
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
-//! let config = ingest::Config { listen: "127.0.0.1:0".parse()?, data_dir: "data".into() };
+//! let config = ingest::Config {
+//!     listen: "127.0.0.1:0".parse()?,
+//!     data_dir: "data".into(),
+//!     master_secret_file: None,
+//! };
 //! let listener = tokio::net::TcpListener::bind(config.listen).await?;
 //! ingest::serve(config, listener, std::future::pending()).await?;
 //! # Ok(()) }
@@ -28,6 +32,7 @@ use std::sync::{Arc, RwLock};
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub use anonymise::keyring::Keyring;
 pub use config::Config;
 pub use error::ApiError;
 pub use store::Store;
@@ -36,13 +41,15 @@ pub use store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
+    pub keyring: Arc<Keyring>,
     tenants: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<Store>) -> AppState {
+    pub fn new(store: Arc<Store>, keyring: Arc<Keyring>) -> AppState {
         AppState {
             store,
+            keyring,
             tenants: Arc::default(),
         }
     }
@@ -60,8 +67,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let keyring = Arc::new(Keyring::load(
+        &config.data_dir,
+        config.master_secret_file.as_deref(),
+    )?);
     let store = Arc::new(Store::open(&config.data_dir)?);
-    let state = AppState::new(store.clone());
+    let state = AppState::new(store.clone(), keyring);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;

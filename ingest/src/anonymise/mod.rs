@@ -3,6 +3,7 @@
 //! fragments; free text in `event_meta` is scrubbed of personal data; the user agent is
 //! reduced to families. The IP address is never read here at all.
 
+pub mod keyring;
 pub mod pii;
 pub mod pseudonym;
 pub mod url;
@@ -18,17 +19,16 @@ use serde_json::{Map, Value, json};
 use self::pseudonym::{Kind, pseudonymise};
 use self::user_agent::Agent;
 use crate::routes::event_time;
-use crate::store::{StoredEvent, Tenant};
+use crate::store::StoredEvent;
 
 /// The log's form of a valid event.
 pub(crate) fn anonymise(
-    tenant: &Tenant,
+    key: &[u8],
     event: &Event,
     agent: Agent,
     sent_at: Option<Timestamp>,
     received_at: i64,
 ) -> StoredEvent {
-    let key = &tenant.pseudonym_key;
     let cm = &event.channel_meta;
     let user_id = cm
         .client_ref
@@ -67,7 +67,7 @@ pub(crate) fn anonymise(
 
 /// A rejected event as kept in the failed-events table: as sent, except that identifiers in
 /// `channel_meta` that are strings are pseudonymised like those of valid events.
-pub(crate) fn anonymise_failed(tenant: &Tenant, raw: &RawValue) -> String {
+pub(crate) fn anonymise_failed(key: &[u8], raw: &RawValue) -> String {
     let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else {
         return raw.get().to_owned();
     };
@@ -78,7 +78,7 @@ pub(crate) fn anonymise_failed(tenant: &Tenant, raw: &RawValue) -> String {
             ("anonymous_id", Kind::Visitor),
         ] {
             if let Some(Value::String(s)) = cm.get_mut(field) {
-                *s = pseudonymise(&tenant.pseudonym_key, kind, s);
+                *s = pseudonymise(key, kind, s);
             } else if cm.contains_key(field) {
                 cm.insert(field.to_owned(), Value::Null);
             }

@@ -42,6 +42,7 @@ pub(crate) async fn post(
         },
         _ => ApiError::BadBody(e.body_text()),
     })?;
+    let body = decode(&headers, body)?;
     let batch = parse_batch(&body)?;
     let client_key = batch.client_key()?;
     let tenant = tenants::lookup(&state, &client_key).await?;
@@ -53,6 +54,7 @@ pub(crate) async fn post(
             });
         }
     }
+    let key = state.keyring.tenant_key(&tenant);
     let received_at = now_ms();
     let agent = user_agent::reduce(
         headers
@@ -69,19 +71,17 @@ pub(crate) async fn post(
     let mut rejected = Vec::new();
     for (index, raw) in batch.events.iter().enumerate() {
         match validate(raw, &client_key) {
-            Ok(event) => write.events.push(anonymise(
-                &tenant,
-                &event,
-                agent,
-                batch.sent_at,
-                received_at,
-            )),
+            Ok(event) => {
+                write
+                    .events
+                    .push(anonymise(&key, &event, agent, batch.sent_at, received_at))
+            }
             Err(e) => {
                 let event_id = peek_str(raw, "event_id");
                 write.failed.push(FailedEvent {
                     error: e.code().to_owned(),
                     message: e.to_string(),
-                    payload: anonymise_failed(&tenant, raw),
+                    payload: anonymise_failed(&key, raw),
                 });
                 rejected.push(Rejected {
                     index,
@@ -118,6 +118,31 @@ fn validate(raw: &RawValue, client_key: &str) -> Result<Event, EventError> {
         return Err(EventError::ClientKeyMismatch);
     }
     Ok(event)
+}
+
+/// The body, gunzipped when `Content-Encoding: gzip`. Decompression stops one byte past the
+/// limit, so a gzip bomb costs at most that much memory.
+fn decode(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    use std::io::Read;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") => Ok(body),
+        Some("gzip" | "x-gzip") => {
+            let limit = schema::limits::MAX_BODY_BYTES;
+            let mut out = Vec::with_capacity(body.len() * 4);
+            flate2::read::GzDecoder::new(&body[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::BadBody(format!("cannot gunzip the body: {e}")))?;
+            if out.len() > limit {
+                return Err(ApiError::DecompressedTooLarge { limit });
+            }
+            Ok(out.into())
+        }
+        Some(other) => Err(ApiError::UnsupportedEncoding(other.to_owned())),
+    }
 }
 
 /// JSON, or `text/plain` as `navigator.sendBeacon` and preflight-free `fetch` send it.

@@ -32,6 +32,8 @@ pub enum StoreError {
     Closed,
     #[error("tenant `{0}` already exists")]
     TenantExists(String),
+    #[error("unknown client_key `{0}`")]
+    UnknownTenant(String),
     #[error(
         "origin `{0}` must be scheme://host[:port], without a path, e.g. https://app.example.com"
     )]
@@ -39,14 +41,15 @@ pub enum StoreError {
 }
 
 /// A customer of the service. The client key is public (it ships in pages) and can only
-/// write; the API key is secret and reads; the pseudonym key never leaves the store.
+/// write; the API key is secret and reads; the pseudonymisation key is derived from the
+/// master secret and `key_version` (see `anonymise::keyring`), never stored.
 #[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: i64,
     pub client_key: String,
     /// Empty: any origin may send.
     pub origins: Vec<String>,
-    pub pseudonym_key: Vec<u8>,
+    pub key_version: u32,
 }
 
 impl Tenant {
@@ -65,7 +68,7 @@ CREATE TABLE IF NOT EXISTS tenants (
     id INTEGER PRIMARY KEY,
     client_key TEXT NOT NULL UNIQUE,
     api_key_sha256 TEXT NOT NULL,
-    pseudonym_key BLOB NOT NULL,
+    key_version INTEGER NOT NULL DEFAULT 1,
     origins TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
@@ -143,13 +146,12 @@ impl Store {
             .map(|o| normalise_origin(o))
             .collect::<Result<Vec<_>, _>>()?;
         let api_key = format!("sk_{}", crate::anonymise::pseudonym::hex(&random::<24>()));
-        let pseudonym_key = random::<32>().to_vec();
         let origins_json = serde_json::to_string(&origins).unwrap_or_default();
         let id = self.read(|c| {
             let inserted = c.execute(
-                "INSERT OR IGNORE INTO tenants (client_key, api_key_sha256, pseudonym_key, origins, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![client_key, sha256_hex(&api_key), pseudonym_key, origins_json, now_ms()],
+                "INSERT OR IGNORE INTO tenants (client_key, api_key_sha256, origins, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![client_key, sha256_hex(&api_key), origins_json, now_ms()],
             )?;
             Ok((inserted == 1).then(|| c.last_insert_rowid()))
         })?;
@@ -158,7 +160,7 @@ impl Store {
             id,
             client_key: client_key.to_owned(),
             origins,
-            pseudonym_key,
+            key_version: 1,
         };
         Ok((tenant, api_key))
     }
@@ -166,7 +168,7 @@ impl Store {
     pub fn tenant(&self, client_key: &str) -> Result<Option<Tenant>, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT id, client_key, origins, pseudonym_key FROM tenants WHERE client_key = ?1",
+                "SELECT id, client_key, origins, key_version FROM tenants WHERE client_key = ?1",
                 [client_key],
                 tenant_row,
             )
@@ -177,11 +179,24 @@ impl Store {
     pub fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.read(|c| {
             c.prepare(
-                "SELECT id, client_key, origins, pseudonym_key FROM tenants ORDER BY client_key",
+                "SELECT id, client_key, origins, key_version FROM tenants ORDER BY client_key",
             )?
             .query_map([], tenant_row)?
             .collect()
         })
+    }
+
+    /// Starts a new pseudonymisation key version for the tenant; returns the new version.
+    pub fn rotate_key(&self, client_key: &str) -> Result<u32, StoreError> {
+        let version = self.read(|c| {
+            c.query_row(
+                "UPDATE tenants SET key_version = key_version + 1 WHERE client_key = ?1 RETURNING key_version",
+                [client_key],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        version.ok_or_else(|| StoreError::UnknownTenant(client_key.to_owned()))
     }
 
     /// Commits events and failed events durably; resolves once they are on disk.
@@ -245,7 +260,7 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
         id: r.get(0)?,
         client_key: r.get(1)?,
         origins: serde_json::from_str(&origins).unwrap_or_default(),
-        pseudonym_key: r.get(3)?,
+        key_version: r.get(3)?,
     })
 }
 

@@ -288,3 +288,61 @@ async fn cors_preflight_and_unknown_routes() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(response.headers().contains_key("x-request-id"));
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+async fn post_encoded(h: &Harness, body: Vec<u8>, encoding: &str) -> (StatusCode, Value) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::post("/v1/events")
+        .header("content-type", "text/plain")
+        .header("content-encoding", encoding)
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let response = h.app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_read_and_bombs_refused() {
+    let h = Harness::new(&[]);
+    let batch = json!({ "events": [event("gz1", "u1"), event("gz2", "u1")] }).to_string();
+    let (status, answer) = post_encoded(&h, gzip(batch.as_bytes()), "gzip").await;
+    assert_eq!(
+        (status, answer["accepted"].as_i64()),
+        (StatusCode::OK, Some(2)),
+        "{answer}"
+    );
+
+    // 64 MiB of spaces compress to about 64 KiB: under the body limit, far over it unpacked.
+    let bomb = gzip(&vec![b' '; 64 * 1024 * 1024]);
+    assert!(bomb.len() < schema::limits::MAX_BODY_BYTES);
+    let (status, answer) = post_encoded(&h, bomb, "gzip").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer["error"], "body_too_large");
+    assert!(answer["message"].as_str().unwrap().contains("decompressed"));
+
+    let (status, answer) = post_encoded(&h, b"not gzip at all".to_vec(), "gzip").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed_body"))
+    );
+    let (status, answer) = post_encoded(&h, batch.into_bytes(), "br").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("unsupported_encoding")
+        )
+    );
+    assert_eq!(h.count("events"), 2);
+}

@@ -32,7 +32,8 @@ impl Harness {
         let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
         store.add_tenant(CLIENT_KEY, &origins).unwrap();
         store.add_tenant("pk_other", &[]).unwrap();
-        let app = ingest::app(AppState::new(store.clone()));
+        let keyring = Arc::new(ingest::Keyring::from_secret(vec![7; 32]));
+        let app = ingest::app(AppState::new(store.clone(), keyring));
         Harness { dir, store, app }
     }
 
