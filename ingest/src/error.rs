@@ -21,6 +21,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("unknown client_key `{0}`")]
     UnknownClientKey(String),
+    #[error("this route needs the tenant's secret API key as `Authorization: Bearer sk_…`")]
+    MissingApiKey,
+    #[error("unknown API key")]
+    UnknownApiKey,
     #[error("origin `{origin}` is not allowed for client_key `{client_key}`")]
     OriginNotAllowed { origin: String, client_key: String },
     #[error("no route for {0}")]
@@ -50,6 +54,8 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::UnknownClientKey(_) => (StatusCode::UNAUTHORIZED, "unknown_client_key"),
+            ApiError::MissingApiKey => (StatusCode::UNAUTHORIZED, "missing_api_key"),
+            ApiError::UnknownApiKey => (StatusCode::UNAUTHORIZED, "unknown_api_key"),
             ApiError::OriginNotAllowed { .. } => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
@@ -63,6 +69,11 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let body = serde_json::json!({ "error": code, "message": self.to_string() });
         let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::MissingApiKey | ApiError::UnknownApiKey) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ingest::{Config, Store};
+use ingest::{Config, Keyring, Store};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -24,6 +24,24 @@ enum Command {
     /// Read what the store holds.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Erase a user: delete every event of theirs, found by your own client_ref.
+    Erase {
+        #[arg(long, env = "INGEST_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
+        master_secret_file: Option<PathBuf>,
+        #[arg(long)]
+        client_key: String,
+        #[arg(long)]
+        client_ref: String,
+    },
+    /// The customer-side tool: read client_refs, one a line, on stdin and print their
+    /// pseudonyms (HMAC-SHA256 under your secret, in hex), so the originals never leave you.
+    Pseudonymise {
+        /// File holding your secret (at least 16 bytes; a trailing newline is ignored).
+        #[arg(long)]
+        secret_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -39,6 +57,14 @@ enum TenantCommand {
         /// Without any, every origin may send.
         #[arg(long = "origin")]
         origins: Vec<String>,
+    },
+    /// Start a new pseudonymisation key version: later events get pseudonyms that cannot be
+    /// linked to earlier ones. Prints the new version.
+    RotateKey {
+        #[arg(long, env = "INGEST_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        client_key: String,
     },
     /// List tenants: client key and allowed origins, one per line.
     List {
@@ -98,6 +124,36 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Tenant(TenantCommand::RotateKey {
+            data_dir,
+            client_key,
+        }) => {
+            let version = Store::open(&data_dir)?.rotate_key(&client_key)?;
+            println!("{version}");
+            Ok(())
+        }
+        Command::Erase {
+            data_dir,
+            master_secret_file,
+            client_key,
+            client_ref,
+        } => {
+            let keyring = Keyring::load(&data_dir, master_secret_file.as_deref())?;
+            let store = Store::open(&data_dir)?;
+            let tenant = store
+                .tenant(&client_key)?
+                .with_context(|| format!("unknown client_key `{client_key}`"))?;
+            let user_ids = ingest::anonymise::user_ids(&keyring, &tenant, &client_ref);
+            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+            let erased = runtime.block_on(store.erase(ingest::store::Erasure {
+                tenant_id: tenant.id,
+                user_ids,
+            }))?;
+            store.close();
+            println!("{}", serde_json::to_string(&erased)?);
+            Ok(())
+        }
+        Command::Pseudonymise { secret_file } => pseudonymise(&secret_file),
         Command::Events(EventsCommand::List {
             data_dir,
             client_key,
@@ -119,6 +175,35 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn pseudonymise(secret_file: &std::path::Path) -> anyhow::Result<()> {
+    use ingest::anonymise::pseudonym::{MIN_CUSTOMER_SECRET_BYTES, customer_pseudonym};
+    use std::io::{BufRead, Write};
+    let mut secret = std::fs::read(secret_file)
+        .with_context(|| format!("cannot read {}", secret_file.display()))?;
+    while matches!(secret.last(), Some(b'\n' | b'\r')) {
+        secret.pop();
+    }
+    if secret.len() < MIN_CUSTOMER_SECRET_BYTES {
+        anyhow::bail!(
+            "the secret in {} has {} bytes; it needs at least {MIN_CUSTOMER_SECRET_BYTES}",
+            secret_file.display(),
+            secret.len()
+        );
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (n, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.with_context(|| format!("line {} of stdin is not UTF-8", n + 1))?;
+        writeln!(
+            out,
+            "{}",
+            customer_pseudonym(&secret, line.trim_end_matches('\r'))
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

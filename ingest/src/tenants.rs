@@ -1,11 +1,16 @@
-//! Tenant lookup by client key, cached: every batch needs it, tenants rarely change, and a
-//! tenant added by `ingest tenant add` while the service runs is found on its first batch.
+//! Tenant lookup: by client key for writes, cached (every batch needs it, tenants rarely
+//! change, and a tenant added by `ingest tenant add` while the service runs is found on its
+//! first batch); by secret API key for reads, through the [`ApiKey`] extractor.
 
 use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
 use crate::AppState;
 use crate::error::ApiError;
-use crate::store::Tenant;
+use crate::store::{self, Tenant};
 
 pub(crate) async fn lookup(state: &AppState, client_key: &str) -> Result<Arc<Tenant>, ApiError> {
     if let Some(t) = state
@@ -32,4 +37,31 @@ pub(crate) async fn lookup(state: &AppState, client_key: &str) -> Result<Arc<Ten
         .unwrap_or_else(|p| p.into_inner())
         .insert(client_key.to_owned(), tenant.clone());
     Ok(tenant)
+}
+
+/// The tenant authenticated by `Authorization: Bearer <secret API key>`.
+pub(crate) struct ApiKey(pub(crate) store::Tenant);
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ApiKey, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::MissingApiKey)?
+            .to_owned();
+        let store = state.store.clone();
+        let found = tokio::task::spawn_blocking(move || store.tenant_by_api_key(&token))
+            .await
+            .map_err(|_| ApiError::Internal)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read tenants");
+                ApiError::StoreUnavailable
+            })?;
+        found.map(ApiKey).ok_or(ApiError::UnknownApiKey)
+    }
 }

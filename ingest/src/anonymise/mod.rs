@@ -87,6 +87,24 @@ pub(crate) fn anonymise_failed(key: &[u8], raw: &RawValue) -> String {
     value.to_string()
 }
 
+/// Every pseudonym `client_ref` has had for the tenant, one per key version, so erasure finds
+/// events written before a key rotation too.
+pub fn user_ids(
+    keyring: &keyring::Keyring,
+    tenant: &crate::store::Tenant,
+    client_ref: &str,
+) -> Vec<String> {
+    (1..=tenant.key_version)
+        .map(|v| {
+            pseudonymise(
+                &keyring.tenant_key_version(&tenant.client_key, v),
+                Kind::ClientRef,
+                client_ref,
+            )
+        })
+        .collect()
+}
+
 /// Ids the platform mints (impression ids, content ids) may be long random tokens; they are
 /// still scrubbed of emails and the like, but not mistaken for secrets.
 const ID_KEYS: [&str; 4] = ["impression_id", "fxcid", "request_id", "content_id"];

@@ -33,6 +33,18 @@ pub fn pseudonymise(key: &[u8], kind: Kind, value: &str) -> String {
     hex(&mac.finalize().into_bytes()[..16])
 }
 
+/// The customer-side pseudonym (`ingest pseudonymise`, and `pseudonymise()` in the npm
+/// package): HMAC-SHA256 of the client_ref under the customer's own secret, in hex. It runs on
+/// the customer's servers, so Personafin never sees the original.
+pub fn customer_pseudonym(secret: &[u8], client_ref: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(client_ref.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Shortest customer secret `ingest pseudonymise` accepts.
+pub const MIN_CUSTOMER_SECRET_BYTES: usize = 16;
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -46,6 +58,15 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn customer_pseudonym_is_rfc4231_hmac_sha256() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            customer_pseudonym(b"Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 
     #[test]
     fn stable_per_key_and_kind() {

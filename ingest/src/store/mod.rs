@@ -11,7 +11,8 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use writer::{FailedEvent, StoredEvent, Write, WriteOutcome};
+pub use writer::{Erased, Erasure, FailedEvent, StoredEvent, Write, WriteOutcome};
+use writer::{Op, Outcome};
 
 /// The store file inside the data directory.
 pub const DB_FILE: &str = "ingest.sqlite";
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS tenants (
     origins TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS tenants_by_api_key ON tenants (api_key_sha256);
 -- The event log: anonymised events, each stored once per tenant.
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -88,6 +90,7 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL,
     UNIQUE (tenant_id, event_id)
 );
+CREATE INDEX IF NOT EXISTS events_by_user ON events (tenant_id, user_id);
 -- Events that failed validation, kept with the reason (nothing sent is silently lost).
 CREATE TABLE IF NOT EXISTS failed_events (
     seq INTEGER PRIMARY KEY,
@@ -176,6 +179,18 @@ impl Store {
         })
     }
 
+    /// The tenant whose secret API key this is.
+    pub fn tenant_by_api_key(&self, api_key: &str) -> Result<Option<Tenant>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT id, client_key, origins, key_version FROM tenants WHERE api_key_sha256 = ?1",
+                [sha256_hex(api_key)],
+                tenant_row,
+            )
+            .optional()
+        })
+    }
+
     pub fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.read(|c| {
             c.prepare(
@@ -201,7 +216,22 @@ impl Store {
 
     /// Commits events and failed events durably; resolves once they are on disk.
     pub async fn write(&self, write: Write) -> Result<WriteOutcome, StoreError> {
-        self.writer.submit(write).await
+        match self.writer.submit(Op::Write(write)).await? {
+            Outcome::Written(w) => Ok(w),
+            Outcome::Erased(_) => Err(StoreError::Commit(
+                "the writer answered a write with an erasure".into(),
+            )),
+        }
+    }
+
+    /// Deletes a user's events and failed events, durably.
+    pub async fn erase(&self, erasure: Erasure) -> Result<Erased, StoreError> {
+        match self.writer.submit(Op::Erase(erasure)).await? {
+            Outcome::Erased(e) => Ok(e),
+            Outcome::Written(_) => Err(StoreError::Commit(
+                "the writer answered an erasure with a write".into(),
+            )),
+        }
     }
 
     /// The newest stored events of a tenant, oldest first, as anonymised JSON.

@@ -1,6 +1,7 @@
 //! Group commit. Every request hands its events to one writer thread and waits; the thread
 //! takes everything waiting, writes it in one transaction, commits (one fsync), then answers
 //! every request in it. Under load many requests share a commit; alone, a request pays one.
+//! Erasures go through the same thread, so the one writer owns every change to the log.
 
 use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -51,7 +52,40 @@ pub struct WriteOutcome {
     pub inserted: Vec<bool>,
 }
 
-type Job = (Write, oneshot::Sender<Result<WriteOutcome, String>>);
+/// Removal of users' events: every pseudonym a user had under any key version.
+#[derive(Debug, Clone)]
+pub struct Erasure {
+    pub tenant_id: i64,
+    pub user_ids: Vec<String>,
+}
+
+/// Rows an erasure removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Erased {
+    pub events: usize,
+    pub failed_events: usize,
+}
+
+pub(super) enum Op {
+    Write(Write),
+    Erase(Erasure),
+}
+
+pub(super) enum Outcome {
+    Written(WriteOutcome),
+    Erased(Erased),
+}
+
+impl Op {
+    fn events(&self) -> usize {
+        match self {
+            Op::Write(w) => w.events.len(),
+            Op::Erase(_) => 1,
+        }
+    }
+}
+
+type Job = (Op, oneshot::Sender<Result<Outcome, String>>);
 
 pub(super) struct Handle {
     sender: Mutex<Option<Sender<Job>>>,
@@ -71,14 +105,14 @@ impl Handle {
         }
     }
 
-    pub(super) async fn submit(&self, write: Write) -> Result<WriteOutcome, StoreError> {
+    pub(super) async fn submit(&self, op: Op) -> Result<Outcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         {
             let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
             sender
                 .as_ref()
                 .ok_or(StoreError::Closed)?
-                .send((write, reply))
+                .send((op, reply))
                 .map_err(|_| StoreError::Closed)?;
         }
         match answer.await {
@@ -106,11 +140,11 @@ impl Drop for Handle {
 fn run(mut conn: Connection, jobs: Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
-        let mut events = group[0].0.events.len();
+        let mut events = group[0].0.events();
         while events < MAX_EVENTS_PER_COMMIT {
             match jobs.try_recv() {
                 Ok(job) => {
-                    events += job.0.events.len();
+                    events += job.0.events();
                     group.push(job);
                 }
                 Err(_) => break,
@@ -132,48 +166,72 @@ fn run(mut conn: Connection, jobs: Receiver<Job>) {
     }
 }
 
-fn commit(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<WriteOutcome>> {
+fn commit(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<Outcome>> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(group.len());
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events
-             (tenant_id, event_id, event_type, action, event_time, created_at, sent_at, received_at, user_id, session_id, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        let mut insert_failed = tx.prepare_cached(
-            "INSERT INTO failed_events (tenant_id, received_at, error, message, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for (w, _) in group {
-            let mut inserted = Vec::with_capacity(w.events.len());
-            for e in &w.events {
-                let n = insert.execute(params![
-                    w.tenant_id,
-                    e.event_id,
-                    e.event_type,
-                    e.action,
-                    e.event_time,
-                    e.created_at,
-                    e.sent_at,
-                    w.received_at,
-                    e.user_id,
-                    e.session_id,
-                    e.payload
-                ])?;
-                inserted.push(n == 1);
-            }
-            for f in &w.failed {
-                insert_failed.execute(params![
-                    w.tenant_id,
-                    w.received_at,
-                    f.error,
-                    f.message,
-                    f.payload
-                ])?;
-            }
-            outcomes.push(WriteOutcome { inserted });
-        }
+    for (op, _) in group {
+        outcomes.push(match op {
+            Op::Write(w) => Outcome::Written(write(&tx, w)?),
+            Op::Erase(e) => Outcome::Erased(erase(&tx, e)?),
+        });
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+fn write(tx: &rusqlite::Transaction<'_>, w: &Write) -> rusqlite::Result<WriteOutcome> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO events
+         (tenant_id, event_id, event_type, action, event_time, created_at, sent_at, received_at, user_id, session_id, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut inserted = Vec::with_capacity(w.events.len());
+    for e in &w.events {
+        let n = insert.execute(params![
+            w.tenant_id,
+            e.event_id,
+            e.event_type,
+            e.action,
+            e.event_time,
+            e.created_at,
+            e.sent_at,
+            w.received_at,
+            e.user_id,
+            e.session_id,
+            e.payload
+        ])?;
+        inserted.push(n == 1);
+    }
+    let mut insert_failed = tx.prepare_cached(
+        "INSERT INTO failed_events (tenant_id, received_at, error, message, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for f in &w.failed {
+        insert_failed.execute(params![
+            w.tenant_id,
+            w.received_at,
+            f.error,
+            f.message,
+            f.payload
+        ])?;
+    }
+    Ok(WriteOutcome { inserted })
+}
+
+fn erase(tx: &rusqlite::Transaction<'_>, e: &Erasure) -> rusqlite::Result<Erased> {
+    let mut erased = Erased {
+        events: 0,
+        failed_events: 0,
+    };
+    for user_id in &e.user_ids {
+        erased.events += tx.execute(
+            "DELETE FROM events WHERE tenant_id = ?1 AND user_id = ?2",
+            params![e.tenant_id, user_id],
+        )?;
+        erased.failed_events += tx.execute(
+            "DELETE FROM failed_events WHERE tenant_id = ?1 AND json_valid(payload)
+             AND json_extract(payload, '$.channel_meta.client_ref') = ?2",
+            params![e.tenant_id, user_id],
+        )?;
+    }
+    Ok(erased)
 }

@@ -110,3 +110,96 @@ fn events_list_names_an_unknown_tenant() {
         text(&out.stderr)
     );
 }
+
+fn ingest_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn pseudonymise_hashes_each_line_under_the_customer_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a customer secret of 32 bytes!!\n").unwrap();
+    let out = ingest_with_stdin(
+        &["pseudonymise", "--secret-file", secret.to_str().unwrap()],
+        "user-1\nuser-2\r\nuser-1\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], lines[2]);
+    assert_ne!(lines[0], lines[1]);
+    assert_eq!(
+        lines[0],
+        ingest::anonymise::pseudonym::customer_pseudonym(
+            b"a customer secret of 32 bytes!!",
+            "user-1"
+        )
+    );
+
+    std::fs::write(&secret, "short").unwrap();
+    let out = ingest_with_stdin(
+        &["pseudonymise", "--secret-file", secret.to_str().unwrap()],
+        "x\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("at least 16"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn rotate_key_and_erase_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    ingest(&["tenant", "add", "--data-dir", d, "--client-key", "pk_cli"]);
+    let out = ingest(&[
+        "tenant",
+        "rotate-key",
+        "--data-dir",
+        d,
+        "--client-key",
+        "pk_cli",
+    ]);
+    assert_eq!(text(&out.stdout), "2\n");
+    let out = ingest(&[
+        "tenant",
+        "rotate-key",
+        "--data-dir",
+        d,
+        "--client-key",
+        "pk_nobody",
+    ]);
+    assert!(
+        text(&out.stderr).contains("unknown client_key `pk_nobody`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ingest(&[
+        "erase",
+        "--data-dir",
+        d,
+        "--client-key",
+        "pk_cli",
+        "--client-ref",
+        "u1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "{\"events\":0,\"failed_events\":0}\n");
+}

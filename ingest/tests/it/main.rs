@@ -1,6 +1,7 @@
 //! Integration tests of the ingest service: one binary, a module per feature.
 
 mod cli;
+mod erasure;
 mod events;
 mod serve;
 
@@ -21,6 +22,8 @@ pub(crate) struct Harness {
     pub(crate) dir: TempDir,
     pub(crate) store: Arc<Store>,
     pub(crate) app: Router,
+    /// The secret API key of [`CLIENT_KEY`].
+    pub(crate) api_key: String,
 }
 
 pub(crate) const CLIENT_KEY: &str = "pk_fixture";
@@ -30,11 +33,16 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
-        store.add_tenant(CLIENT_KEY, &origins).unwrap();
+        let (_, api_key) = store.add_tenant(CLIENT_KEY, &origins).unwrap();
         store.add_tenant("pk_other", &[]).unwrap();
         let keyring = Arc::new(ingest::Keyring::from_secret(vec![7; 32]));
         let app = ingest::app(AppState::new(store.clone(), keyring));
-        Harness { dir, store, app }
+        Harness {
+            dir,
+            store,
+            app,
+            api_key,
+        }
     }
 
     pub(crate) async fn post(
