@@ -27,6 +27,17 @@ pub enum ApiError {
     UnknownApiKey,
     #[error("origin `{origin}` is not allowed for client_key `{client_key}`")]
     OriginNotAllowed { origin: String, client_key: String },
+    #[error(
+        "client_key `{client_key}` sends more than its rate limit; retry after {retry_after} s"
+    )]
+    RateLimited {
+        client_key: String,
+        retry_after: u64,
+    },
+    #[error("the request took longer than {0} s")]
+    Timeout(u64),
+    #[error("the service is at its limit of concurrent requests; retry later")]
+    Overloaded,
     #[error("no route for {0}")]
     NotFound(String),
     #[error("the store cannot commit right now; retry later")]
@@ -57,6 +68,9 @@ impl ApiError {
             ApiError::MissingApiKey => (StatusCode::UNAUTHORIZED, "missing_api_key"),
             ApiError::UnknownApiKey => (StatusCode::UNAUTHORIZED, "unknown_api_key"),
             ApiError::OriginNotAllowed { .. } => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -74,10 +88,15 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ApiError::StoreUnavailable | ApiError::Overloaded => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -4,11 +4,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
-//! let config = ingest::Config {
-//!     listen: "127.0.0.1:0".parse()?,
-//!     data_dir: "data".into(),
-//!     master_secret_file: None,
-//! };
+//! let config = ingest::Config::new("127.0.0.1:0".parse()?, "data".into());
 //! let listener = tokio::net::TcpListener::bind(config.listen).await?;
 //! ingest::serve(config, listener, std::future::pending()).await?;
 //! # Ok(()) }
@@ -21,6 +17,8 @@
 pub mod anonymise;
 mod config;
 mod error;
+mod metrics;
+mod protect;
 mod routes;
 pub mod store;
 mod tenants;
@@ -35,6 +33,7 @@ use tokio::net::TcpListener;
 pub use anonymise::keyring::Keyring;
 pub use config::Config;
 pub use error::ApiError;
+pub use protect::Limits;
 pub use store::Store;
 
 /// What every handler shares.
@@ -42,14 +41,24 @@ pub use store::Store;
 pub struct AppState {
     pub store: Arc<Store>,
     pub keyring: Arc<Keyring>,
+    limits: Limits,
+    rate_limiter: Arc<protect::RateLimiter>,
+    metrics: Arc<metrics::Metrics>,
     tenants: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, keyring: Arc<Keyring>) -> AppState {
+        AppState::with_limits(store, keyring, Limits::default())
+    }
+
+    pub fn with_limits(store: Arc<Store>, keyring: Arc<Keyring>, limits: Limits) -> AppState {
         AppState {
             store,
             keyring,
+            rate_limiter: Arc::new(protect::RateLimiter::new(&limits)),
+            limits,
+            metrics: Arc::default(),
             tenants: Arc::default(),
         }
     }
@@ -72,7 +81,7 @@ pub async fn serve(
         config.master_secret_file.as_deref(),
     )?);
     let store = Arc::new(Store::open(&config.data_dir)?);
-    let state = AppState::new(store.clone(), keyring);
+    let state = AppState::with_limits(store.clone(), keyring, config.limits());
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;

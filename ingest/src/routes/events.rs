@@ -1,5 +1,8 @@
 //! `POST /v1/events`: validate, anonymise, commit durably, then answer.
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -54,6 +57,17 @@ pub(crate) async fn post(
             });
         }
     }
+    if let Err(wait) = state
+        .rate_limiter
+        .check(&client_key, batch.events.len(), Instant::now())
+    {
+        state.metrics.rate_limited.fetch_add(1, Relaxed);
+        return Err(ApiError::RateLimited {
+            client_key,
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        });
+    }
+    state.metrics.batches.fetch_add(1, Relaxed);
     let key = state.keyring.tenant_key(&tenant);
     let received_at = now_ms();
     let agent = user_agent::reduce(
@@ -93,11 +107,20 @@ pub(crate) async fn post(
         }
     }
     let submitted = write.events.len();
+    let started = Instant::now();
     let outcome = state.store.write(write).await.map_err(|e| {
         tracing::error!(error = %e, "cannot commit events");
         ApiError::StoreUnavailable
     })?;
+    let m = &state.metrics;
+    m.store_writes.fetch_add(1, Relaxed);
+    m.store_write_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     let accepted = outcome.inserted.iter().filter(|&&new| new).count();
+    m.events_accepted.fetch_add(accepted as u64, Relaxed);
+    m.events_duplicate
+        .fetch_add((submitted - accepted) as u64, Relaxed);
+    rejected.iter().for_each(|r| m.rejected(r.error));
     tracing::debug!(
         client_key,
         accepted,

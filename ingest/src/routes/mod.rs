@@ -1,16 +1,21 @@
 //! The HTTP surface: one module per route family.
 
 mod events;
+mod ops;
 mod users;
 
 pub(crate) use events::event_time;
 
 use std::time::Duration;
 
-use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
 use axum::http::{HeaderName, Method, Uri, header};
 use axum::routing::{delete, get, post};
+use axum::{BoxError, Router, middleware};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -21,6 +26,26 @@ use crate::error::ApiError;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub(crate) fn router(state: AppState) -> Router {
+    let timeout = state.limits.request_timeout;
+    // Over the concurrency limit, answer 503 at once: queueing would only turn overload into
+    // timeouts for everyone.
+    let protect = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(move |err: BoxError| async move {
+            if err.is::<tower::timeout::error::Elapsed>() {
+                ApiError::Timeout(timeout.as_secs())
+            } else if err.is::<tower::load_shed::error::Overloaded>() {
+                ApiError::Overloaded
+            } else {
+                tracing::error!(error = %err, "request failed in a middleware");
+                ApiError::Internal
+            }
+        }))
+        .load_shed()
+        // Global: `Router::layer` builds one layer per route, and the limit is the service's.
+        .layer(GlobalConcurrencyLimitLayer::new(
+            state.limits.max_concurrent_requests,
+        ))
+        .timeout(timeout);
     // The preflight cannot know the tenant (it has no body), so CORS answers every origin
     // here and `POST /v1/events` enforces each tenant's allowed origins itself.
     let cors = CorsLayer::new()
@@ -37,11 +62,18 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/events", post(events::post))
         .route("/v1/users/{client_ref}", delete(users::erase))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
         .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .layer(DefaultBodyLimit::max(schema::limits::MAX_BODY_BYTES))
+        .layer(protect)
         .layer(cors)
+        .layer(middleware::from_fn_with_state(state.clone(), ops::count_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id = id)
+        }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }

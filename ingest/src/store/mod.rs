@@ -278,6 +278,15 @@ impl Store {
             .collect())
     }
 
+    /// Fails unless the store answers a read and its writer is running.
+    pub fn check(&self) -> Result<(), StoreError> {
+        if !self.writer.is_running() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|c| c.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0)))?;
+        Ok(())
+    }
+
     /// Stops the writer after it has committed everything already submitted.
     pub fn close(&self) {
         self.writer.close();

@@ -122,6 +122,11 @@ impl Handle {
         }
     }
 
+    pub(super) fn is_running(&self) -> bool {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Lets the writer finish what was submitted, then waits for it to stop.
     pub(super) fn close(&self) {
         drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());

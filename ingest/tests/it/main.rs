@@ -3,6 +3,7 @@
 mod cli;
 mod erasure;
 mod events;
+mod protect;
 mod serve;
 
 use std::path::Path;
@@ -30,13 +31,17 @@ pub(crate) const CLIENT_KEY: &str = "pk_fixture";
 
 impl Harness {
     pub(crate) fn new(origins: &[&str]) -> Harness {
+        Harness::with_limits(origins, ingest::Limits::default())
+    }
+
+    pub(crate) fn with_limits(origins: &[&str], limits: ingest::Limits) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
         let (_, api_key) = store.add_tenant(CLIENT_KEY, &origins).unwrap();
         store.add_tenant("pk_other", &[]).unwrap();
         let keyring = Arc::new(ingest::Keyring::from_secret(vec![7; 32]));
-        let app = ingest::app(AppState::new(store.clone(), keyring));
+        let app = ingest::app(AppState::with_limits(store.clone(), keyring, limits));
         Harness {
             dir,
             store,

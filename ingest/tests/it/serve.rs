@@ -29,11 +29,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         .unwrap()
         .add_tenant(crate::CLIENT_KEY, &[])
         .unwrap();
-    let config = ingest::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        master_secret_file: None,
-    };
+    let config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,106 @@
+//! Counters for `/metrics`, in the Prometheus text format. Atomics, so the hot path pays a
+//! relaxed add; the few labelled families sit behind a mutex taken once per request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub(crate) batches: AtomicU64,
+    pub(crate) events_accepted: AtomicU64,
+    pub(crate) events_duplicate: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
+    pub(crate) store_writes: AtomicU64,
+    pub(crate) store_write_micros: AtomicU64,
+    rejected_by_error: Mutex<BTreeMap<&'static str, u64>>,
+    responses_by_status: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Metrics {
+    pub(crate) fn rejected(&self, code: &'static str) {
+        *self
+            .rejected_by_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    pub(crate) fn response(&self, status: u16) {
+        *self
+            .responses_by_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        };
+        counter(
+            &mut out,
+            "ingest_batches_total",
+            "Batches that reached validation.",
+            self.batches.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ingest_events_accepted_total",
+            "Events stored.",
+            self.events_accepted.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ingest_events_duplicate_total",
+            "Events already stored, not stored again.",
+            self.events_duplicate.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ingest_rate_limited_total",
+            "Requests answered 429.",
+            self.rate_limited.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ingest_store_writes_total",
+            "Requests' writes to the store, each waiting for a durable (group) commit.",
+            self.store_writes.load(Relaxed),
+        );
+        let seconds = self.store_write_micros.load(Relaxed) as f64 / 1e6;
+        let _ = write!(
+            out,
+            "# HELP ingest_store_write_seconds_total Time requests spent waiting for their durable commit.\n# TYPE ingest_store_write_seconds_total counter\ningest_store_write_seconds_total {seconds}\n"
+        );
+        out.push_str("# HELP ingest_events_rejected_total Events rejected by validation, by rule.\n# TYPE ingest_events_rejected_total counter\n");
+        for (code, n) in self
+            .rejected_by_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "ingest_events_rejected_total{{error=\"{code}\"}} {n}");
+        }
+        out.push_str("# HELP ingest_http_responses_total HTTP responses, by status code.\n# TYPE ingest_http_responses_total counter\n");
+        for (status, n) in self
+            .responses_by_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "ingest_http_responses_total{{status=\"{status}\"}} {n}"
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,157 @@
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::{Harness, event};
+
+fn limits() -> ingest::Limits {
+    ingest::Limits::default()
+}
+
+/// A request whose body never finishes arriving, as from a stalled or malicious client.
+fn stalled_post() -> Request<Body> {
+    let stream = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    Request::post("/v1/events")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+async fn get(h: &Harness, path: &str) -> (StatusCode, String) {
+    let response = h
+        .app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    (
+        status,
+        String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_is_429_with_retry_after() {
+    let h = Harness::with_limits(
+        &[],
+        ingest::Limits {
+            events_per_second: 0.5,
+            burst_events: 3.0,
+            ..limits()
+        },
+    );
+    let batch =
+        |ids: &[&str]| json!({ "events": ids.iter().map(|id| event(id, "u")).collect::<Vec<_>>() });
+    let (status, _) = h.post_json(&batch(&["r1", "r2", "r3"])).await;
+    assert_eq!(status, StatusCode::OK);
+    let request = Request::post("/v1/events")
+        .body(Body::from(batch(&["r4", "r5"]).to_string()))
+        .unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=4).contains(&wait), "retry after {wait} s");
+    assert_eq!(h.count("events"), 3, "the limited batch was not stored");
+    let (_, metrics) = get(&h, "/metrics").await;
+    assert!(
+        metrics.contains("ingest_rate_limited_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_upload_times_out_with_408() {
+    let h = Harness::with_limits(
+        &[],
+        ingest::Limits {
+            request_timeout: Duration::from_secs(2),
+            ..limits()
+        },
+    );
+    let response = h.app.clone().oneshot(stalled_post()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"], "request_timeout");
+}
+
+#[tokio::test]
+async fn beyond_the_concurrency_limit_is_503_at_once() {
+    let h = Harness::with_limits(
+        &[],
+        ingest::Limits {
+            max_concurrent_requests: 1,
+            ..limits()
+        },
+    );
+    let holder = tokio::spawn(h.app.clone().oneshot(stalled_post()));
+    // Poll, with a deadline, until the stalled request holds the only slot.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(&h, "/healthz").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(body.contains("overloaded"), "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the limit never applied"
+        );
+        tokio::task::yield_now().await;
+    }
+    holder.abort();
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_commit_gets_503_and_not_ready() {
+    let h = Harness::new(&[]);
+    assert_eq!(get(&h, "/readyz").await.0, StatusCode::OK);
+    h.store.close();
+    let request = Request::post("/v1/events")
+        .body(Body::from(
+            json!({ "events": [event("x", "u")] }).to_string(),
+        ))
+        .unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(get(&h, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let h = Harness::new(&[]);
+    let mut bad = event("m3", "u");
+    bad["event_type"] = json!("Bad");
+    h.post_json(&json!({ "events": [event("m1", "u"), event("m2", "u"), event("m1", "u"), bad] }))
+        .await;
+    h.post(b"{".to_vec(), Some("application/json"), None).await;
+    let (status, text) = get(&h, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        "ingest_events_accepted_total 2\n",
+        "ingest_events_duplicate_total 1\n",
+        "ingest_events_rejected_total{error=\"not_snake_case\"} 1\n",
+        "ingest_http_responses_total{status=\"200\"} 1\n",
+        "ingest_http_responses_total{status=\"400\"} 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
