@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per route family.
 
 mod events;
+mod openapi;
 mod ops;
 mod users;
 
@@ -64,6 +65,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .layer(DefaultBodyLimit::max(schema::limits::MAX_BODY_BYTES))
         .layer(protect)

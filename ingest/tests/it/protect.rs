@@ -155,3 +155,48 @@ async fn metrics_count_what_happened() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_only_those() {
+    let h = Harness::new(&[]);
+    let (status, text) = get(&h, "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    documented.sort();
+    let mut routed = vec![
+        "DELETE /v1/users/{client_ref}",
+        "GET /healthz",
+        "GET /metrics",
+        "GET /openapi.json",
+        "GET /readyz",
+        "POST /v1/events",
+    ];
+    routed.sort();
+    assert_eq!(documented, routed);
+    // Each documented route is served (the fallback answers 404 `not_found` otherwise).
+    for route in routed {
+        let (method, path) = route.split_once(' ').unwrap();
+        let path = path.replace("{client_ref}", "someone");
+        let request = Request::builder()
+            .method(method)
+            .uri(&path)
+            .body(Body::empty())
+            .unwrap();
+        let response = h.app.clone().oneshot(request).await.unwrap();
+        assert_ne!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "{route} is documented but not routed"
+        );
+        assert_ne!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{route}");
+    }
+    let (status, _) = get(&h, "/v1/unknown").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
