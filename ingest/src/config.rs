@@ -19,6 +19,9 @@ pub struct Config {
     /// Keep it apart from the data in production: whoever has both can link pseudonyms.
     #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
     pub master_secret_file: Option<PathBuf>,
+    /// Keep each original client_ref, sealed with AES-256-GCM, in the identity vault.
+    #[arg(long, env = "INGEST_IDENTITY_VAULT")]
+    pub identity_vault: bool,
     /// Sustained events per second one client_key may send; beyond it, 429 with Retry-After.
     #[arg(long, env = "INGEST_RATE_LIMIT", default_value_t = Limits::default().events_per_second)]
     pub rate_limit: f64,
@@ -41,6 +44,7 @@ impl Config {
             listen,
             data_dir,
             master_secret_file: None,
+            identity_vault: false,
             rate_limit: limits.events_per_second,
             rate_burst: limits.burst_events,
             request_timeout: limits.request_timeout.as_secs(),

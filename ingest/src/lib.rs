@@ -43,6 +43,7 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     limits: Limits,
     rate_limiter: Arc<protect::RateLimiter>,
+    identity_vault: bool,
     metrics: Arc<metrics::Metrics>,
     tenants: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
 }
@@ -59,8 +60,15 @@ impl AppState {
             rate_limiter: Arc::new(protect::RateLimiter::new(&limits)),
             limits,
             metrics: Arc::default(),
+            identity_vault: false,
             tenants: Arc::default(),
         }
+    }
+
+    /// Keeps each original client_ref sealed in the identity vault (off by default).
+    pub fn with_identity_vault(mut self, on: bool) -> AppState {
+        self.identity_vault = on;
+        self
     }
 }
 
@@ -81,7 +89,8 @@ pub async fn serve(
         config.master_secret_file.as_deref(),
     )?);
     let store = Arc::new(Store::open(&config.data_dir)?);
-    let state = AppState::with_limits(store.clone(), keyring, config.limits());
+    let state = AppState::with_limits(store.clone(), keyring, config.limits())
+        .with_identity_vault(config.identity_vault);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -35,6 +35,9 @@ enum Command {
         #[arg(long)]
         client_ref: String,
     },
+    /// Read the identity vault (kept only with `serve --identity-vault`).
+    #[command(subcommand)]
+    Vault(VaultCommand),
     /// The customer-side tool: read client_refs, one a line, on stdin and print their
     /// pseudonyms (HMAC-SHA256 under your secret, in hex), so the originals never leave you.
     Pseudonymise {
@@ -70,6 +73,21 @@ enum TenantCommand {
     List {
         #[arg(long, env = "INGEST_DATA_DIR")]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Print the original client_ref behind a pseudonym (a stored `user_id`).
+    Reveal {
+        #[arg(long, env = "INGEST_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
+        master_secret_file: Option<PathBuf>,
+        #[arg(long)]
+        client_key: String,
+        #[arg(long)]
+        user_id: String,
     },
 }
 
@@ -154,6 +172,24 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pseudonymise { secret_file } => pseudonymise(&secret_file),
+        Command::Vault(VaultCommand::Reveal {
+            data_dir,
+            master_secret_file,
+            client_key,
+            user_id,
+        }) => {
+            let keyring = Keyring::load(&data_dir, master_secret_file.as_deref())?;
+            let store = Store::open(&data_dir)?;
+            let tenant = store
+                .tenant(&client_key)?
+                .with_context(|| format!("unknown client_key `{client_key}`"))?;
+            let sealed = store
+                .sealed(tenant.id, &user_id)?
+                .with_context(|| format!("the identity vault holds no user `{user_id}` (is serve run with --identity-vault?)"))?;
+            let vault = ingest::anonymise::vault::Vault::new(&keyring.vault_key(&client_key));
+            println!("{}", vault.open(&sealed)?);
+            Ok(())
+        }
         Command::Events(EventsCommand::List {
             data_dir,
             client_key,

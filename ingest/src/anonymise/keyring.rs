@@ -70,6 +70,16 @@ impl Keyring {
         self.tenant_key_version(&tenant.client_key, tenant.key_version)
     }
 
+    /// The key of the tenant's identity vault (independent of pseudonym key versions: the
+    /// vault must stay readable across rotations).
+    pub fn vault_key(&self, client_key: &str) -> [u8; 32] {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.master).expect("HMAC takes keys of any length");
+        mac.update(b"identity-vault\0");
+        mac.update(client_key.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn tenant_key_version(&self, client_key: &str, version: u32) -> [u8; 32] {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.master).expect("HMAC takes keys of any length");

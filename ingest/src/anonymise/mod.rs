@@ -8,6 +8,7 @@ pub mod pii;
 pub mod pseudonym;
 pub mod url;
 pub mod user_agent;
+pub mod vault;
 
 use std::sync::LazyLock;
 

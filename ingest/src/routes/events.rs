@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::anonymise::user_agent;
+use crate::anonymise::vault::Vault;
 use crate::anonymise::{anonymise, anonymise_failed};
 use crate::error::ApiError;
 use crate::store::{FailedEvent, Write, now_ms};
@@ -81,14 +82,24 @@ pub(crate) async fn post(
         received_at,
         events: Vec::new(),
         failed: Vec::new(),
+        vault: Vec::new(),
     };
+    let vault = state
+        .identity_vault
+        .then(|| Vault::new(&state.keyring.vault_key(&tenant.client_key)));
     let mut rejected = Vec::new();
     for (index, raw) in batch.events.iter().enumerate() {
         match validate(raw, &client_key) {
             Ok(event) => {
-                write
-                    .events
-                    .push(anonymise(&key, &event, agent, batch.sent_at, received_at))
+                let stored = anonymise(&key, &event, agent, batch.sent_at, received_at);
+                if let (Some(vault), Some(user_id), Some(client_ref)) =
+                    (&vault, &stored.user_id, &event.channel_meta.client_ref)
+                {
+                    if !write.vault.iter().any(|s| &s.user_id == user_id) {
+                        write.vault.push(vault.seal(user_id, client_ref));
+                    }
+                }
+                write.events.push(stored);
             }
             Err(e) => {
                 let event_id = peek_str(raw, "event_id");

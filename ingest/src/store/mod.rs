@@ -91,6 +91,14 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (tenant_id, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (tenant_id, user_id);
+-- The identity vault (off by default): original client_refs, sealed, by pseudonym.
+CREATE TABLE IF NOT EXISTS identity_vault (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    user_id TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+);
 -- Events that failed validation, kept with the reason (nothing sent is silently lost).
 CREATE TABLE IF NOT EXISTS failed_events (
     seq INTEGER PRIMARY KEY,
@@ -276,6 +284,29 @@ impl Store {
             .iter()
             .filter_map(|r| serde_json::from_str(r).ok())
             .collect())
+    }
+
+    /// The sealed original of a pseudonym, if the vault holds it.
+    pub fn sealed(
+        &self,
+        tenant_id: i64,
+        user_id: &str,
+    ) -> Result<Option<crate::anonymise::vault::Sealed>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT nonce, ciphertext FROM identity_vault WHERE tenant_id = ?1 AND user_id = ?2",
+                params![tenant_id, user_id],
+                |r| {
+                    let nonce: Vec<u8> = r.get(0)?;
+                    Ok(crate::anonymise::vault::Sealed {
+                        user_id: user_id.to_owned(),
+                        nonce: nonce.try_into().unwrap_or([0; 12]),
+                        ciphertext: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
     }
 
     /// Fails unless the store answers a read and its writer is running.

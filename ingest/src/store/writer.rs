@@ -11,6 +11,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::StoreError;
+use crate::anonymise::vault::Sealed;
 
 /// Upper bound of events in one transaction, so one commit's latency stays bounded.
 const MAX_EVENTS_PER_COMMIT: usize = 5_000;
@@ -44,6 +45,8 @@ pub struct Write {
     pub received_at: i64,
     pub events: Vec<StoredEvent>,
     pub failed: Vec<FailedEvent>,
+    /// Identity-vault entries; empty unless the vault is on.
+    pub vault: Vec<Sealed>,
 }
 
 /// Per event of [`Write::events`]: true when stored, false when it was a duplicate.
@@ -219,6 +222,12 @@ fn write(tx: &rusqlite::Transaction<'_>, w: &Write) -> rusqlite::Result<WriteOut
             f.payload
         ])?;
     }
+    let mut seal = tx.prepare_cached(
+        "INSERT OR IGNORE INTO identity_vault (tenant_id, user_id, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for v in &w.vault {
+        seal.execute(params![w.tenant_id, v.user_id, &v.nonce[..], v.ciphertext])?;
+    }
     Ok(WriteOutcome { inserted })
 }
 
@@ -235,6 +244,10 @@ fn erase(tx: &rusqlite::Transaction<'_>, e: &Erasure) -> rusqlite::Result<Erased
         erased.failed_events += tx.execute(
             "DELETE FROM failed_events WHERE tenant_id = ?1 AND json_valid(payload)
              AND json_extract(payload, '$.channel_meta.client_ref') = ?2",
+            params![e.tenant_id, user_id],
+        )?;
+        tx.execute(
+            "DELETE FROM identity_vault WHERE tenant_id = ?1 AND user_id = ?2",
             params![e.tenant_id, user_id],
         )?;
     }

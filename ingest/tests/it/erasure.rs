@@ -86,3 +86,46 @@ async fn a_rotated_key_gives_new_pseudonyms_and_erasure_finds_both() {
     assert_eq!(answer["events"], 2);
     assert_eq!(h2.count("events"), 0);
 }
+
+#[tokio::test]
+async fn the_identity_vault_seals_originals_and_erasure_empties_it() {
+    let h = Harness::new(&[]);
+    let keyring = std::sync::Arc::new(ingest::Keyring::from_secret(vec![7; 32]));
+    let app = ingest::app(
+        ingest::AppState::new(h.store.clone(), keyring.clone()).with_identity_vault(true),
+    );
+    let h = Harness { app, ..h };
+    let raw = "customer-user-vaulted";
+    h.post_json(
+        &json!({ "events": [event("v1", raw), event("v2", raw), event("v3", "other-user")] }),
+    )
+    .await;
+    assert_eq!(
+        h.count("identity_vault"),
+        2,
+        "one entry per user, not per event"
+    );
+
+    let user_id = users(&h)[0].as_str().unwrap().to_owned();
+    let tenant = h.store.tenant(CLIENT_KEY).unwrap().unwrap();
+    let sealed = h.store.sealed(tenant.id, &user_id).unwrap().unwrap();
+    let vault = ingest::anonymise::vault::Vault::new(&keyring.vault_key(CLIENT_KEY));
+    assert_eq!(vault.open(&sealed).unwrap(), raw);
+    let file = std::fs::read(h.dir.path().join(ingest::store::DB_FILE)).unwrap();
+    assert!(
+        !file.windows(raw.len()).any(|w| w == raw.as_bytes()),
+        "the original is stored sealed only"
+    );
+
+    let (_, answer) = delete(&h, raw, Some(&format!("Bearer {}", h.api_key))).await;
+    assert_eq!(answer["events"], 2);
+    assert_eq!(h.count("identity_vault"), 1);
+    assert!(h.store.sealed(tenant.id, &user_id).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_vault_is_off_by_default() {
+    let h = Harness::new(&[]);
+    h.post_json(&json!({ "events": [event("n1", "u1")] })).await;
+    assert_eq!(h.count("identity_vault"), 0);
+}
