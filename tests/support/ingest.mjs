@@ -17,18 +17,7 @@ export async function startIngest({ tenants = [] } = {}) {
     for (const o of origins) args.push("--origin", o);
     keys[clientKey] = execFileSync(bin, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
   }
-  const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
-  });
-  const url = await new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.once("line", (line) => {
-      const m = /^ingest listening on (http:\/\/\S+)$/.exec(line);
-      m ? resolve(m[1]) : reject(new Error(`unexpected first line from ingest: ${line}`));
-    });
-    child.once("exit", (code) => reject(new Error(`ingest exited with ${code}`)));
-  });
+  const { child, url } = await spawnIngest(dataDir);
   return {
     url,
     endpoint: `${url}/v1/events`,
@@ -51,7 +40,29 @@ export async function startIngest({ tenants = [] } = {}) {
   };
 }
 
+/** Starts `ingest serve` on a free port over `dataDir`; resolves once it listens. */
+export async function spawnIngest(dataDir, extraArgs = []) {
+  const child = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, ...extraArgs], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
+  });
+  const url = await new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.once("line", (line) => {
+      const m = /^ingest listening on (http:\/\/\S+)$/.exec(line);
+      m ? resolve(m[1]) : reject(new Error(`unexpected first line from ingest: ${line}`));
+    });
+    child.once("exit", (code) => reject(new Error(`ingest exited with ${code}`)));
+  });
+  return { child, url };
+}
+
+/** Runs an ingest subcommand over a data dir and returns its stdout. */
+export function ingestCli(args, input) {
+  return execFileSync(bin, args, { encoding: "utf8", input, maxBuffer: 1 << 30 });
+}
+
 function lines(args) {
-  const out = execFileSync(bin, args, { encoding: "utf8" });
+  const out = execFileSync(bin, args, { encoding: "utf8", maxBuffer: 1 << 30 });
   return out.split("\n").filter(Boolean).map((l) => JSON.parse(l));
 }

@@ -48,6 +48,7 @@ pub(crate) fn all() -> anyhow::Result<()> {
     browser_unit_tests()?;
     node_tests("js-wrapper/test")?;
     node_tests("tests/e2e")?;
+    node_tests("tests/faults")?;
     Ok(())
 }
 
