@@ -17,14 +17,14 @@ use schema::{Event, Timestamp};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use self::pseudonym::{Kind, pseudonymise};
+use self::pseudonym::{Kind, Pseudonymiser, pseudonymise};
 use self::user_agent::Agent;
 use crate::routes::event_time;
 use crate::store::StoredEvent;
 
 /// The log's form of a valid event.
-pub(crate) fn anonymise(
-    key: &[u8],
+pub fn anonymise(
+    pseudonyms: &mut Pseudonymiser<'_>,
     event: &Event,
     agent: Agent,
     sent_at: Option<Timestamp>,
@@ -34,12 +34,12 @@ pub(crate) fn anonymise(
     let user_id = cm
         .client_ref
         .as_deref()
-        .map(|r| pseudonymise(key, Kind::ClientRef, r));
-    let session_id = pseudonymise(key, Kind::Session, &cm.session_id);
+        .map(|r| pseudonyms.get(Kind::ClientRef, r));
+    let session_id = pseudonyms.get(Kind::Session, &cm.session_id);
     let anonymous_id = cm
         .anonymous_id
         .as_deref()
-        .map(|a| pseudonymise(key, Kind::Visitor, a));
+        .map(|a| pseudonyms.get(Kind::Visitor, a));
     let event_time = event_time(event.created_at, sent_at, received_at);
     let payload = json!({
         "event_id": event.event_id,
@@ -68,7 +68,7 @@ pub(crate) fn anonymise(
 
 /// A rejected event as kept in the failed-events table: as sent, except that identifiers in
 /// `channel_meta` that are strings are pseudonymised like those of valid events.
-pub(crate) fn anonymise_failed(key: &[u8], raw: &RawValue) -> String {
+pub fn anonymise_failed(pseudonyms: &mut Pseudonymiser<'_>, raw: &RawValue) -> String {
     let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else {
         return raw.get().to_owned();
     };
@@ -79,7 +79,7 @@ pub(crate) fn anonymise_failed(key: &[u8], raw: &RawValue) -> String {
             ("anonymous_id", Kind::Visitor),
         ] {
             if let Some(Value::String(s)) = cm.get_mut(field) {
-                *s = pseudonymise(key, kind, s);
+                *s = pseudonyms.get(kind, s);
             } else if cm.contains_key(field) {
                 cm.insert(field.to_owned(), Value::Null);
             }

@@ -7,7 +7,7 @@ use sha2::Sha256;
 
 /// What a pseudonym stands for; part of the HMAC input, so a client_ref and a session id that
 /// happen to be equal do not share a pseudonym.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     ClientRef,
     Session,
@@ -31,6 +31,36 @@ pub fn pseudonymise(key: &[u8], kind: Kind, value: &str) -> String {
     mac.update(&[0]);
     mac.update(value.as_bytes());
     hex(&mac.finalize().into_bytes()[..16])
+}
+
+/// [`pseudonymise`] under one key, remembering recent answers: the events of one batch
+/// nearly always share their session and user, so most HMACs are computed once per batch.
+pub struct Pseudonymiser<'k> {
+    key: &'k [u8],
+    memo: Vec<(Kind, String, String)>,
+}
+
+impl<'k> Pseudonymiser<'k> {
+    /// Distinct values remembered; a batch with more computes the rest each time.
+    const MEMO: usize = 8;
+
+    pub fn new(key: &'k [u8]) -> Pseudonymiser<'k> {
+        Pseudonymiser {
+            key,
+            memo: Vec::new(),
+        }
+    }
+
+    pub fn get(&mut self, kind: Kind, value: &str) -> String {
+        if let Some((_, _, p)) = self.memo.iter().find(|(k, v, _)| *k == kind && v == value) {
+            return p.clone();
+        }
+        let p = pseudonymise(self.key, kind, value);
+        if self.memo.len() < Self::MEMO {
+            self.memo.push((kind, value.to_owned(), p.clone()));
+        }
+        p
+    }
 }
 
 /// The customer-side pseudonym (`ingest pseudonymise`, and `pseudonymise()` in the npm

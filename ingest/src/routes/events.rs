@@ -12,6 +12,7 @@ use schema::{Event, EventError, Timestamp, parse_batch, peek_str};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::anonymise::pseudonym::Pseudonymiser;
 use crate::anonymise::user_agent;
 use crate::anonymise::vault::Vault;
 use crate::anonymise::{anonymise, anonymise_failed};
@@ -70,6 +71,7 @@ pub(crate) async fn post(
     }
     state.metrics.batches.fetch_add(1, Relaxed);
     let key = state.keyring.tenant_key(&tenant);
+    let mut pseudonyms = Pseudonymiser::new(&key);
     let received_at = now_ms();
     let agent = user_agent::reduce(
         headers
@@ -91,7 +93,7 @@ pub(crate) async fn post(
     for (index, raw) in batch.events.iter().enumerate() {
         match validate(raw, &client_key) {
             Ok(event) => {
-                let stored = anonymise(&key, &event, agent, batch.sent_at, received_at);
+                let stored = anonymise(&mut pseudonyms, &event, agent, batch.sent_at, received_at);
                 if let (Some(vault), Some(user_id), Some(client_ref)) =
                     (&vault, &stored.user_id, &event.channel_meta.client_ref)
                 {
@@ -106,7 +108,7 @@ pub(crate) async fn post(
                 write.failed.push(FailedEvent {
                     error: e.code().to_owned(),
                     message: e.to_string(),
-                    payload: anonymise_failed(&key, raw),
+                    payload: anonymise_failed(&mut pseudonyms, raw),
                 });
                 rejected.push(Rejected {
                     index,

@@ -231,6 +231,8 @@ fn write(tx: &rusqlite::Transaction<'_>, w: &Write) -> rusqlite::Result<WriteOut
     Ok(WriteOutcome { inserted })
 }
 
+/// Erasure scans the tenant's events: it is rare, while an index on `user_id` (random
+/// pseudonyms) halved the ingest rate when measured (`cargo xtask bench ingest`).
 fn erase(tx: &rusqlite::Transaction<'_>, e: &Erasure) -> rusqlite::Result<Erased> {
     let mut erased = Erased {
         events: 0,

@@ -1,0 +1,280 @@
+//! `cargo xtask bench ingest`: events per second and batch latency of ingest with durable
+//! commits, measured in one run beside (a) a bare axum server that accepts and discards the
+//! same batches and (b) the store's own commit ceiling for the same batches without HTTP.
+//! A report, never a test: it writes `target/bench/ingest.md`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use ingest::store::{StoredEvent, Write};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const CONNECTIONS: usize = 16;
+const EVENTS_PER_BATCH: usize = 50;
+const DURATION: Duration = Duration::from_secs(6);
+const CLIENT_KEY: &str = "pk_bench";
+
+struct Run {
+    name: &'static str,
+    events: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get(((l.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A batch of unique events shaped like the tracker's.
+fn batch_body() -> String {
+    let mut body = String::with_capacity(EVENTS_PER_BATCH * 330);
+    body.push_str(r#"{"sent_at":"2026-11-28T14:00:01Z","events":["#);
+    for i in 0..EVENTS_PER_BATCH {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            r#"{{"client_key":"{CLIENT_KEY}","event_id":"bench-{n}","created_at":"2026-11-28T14:00:00.123Z","event_type":"instrument","action":"viewed","event_meta":{{"page":"/stocks/AAPL?utm_source=news","position":{}}},"related_entities":[{{"type":"ticker","id":"AAPL"}}],"channel_meta":{{"session_id":"s-{}","client_ref":"user-{}"}}}}"#,
+            i + 1,
+            n % 1000,
+            n % 10_000
+        );
+    }
+    body.push_str("]}");
+    body
+}
+
+/// One keep-alive HTTP/1.1 connection posting batches until the deadline.
+async fn client(addr: SocketAddr, deadline: Instant) -> (u64, Vec<Duration>) {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("the server under test accepts");
+    stream.set_nodelay(true).ok();
+    let (mut events, mut latencies) = (0, Vec::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        let body = batch_body();
+        let request = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: bench\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let started = Instant::now();
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut read = 0;
+        let status_ok = loop {
+            let n = stream.read(&mut buf[read..]).await.expect("read");
+            assert!(n > 0, "the server closed the connection");
+            read += n;
+            let head = &buf[..read];
+            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while read < end + 4 + len {
+                    read += stream.read(&mut buf[read..]).await.expect("read body");
+                }
+                break text.starts_with("http/1.1 200");
+            }
+        };
+        assert!(status_ok, "{}", String::from_utf8_lossy(&buf[..read]));
+        latencies.push(started.elapsed());
+        events += EVENTS_PER_BATCH as u64;
+    }
+    (events, latencies)
+}
+
+async fn load(name: &'static str, addr: SocketAddr) -> Run {
+    let started = Instant::now();
+    let deadline = started + DURATION;
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| tokio::spawn(client(addr, deadline)))
+        .collect();
+    let mut run = Run {
+        name,
+        events: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for t in tasks {
+        let (events, latencies) = t.await.expect("client task");
+        run.events += events;
+        run.latencies.extend(latencies);
+    }
+    run.elapsed = started.elapsed();
+    run
+}
+
+/// (a): the same HTTP stack, reading the body and answering, with no parsing or storage.
+async fn bare_axum() -> Run {
+    let app = Router::new().route(
+        "/v1/events",
+        post(|body: Bytes| async move {
+            format!(
+                "{{\"accepted\":{},\"duplicates\":0,\"rejected\":[]}}",
+                body.len().min(1)
+            )
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let run = load("(a) bare axum, accept and discard", addr).await;
+    server.abort();
+    run
+}
+
+/// The service under test, with its real store in a temp dir.
+async fn ingest_service(dir: &std::path::Path) -> Run {
+    ingest::Store::open(dir)
+        .unwrap()
+        .add_tenant(CLIENT_KEY, &[])
+        .unwrap();
+    let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.to_owned());
+    config.rate_limit = 1e12;
+    config.rate_burst = 1e12;
+    let listener = TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ingest::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let run = load("ingest, durable (synchronous=FULL, group commit)", addr).await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    run
+}
+
+/// (b): the store alone, the same batches written by as many concurrent writers.
+async fn store_ceiling(dir: &std::path::Path) -> Run {
+    let store = Arc::new(ingest::Store::open(dir).unwrap());
+    let (tenant, _) = store.add_tenant(CLIENT_KEY, &[]).unwrap();
+    let started = Instant::now();
+    let deadline = started + DURATION;
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (mut events, mut latencies) = (0u64, Vec::new());
+                while Instant::now() < deadline {
+                    let write = Write {
+                        tenant_id: tenant.id,
+                        received_at: 1_795_874_400_000,
+                        events: (0..EVENTS_PER_BATCH).map(|_| stored_event()).collect(),
+                        failed: Vec::new(),
+                        vault: Vec::new(),
+                    };
+                    let t = Instant::now();
+                    store.write(write).await.unwrap();
+                    latencies.push(t.elapsed());
+                    events += EVENTS_PER_BATCH as u64;
+                }
+                (events, latencies)
+            })
+        })
+        .collect();
+    let mut run = Run {
+        name: "(b) store alone, same batches, group commit",
+        events: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for t in tasks {
+        let (e, l) = t.await.unwrap();
+        run.events += e;
+        run.latencies.extend(l);
+    }
+    run.elapsed = started.elapsed();
+    store.close();
+    run
+}
+
+fn stored_event() -> StoredEvent {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    StoredEvent {
+        event_id: format!("store-{n}"),
+        event_type: "instrument".into(),
+        action: "viewed".into(),
+        event_time: 1_795_874_400_123,
+        created_at: 1_795_874_400_123,
+        sent_at: Some(1_795_874_401_000),
+        user_id: Some(format!("{:032x}", n % 10_000)),
+        session_id: format!("{:032x}", n % 1000),
+        payload: format!(
+            r#"{{"event_id":"store-{n}","event_type":"instrument","action":"viewed","event_meta":{{"page":"/stocks/AAPL?utm_source=news","position":1}},"related_entities":[{{"id":"AAPL","type":"ticker"}}],"channel_meta":{{"session_id":"{:032x}","user_id":"{:032x}"}}}}"#,
+            n % 1000,
+            n % 10_000
+        ),
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (a, ours, b) = runtime.block_on(async {
+        let a = bare_axum().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ours = ingest_service(dir.path()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let b = store_ceiling(dir.path()).await;
+        (a, ours, b)
+    });
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut report = format!(
+        "# ingest benchmark\n\n{cores} cores; {CONNECTIONS} keep-alive connections (or writers), batches of {EVENTS_PER_BATCH} events, {} s per run; load generator in the same process.\n\n",
+        DURATION.as_secs()
+    );
+    report.push_str("| run | events/s | batch p50 | batch p99 |\n|---|---:|---:|---:|\n");
+    for run in [&ours, &a, &b] {
+        let _ = writeln!(
+            report,
+            "| {} | {:.0} | {:.2} ms | {:.2} ms |",
+            run.name,
+            run.rate(),
+            run.percentile(0.5).as_secs_f64() * 1e3,
+            run.percentile(0.99).as_secs_f64() * 1e3
+        );
+    }
+    let _ = write!(
+        report,
+        "\nTargets: ≥ 100000 events/s → {:.0}; ≥ 80 % of (b) → {:.0} %; ≥ 50 % of (a) → {:.0} %.\nPeak RSS of the whole benchmark process: {:.0} MiB.\n",
+        ours.rate(),
+        100.0 * ours.rate() / b.rate(),
+        100.0 * ours.rate() / a.rate(),
+        peak_rss_mib()
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ingest.md"), &report).unwrap();
+    print!("{report}");
+}

@@ -1,0 +1,34 @@
+//! Everything ingest does to a request body before storing it: parse the batch, validate each
+//! event, anonymise it (pseudonyms, URL stripping, PII scrubbing), or keep it as a failed event.
+//! Nothing may panic, and every valid event must survive a round trip through its own JSON.
+#![no_main]
+
+use ingest::anonymise::pseudonym::Pseudonymiser;
+use ingest::anonymise::{anonymise, anonymise_failed, pii, user_agent};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let key = [7u8; 32];
+    let mut pseudonyms = Pseudonymiser::new(&key);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = pii::scrub(text);
+        let _ = user_agent::reduce(text);
+        let _ = ingest::anonymise::url::strip(text);
+    }
+    let Ok(batch) = schema::parse_batch(data) else { return };
+    let _ = batch.client_key();
+    for raw in &batch.events {
+        match schema::Event::from_raw(raw) {
+            Ok(event) => {
+                let again = schema::Event::from_value(serde_json::to_value(&event).unwrap()).unwrap();
+                assert_eq!(again, event);
+                let agent = user_agent::reduce("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0");
+                let stored = anonymise(&mut pseudonyms, &event, agent, batch.sent_at, 1_795_874_400_000);
+                serde_json::from_str::<serde_json::Value>(&stored.payload).unwrap();
+            }
+            Err(_) => {
+                serde_json::from_str::<serde_json::Value>(&anonymise_failed(&mut pseudonyms, raw)).unwrap();
+            }
+        }
+    }
+});
