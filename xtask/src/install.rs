@@ -9,6 +9,7 @@ use crate::cmd::{cargo_bin, cmd, output, root, run};
 
 const WASM_PACK: &str = "0.15.1";
 const GECKODRIVER: &str = "0.37.1";
+const CARGO_FUZZ: &str = "0.13.2";
 /// Debian packages and a file each installs, to tell whether it is there.
 const APT: [(&str, &str); 3] = [
     ("chromium", "/usr/bin/chromium"),
@@ -20,7 +21,8 @@ const APT: [(&str, &str); 3] = [
 pub(crate) fn for_tests() -> anyhow::Result<()> {
     for_build()?;
     apt()?;
-    cargo_tool("geckodriver", "geckodriver", GECKODRIVER, true)
+    cargo_tool("geckodriver", "geckodriver", GECKODRIVER, true)?;
+    cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ, true)
 }
 
 /// Everything building the wasm package needs.

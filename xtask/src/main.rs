@@ -4,6 +4,7 @@
 //! - `test`: install what is missing, then run every check and test (`.ci/run` calls this).
 //! - `build-wasm`: build the optimised tracker package and the npm wrapper; print sizes.
 //! - `gen-types`: write the wrapper's wire-format TypeScript types from the `schema` crate.
+//! - `bench ingest`: measure ingest against its baselines; the report goes to `target/bench/`.
 
 mod build;
 mod cmd;
@@ -38,6 +39,18 @@ enum Task {
     BuildWasm,
     /// Regenerate js-wrapper/src/wire.ts from the schema crate.
     GenTypes,
+    /// Measure, and write a report under target/bench/.
+    Bench {
+        #[arg(value_enum)]
+        what: Bench,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Bench {
+    /// Events/s and batch latency with durable commits, beside a bare axum server and the
+    /// store alone.
+    Ingest,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +73,12 @@ fn main() -> anyhow::Result<()> {
             println!("{sizes}");
             Ok(())
         }
+        Task::Bench {
+            what: Bench::Ingest,
+        } => cmd::run(&mut cmd::cmd(
+            "cargo",
+            &["bench", "--package", "ingest", "--bench", "throughput"],
+        )),
         Task::GenTypes => {
             let path = cmd::root().join("js-wrapper/src/wire.ts");
             std::fs::write(&path, schema::typescript::declarations())?;

@@ -42,6 +42,7 @@ pub(crate) fn all() -> anyhow::Result<()> {
         ],
     ))?;
     run(&mut cmd("cargo", &["test", "--workspace"]))?;
+    fuzz_briefly()?;
     ingest::build()?;
     let sizes = build::package()?;
     eprintln!("browser package:\n{sizes}");
@@ -50,6 +51,36 @@ pub(crate) fn all() -> anyhow::Result<()> {
     node_tests("tests/e2e")?;
     node_tests("tests/faults")?;
     Ok(())
+}
+
+/// The fuzz target over parsing, validation and anonymisation, for a short while, seeded
+/// with the valid payload fixtures. No sanitizer: the project's code forbids `unsafe`, and an
+/// ASan build of every dependency takes twice as long on two cores.
+fn fuzz_briefly() -> anyhow::Result<()> {
+    let corpus = root().join("ingest/fuzz/corpus/ingest_batch");
+    std::fs::create_dir_all(&corpus)?;
+    let seeds = root().join("schema/fixtures/valid");
+    let (corpus, seeds) = (
+        corpus.to_str().context("non-UTF-8 path")?,
+        seeds.to_str().context("non-UTF-8 path")?,
+    );
+    // cargo-fuzz needs nightly-only flags; the machines have one stable toolchain.
+    run(cmd(
+        "cargo",
+        &[
+            "fuzz",
+            "run",
+            "--sanitizer",
+            "none",
+            "ingest_batch",
+            corpus,
+            seeds,
+            "--",
+            "-max_total_time=20",
+        ],
+    )
+    .current_dir(root().join("ingest"))
+    .env("RUSTC_BOOTSTRAP", "1"))
 }
 
 /// `wasm-pack test` in headless Chrome and Firefox against a real ingest, then a look in
