@@ -26,12 +26,8 @@ enum Command {
     Events(EventsCommand),
     /// Erase a user: delete every event of theirs, found by your own client_ref.
     Erase {
-        #[arg(long, env = "INGEST_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
-        master_secret_file: Option<PathBuf>,
-        #[arg(long)]
-        client_key: String,
+        #[command(flatten)]
+        tenant: TenantKeys,
         #[arg(long)]
         client_ref: String,
     },
@@ -80,15 +76,34 @@ enum TenantCommand {
 enum VaultCommand {
     /// Print the original client_ref behind a pseudonym (a stored `user_id`).
     Reveal {
-        #[arg(long, env = "INGEST_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
-        master_secret_file: Option<PathBuf>,
-        #[arg(long)]
-        client_key: String,
+        #[command(flatten)]
+        tenant: TenantKeys,
         #[arg(long)]
         user_id: String,
     },
+}
+
+/// A tenant's store and keys, for the commands that need the master secret.
+#[derive(clap::Args)]
+struct TenantKeys {
+    #[arg(long, env = "INGEST_DATA_DIR")]
+    data_dir: PathBuf,
+    #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
+    master_secret_file: Option<PathBuf>,
+    #[arg(long)]
+    client_key: String,
+}
+
+impl TenantKeys {
+    fn open(&self) -> anyhow::Result<(Keyring, Store, ingest::store::Tenant)> {
+        let keyring = Keyring::load(&self.data_dir, self.master_secret_file.as_deref())?;
+        let store = Store::open(&self.data_dir)?;
+        let key = &self.client_key;
+        let tenant = store
+            .tenant(key)?
+            .with_context(|| format!("unknown client_key `{key}`"))?;
+        Ok((keyring, store, tenant))
+    }
 }
 
 #[derive(Subcommand)]
@@ -150,17 +165,8 @@ fn main() -> anyhow::Result<()> {
             println!("{version}");
             Ok(())
         }
-        Command::Erase {
-            data_dir,
-            master_secret_file,
-            client_key,
-            client_ref,
-        } => {
-            let keyring = Keyring::load(&data_dir, master_secret_file.as_deref())?;
-            let store = Store::open(&data_dir)?;
-            let tenant = store
-                .tenant(&client_key)?
-                .with_context(|| format!("unknown client_key `{client_key}`"))?;
+        Command::Erase { tenant, client_ref } => {
+            let (keyring, store, tenant) = tenant.open()?;
             let user_ids = ingest::anonymise::user_ids(&keyring, &tenant, &client_ref);
             let runtime = tokio::runtime::Builder::new_current_thread().build()?;
             let erased = runtime.block_on(store.erase(ingest::store::Erasure {
@@ -172,21 +178,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pseudonymise { secret_file } => pseudonymise(&secret_file),
-        Command::Vault(VaultCommand::Reveal {
-            data_dir,
-            master_secret_file,
-            client_key,
-            user_id,
-        }) => {
-            let keyring = Keyring::load(&data_dir, master_secret_file.as_deref())?;
-            let store = Store::open(&data_dir)?;
-            let tenant = store
-                .tenant(&client_key)?
-                .with_context(|| format!("unknown client_key `{client_key}`"))?;
+        Command::Vault(VaultCommand::Reveal { tenant, user_id }) => {
+            let (keyring, store, tenant) = tenant.open()?;
             let sealed = store
                 .sealed(tenant.id, &user_id)?
                 .with_context(|| format!("the identity vault holds no user `{user_id}` (is serve run with --identity-vault?)"))?;
-            let vault = ingest::anonymise::vault::Vault::new(&keyring.vault_key(&client_key));
+            let vault =
+                ingest::anonymise::vault::Vault::new(&keyring.vault_key(&tenant.client_key));
             println!("{}", vault.open(&sealed)?);
             Ok(())
         }

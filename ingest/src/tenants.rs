@@ -21,15 +21,8 @@ pub(crate) async fn lookup(state: &AppState, client_key: &str) -> Result<Arc<Ten
     {
         return Ok(t.clone());
     }
-    let store = state.store.clone();
     let key = client_key.to_owned();
-    let found = tokio::task::spawn_blocking(move || store.tenant(&key))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot read tenants");
-            ApiError::StoreUnavailable
-        })?;
+    let found = read_tenant(state, move |store| store.tenant(&key)).await?;
     let tenant = Arc::new(found.ok_or_else(|| ApiError::UnknownClientKey(client_key.to_owned()))?);
     state
         .tenants
@@ -54,14 +47,22 @@ impl FromRequestParts<AppState> for ApiKey {
             .map(str::trim)
             .ok_or(ApiError::MissingApiKey)?
             .to_owned();
-        let store = state.store.clone();
-        let found = tokio::task::spawn_blocking(move || store.tenant_by_api_key(&token))
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot read tenants");
-                ApiError::StoreUnavailable
-            })?;
+        let found = read_tenant(state, move |store| store.tenant_by_api_key(&token)).await?;
         found.map(ApiKey).ok_or(ApiError::UnknownApiKey)
     }
+}
+
+/// A tenant read from the store, off the async threads (SQLite blocks).
+async fn read_tenant(
+    state: &AppState,
+    read: impl FnOnce(&store::Store) -> Result<Option<Tenant>, store::StoreError> + Send + 'static,
+) -> Result<Option<Tenant>, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot read tenants");
+            ApiError::StoreUnavailable
+        })
 }

@@ -124,30 +124,24 @@ async fn invalid_calls_are_refused_without_throwing() {
     assert_eq!(flush_counts().await, (0, 0, 0));
 }
 
+/// The message `init()` throws for `config`.
+fn init_error(config: &[(&str, JsValue)]) -> String {
+    let err = init(obj(config)).map_err(JsValue::from).unwrap_err();
+    Reflect::get(&err, &"message".into())
+        .unwrap()
+        .as_string()
+        .unwrap()
+}
+
 #[wasm_bindgen_test]
 fn a_bad_config_throws_naming_the_key() {
-    let err = init(obj(&[
+    let message = init_error(&[
         ("clientKey", "pk".into()),
         ("endpoint", "http://x/v1/events".into()),
         ("flushIntervalMS", 5.into()),
-    ]))
-    .map_err(JsValue::from)
-    .unwrap_err();
-    let message = Reflect::get(&err, &"message".into())
-        .unwrap()
-        .as_string()
-        .unwrap();
+    ]);
     assert!(message.contains("flushIntervalMS"), "{message}");
-    let err = init(obj(&[
-        ("clientKey", "pk".into()),
-        ("endpoint", "/relative".into()),
-    ]))
-    .map_err(JsValue::from)
-    .unwrap_err();
-    let message = Reflect::get(&err, &"message".into())
-        .unwrap()
-        .as_string()
-        .unwrap();
+    let message = init_error(&[("clientKey", "pk".into()), ("endpoint", "/relative".into())]);
     assert!(message.contains("endpoint"), "{message}");
 }
 

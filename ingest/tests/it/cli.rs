@@ -203,3 +203,55 @@ fn rotate_key_and_erase_from_the_command_line() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "{\"events\":0,\"failed_events\":0}\n");
 }
+
+#[tokio::test]
+async fn vault_reveal_opens_what_serve_sealed() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    ingest(&[
+        "tenant",
+        "add",
+        "--data-dir",
+        d,
+        "--client-key",
+        crate::CLIENT_KEY,
+    ]);
+    // The same master secret serve would use: master.key in the data directory.
+    let keyring = Arc::new(ingest::Keyring::load(dir.path(), None).unwrap());
+    let store = Arc::new(ingest::Store::open(dir.path()).unwrap());
+    let app = ingest::app(ingest::AppState::new(store.clone(), keyring).with_identity_vault(true));
+    let body =
+        serde_json::json!({ "events": [crate::event("vault-1", "customer-user-77")] }).to_string();
+    let request = axum::http::Request::post("/v1/events")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    use tower::ServiceExt;
+    assert_eq!(app.oneshot(request).await.unwrap().status(), 200);
+    let user_id = store.recent_events(1, 1).unwrap()[0]["channel_meta"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let reveal = |user: &str| {
+        ingest(&[
+            "vault",
+            "reveal",
+            "--data-dir",
+            d,
+            "--client-key",
+            crate::CLIENT_KEY,
+            "--user-id",
+            user,
+        ])
+    };
+    let out = reveal(&user_id);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "customer-user-77\n");
+    let out = reveal("0000");
+    assert!(
+        text(&out.stderr).contains("holds no user `0000`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
