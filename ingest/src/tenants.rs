@@ -23,7 +23,7 @@ pub(crate) async fn lookup(state: &AppState, client_key: &str) -> Result<Arc<Ten
     }
     let key = client_key.to_owned();
     let found = read_tenant(state, move |store| store.tenant(&key)).await?;
-    let tenant = Arc::new(found.ok_or_else(|| ApiError::UnknownClientKey(client_key.to_owned()))?);
+    let tenant = Arc::new(found.ok_or_else(|| ApiError::UnknownClientKey(clip(client_key)))?);
     state
         .tenants
         .write()
@@ -65,4 +65,13 @@ async fn read_tenant(
             tracing::error!(error = %e, "cannot read tenants");
             ApiError::StoreUnavailable
         })
+}
+
+/// A caller-supplied key as echoed in an error: at most as long as a valid one could be.
+fn clip(key: &str) -> String {
+    let limit = schema::limits::MAX_ID_LEN;
+    match key.char_indices().nth(limit) {
+        Some((cut, _)) => format!("{}…", &key[..cut]),
+        None => key.to_owned(),
+    }
 }

@@ -143,6 +143,14 @@ async fn keys_origins_types_and_sizes_get_their_status() {
         );
     }
     assert_eq!(h.count("events"), 0);
+    let mut long_key = event("e3", "u1");
+    long_key["client_key"] = json!("k".repeat(100_000));
+    let (status, answer) = h.post_json(&json!({ "events": [long_key] })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer["message"].as_str().unwrap().len() < 300,
+        "the echoed key is clipped"
+    );
     let (status, _) = h
         .post(batch, Some("text/plain"), Some("https://app.example.com"))
         .await;
