@@ -5,12 +5,14 @@
 mod config;
 mod encode;
 mod queue;
+mod retry;
 mod session;
 mod tracker;
 
 pub use config::{Config, ConfigError, check_keys, known_keys};
 pub use encode::{EntityRef, EventInput, encode_batch, encode_event, uuid_v4};
 pub use queue::Queue;
+pub use retry::{Backoff, parse_retry_after};
 pub use session::Session;
 pub use tracker::{Delivery, Outgoing, TrackError, Tracker, classify};
 

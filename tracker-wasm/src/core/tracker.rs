@@ -4,7 +4,7 @@ use schema::limits::MAX_EVENT_BYTES;
 use super::encode::{
     BATCH_OVERHEAD, Envelope, EventInput, encode_batch, encode_event_with, uuid_v4,
 };
-use super::{Clock, Config, Entropy, Queue, Session};
+use super::{Backoff, Clock, Config, Entropy, Queue, Session};
 
 /// Why `track()` did not queue an event. The browser glue reports it; it never throws.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,9 @@ pub struct Tracker<C, E> {
     anonymous_id: String,
     /// Events taken for sending whose outcome is not known yet.
     in_flight: usize,
+    backoff: Backoff,
+    /// Set after a failed send: the delay before the next attempt.
+    retry_in: Option<u64>,
 }
 
 impl<C: Clock, E: Entropy> Tracker<C, E> {
@@ -68,6 +71,8 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
             session,
             anonymous_id,
             in_flight: 0,
+            backoff: Backoff::default(),
+            retry_in: None,
         }
     }
 
@@ -127,7 +132,7 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
             }));
         }
         self.queue.push(encoded);
-        Ok(self.queue.len() >= self.config.max_events as usize)
+        Ok(self.queue.len() >= self.config.max_events as usize && !self.backing_off())
     }
 
     /// Sets (or with `None` clears) the customer's user id carried by later events.
@@ -154,14 +159,46 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         Some(Outgoing { body, events })
     }
 
-    /// Settles a batch by ingest's answer; returns what happened to it.
-    pub fn settle(&mut self, batch: Outgoing, status: u16) -> Delivery {
+    /// Settles a batch by ingest's answer (and its `Retry-After`, in ms); returns what
+    /// happened to it.
+    pub fn settle(
+        &mut self,
+        batch: Outgoing,
+        status: u16,
+        retry_after_ms: Option<u64>,
+    ) -> Delivery {
         let delivery = classify(status);
         self.in_flight = self.in_flight.saturating_sub(batch.events.len());
-        if delivery == Delivery::Retry {
-            self.queue.requeue(batch.events);
+        match delivery {
+            Delivery::Retry => {
+                self.queue.requeue(batch.events);
+                let mut bytes = [0u8; 16];
+                self.entropy.fill(&mut bytes);
+                let jitter =
+                    f64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+                        / 4_294_967_296.0;
+                self.retry_in = Some(self.backoff.fail(retry_after_ms, jitter));
+            }
+            Delivery::Delivered => {
+                self.backoff.succeed();
+                self.retry_in = None;
+            }
+            Delivery::Drop => {}
         }
         delivery
+    }
+
+    /// How long to wait before the next send: the backoff after a failure, else the flush
+    /// interval.
+    pub fn next_send_in_ms(&self) -> u64 {
+        self.retry_in
+            .unwrap_or(u64::from(self.config.flush_interval_ms))
+    }
+
+    /// True while backing off after a failure: a full batch then waits for the retry timer
+    /// instead of going out at once.
+    pub fn backing_off(&self) -> bool {
+        self.retry_in.is_some()
     }
 }
 
@@ -353,13 +390,13 @@ mod tests {
                 "original time kept"
             );
             assert_eq!(t.pending(), 1, "in flight counts as pending");
-            assert_eq!(t.settle(batch, status), expected, "status {status}");
+            assert_eq!(t.settle(batch, status, None), expected, "status {status}");
             assert_eq!(t.queue().len(), left);
             assert_eq!(t.pending(), left);
         }
         t.track(&input).unwrap();
         let batch = t.next_batch().unwrap();
-        assert_eq!(t.settle(batch, 200), Delivery::Delivered);
+        assert_eq!(t.settle(batch, 200, None), Delivery::Delivered);
         assert!(t.queue().is_empty());
     }
 
@@ -385,5 +422,38 @@ mod tests {
             sizes.push(batch.events.len());
         }
         assert_eq!(sizes, [2, 2, 1]);
+    }
+
+    #[test]
+    fn failures_back_off_honouring_retry_after_and_success_resets() {
+        let mut config = crate::core::config::test_config();
+        config.max_events = 1;
+        let (mut t, _) = tracker(config);
+        let input = EventInput {
+            event_type: "a",
+            action: "b",
+            meta_json: None,
+            entities: &[],
+            timestamp: None,
+        };
+        assert_eq!(t.track(&input), Ok(true), "a full batch goes at once");
+        let batch = t.next_batch().unwrap();
+        assert_eq!(t.settle(batch, 429, Some(30_000)), Delivery::Retry);
+        assert!(t.next_send_in_ms() >= 30_000, "Retry-After is a floor");
+        assert_eq!(
+            t.track(&input),
+            Ok(false),
+            "while backing off, full batches wait for the timer"
+        );
+        let batch = t.next_batch().unwrap();
+        assert_eq!(t.settle(batch, 0, None), Delivery::Retry);
+        assert!(
+            t.next_send_in_ms() <= 2_000,
+            "second failure: jittered under a 2 s ceiling"
+        );
+        let batch = t.next_batch().unwrap();
+        assert_eq!(t.settle(batch, 200, None), Delivery::Delivered);
+        assert_eq!(t.next_send_in_ms(), 1_000, "back to the flush interval");
+        assert!(!t.backing_off());
     }
 }

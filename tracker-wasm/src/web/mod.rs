@@ -190,8 +190,13 @@ pub(crate) async fn flush() -> Summary {
             ));
         }
         let settled = with_state(|s| {
-            (s.generation == generation)
-                .then(|| (s.tracker.settle(batch, answer.status), s.on_batch.clone()))
+            (s.generation == generation).then(|| {
+                (
+                    s.tracker
+                        .settle(batch, answer.status, answer.retry_after_ms),
+                    s.on_batch.clone(),
+                )
+            })
         });
         // A batch of an earlier `init()` is not reported to the later one.
         let Some(Some((delivery, on_batch))) = settled else {
@@ -227,7 +232,8 @@ pub(crate) async fn flush() -> Summary {
     total
 }
 
-/// Starts the flush timer if events are waiting and none is running.
+/// Starts the flush timer if events are waiting and none is running: after the flush
+/// interval, or after the backoff delay when the last send failed.
 fn schedule(state: &mut State) {
     if state.timer.is_some() || state.tracker.queue().is_empty() {
         return;
@@ -241,11 +247,7 @@ fn schedule(state: &mut State) {
             flush().await;
         });
     });
-    let delay = state
-        .tracker
-        .config()
-        .flush_interval_ms
-        .min(i32::MAX as u32) as i32;
+    let delay = state.tracker.next_send_in_ms().min(i32::MAX as u64) as i32;
     state.timer = window
         .set_timeout_with_callback_and_timeout_and_arguments_0(callback.unchecked_ref(), delay)
         .ok();

@@ -2,10 +2,14 @@ use gloo_net::http::Request;
 use js_sys::{JSON, Reflect};
 use wasm_bindgen::JsValue;
 
+use crate::core::parse_retry_after;
+
 /// Ingest's answer; status 0 when there was none (offline, DNS, CORS, reset).
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: Option<String>,
+    /// `Retry-After`, in ms, when the server sent one (ingest exposes it to CORS callers).
+    pub(crate) retry_after_ms: Option<u64>,
 }
 
 impl Answer {
@@ -37,20 +41,22 @@ pub(crate) async fn send(endpoint: &str, body: &str) -> Answer {
     let request = Request::post(endpoint)
         .header("Content-Type", "text/plain;charset=UTF-8")
         .body(body);
-    let Ok(request) = request else {
-        return Answer {
-            status: 0,
-            body: None,
-        };
+    let failed = Answer {
+        status: 0,
+        body: None,
+        retry_after_ms: None,
     };
+    let Ok(request) = request else { return failed };
     match request.send().await {
         Ok(response) => Answer {
             status: response.status(),
+            retry_after_ms: response
+                .headers()
+                .get("retry-after")
+                .as_deref()
+                .and_then(parse_retry_after),
             body: response.text().await.ok(),
         },
-        Err(_) => Answer {
-            status: 0,
-            body: None,
-        },
+        Err(_) => failed,
     }
 }
