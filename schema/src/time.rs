@@ -20,6 +20,16 @@ impl fmt::Display for TimestampError {
 }
 
 impl Timestamp {
+    /// 0000-01-01T00:00:00Z, the earliest instant RFC 3339 can write.
+    pub const MIN: Timestamp = Timestamp(-62_167_219_200_000);
+    /// 9999-12-31T23:59:59.999Z, the latest.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// The instant `ms`, clamped into what RFC 3339 can write.
+    pub fn saturating(ms: i64) -> Timestamp {
+        Timestamp(ms.clamp(Timestamp::MIN.0, Timestamp::MAX.0))
+    }
+
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; fractions beyond milliseconds are
     /// truncated, a leap second (`:60`) is read as the last millisecond of its minute.
     pub fn parse(s: &str) -> Result<Timestamp, TimestampError> {
@@ -105,13 +115,19 @@ impl Timestamp {
         };
         let days = days_from_civil(year, month, day);
         let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-        Ok(Timestamp(secs * 1000 + millis))
+        let ts = Timestamp(secs * 1000 + millis);
+        if ts < Timestamp::MIN || ts > Timestamp::MAX {
+            return Err(TimestampError("outside the years 0000 to 9999 once in UTC"));
+        }
+        Ok(ts)
     }
 
-    /// Writes `YYYY-MM-DDTHH:MM:SS[.mmm]Z`, with the fraction only when it is not zero.
+    /// Writes `YYYY-MM-DDTHH:MM:SS[.mmm]Z`, with the fraction only when it is not zero. An
+    /// instant outside the years 0000 to 9999 is written as the nearest one inside.
     pub fn write_rfc3339(self, out: &mut String) {
-        let millis = self.0.rem_euclid(1000);
-        let secs = self.0.div_euclid(1000);
+        let ms = Timestamp::saturating(self.0).0;
+        let millis = ms.rem_euclid(1000);
+        let secs = ms.div_euclid(1000);
         let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
         let (y, m, d) = civil_from_days(days);
         push_digits(out, y, 4);
@@ -247,6 +263,24 @@ mod tests {
             1_483_228_799_999,
             "2016-12-31T23:59:59.999Z",
         );
+    }
+
+    #[test]
+    fn the_range_is_years_0000_to_9999() {
+        check(
+            "0000-01-01T00:00:00Z",
+            Timestamp::MIN.0,
+            "0000-01-01T00:00:00Z",
+        );
+        check(
+            "9999-12-31T23:59:59.999Z",
+            Timestamp::MAX.0,
+            "9999-12-31T23:59:59.999Z",
+        );
+        assert!(Timestamp::parse("0000-01-01T00:00:00+01:00").is_err());
+        assert!(Timestamp::parse("9999-12-31T23:59:59-01:00").is_err());
+        assert_eq!(Timestamp(i64::MIN).to_rfc3339(), "0000-01-01T00:00:00Z");
+        assert_eq!(Timestamp(i64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -200,14 +200,18 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The event time, corrected for the device's clock skew as Snowplow derives it:
-/// `received_at − (sent_at − created_at)`. Without `sent_at`, the device's own time.
+/// `received_at − (sent_at − created_at)`. Without `sent_at`, the device's own time. A
+/// device whose clock is absurd still gets a time RFC 3339 can write.
 pub(crate) fn event_time(
     created_at: Timestamp,
     sent_at: Option<Timestamp>,
     received_at: i64,
 ) -> i64 {
     match sent_at {
-        Some(sent) => received_at - (sent.0 - created_at.0),
+        Some(sent) => {
+            let skew = sent.0.saturating_sub(created_at.0);
+            Timestamp::saturating(received_at.saturating_sub(skew)).0
+        }
         None => created_at.0,
     }
 }

@@ -276,6 +276,21 @@ async fn clock_skew_is_corrected_with_sent_at() {
 }
 
 #[tokio::test]
+async fn an_absurd_device_clock_still_stores_a_writable_time() {
+    // Found by the fuzz target: a skew correction that left the years 0000 to 9999 panicked
+    // while formatting the stored event time.
+    let h = Harness::new(&[]);
+    let mut e = event("far-future", "u1");
+    e["created_at"] = json!("0000-01-01T00:00:00Z");
+    let (status, answer) = h
+        .post_json(&json!({ "sent_at": "9999-12-31T23:59:59Z", "events": [e] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let stored = &h.store.recent_events(1, 1).unwrap()[0];
+    assert_eq!(stored["event_time"], "0000-01-01T00:00:00Z");
+}
+
+#[tokio::test]
 async fn cors_preflight_and_unknown_routes() {
     let h = Harness::new(&[]);
     use tower::ServiceExt;
