@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
                 let again = schema::Event::from_value(serde_json::to_value(&event).unwrap()).unwrap();
                 assert_eq!(again, event);
                 let agent = user_agent::reduce("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0");
-                let stored = anonymise(&mut pseudonyms, &event, agent, batch.sent_at, 1_795_874_400_000);
+                let stored = anonymise(&mut pseudonyms, event, agent, batch.sent_at, 1_795_874_400_000);
                 serde_json::from_str::<serde_json::Value>(&stored.payload).unwrap();
             }
             Err(_) => {

@@ -22,10 +22,11 @@ use self::user_agent::Agent;
 use crate::routes::event_time;
 use crate::store::StoredEvent;
 
-/// The log's form of a valid event.
+/// The log's form of a valid event; takes it by value so its `event_meta` is cleaned in
+/// place rather than copied first.
 pub fn anonymise(
     pseudonyms: &mut Pseudonymiser<'_>,
-    event: &Event,
+    mut event: Event,
     agent: Agent,
     sent_at: Option<Timestamp>,
     received_at: i64,
@@ -41,6 +42,7 @@ pub fn anonymise(
         .as_deref()
         .map(|a| pseudonyms.get(Kind::Visitor, a));
     let event_time = event_time(event.created_at, sent_at, received_at);
+    let meta = clean_meta(&event.event_type, std::mem::take(&mut event.event_meta));
     let payload = json!({
         "event_id": event.event_id,
         "event_time": Timestamp(event_time),
@@ -48,7 +50,7 @@ pub fn anonymise(
         "received_at": Timestamp(received_at),
         "event_type": event.event_type,
         "action": event.action,
-        "event_meta": clean_meta(&event.event_type, event.event_meta.clone()),
+        "event_meta": meta,
         "related_entities": event.related_entities,
         "channel_meta": { "session_id": session_id, "user_id": user_id, "anonymous_id": anonymous_id },
         "context": agent,

@@ -93,9 +93,12 @@ pub(crate) async fn post(
     for (index, raw) in batch.events.iter().enumerate() {
         match validate(raw, &client_key) {
             Ok(event) => {
-                let stored = anonymise(&mut pseudonyms, &event, agent, batch.sent_at, received_at);
+                let client_ref = vault
+                    .as_ref()
+                    .and_then(|_| event.channel_meta.client_ref.clone());
+                let stored = anonymise(&mut pseudonyms, event, agent, batch.sent_at, received_at);
                 if let (Some(vault), Some(user_id), Some(client_ref)) =
-                    (&vault, &stored.user_id, &event.channel_meta.client_ref)
+                    (&vault, &stored.user_id, &client_ref)
                 {
                     if !write.vault.iter().any(|s| &s.user_id == user_id) {
                         write.vault.push(vault.seal(user_id, client_ref));
@@ -104,17 +107,17 @@ pub(crate) async fn post(
                 write.events.push(stored);
             }
             Err(e) => {
-                let event_id = peek_str(raw, "event_id");
+                let message = e.to_string();
                 write.failed.push(FailedEvent {
                     error: e.code().to_owned(),
-                    message: e.to_string(),
+                    message: message.clone(),
                     payload: anonymise_failed(&mut pseudonyms, raw),
                 });
                 rejected.push(Rejected {
                     index,
-                    event_id,
+                    event_id: peek_str(raw, "event_id"),
                     error: e.code(),
-                    message: e.to_string(),
+                    message,
                 });
             }
         }
