@@ -34,6 +34,14 @@ pub struct Config {
     /// Requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "INGEST_MAX_CONCURRENT_REQUESTS", default_value_t = Limits::default().max_concurrent_requests)]
     pub max_concurrent_requests: usize,
+    /// The datasets' parameters (`datasets.toml`: half-lives, thresholds, weights); every
+    /// key is optional and defaults to the datasets spec.
+    #[arg(long, env = "INGEST_DATASETS_CONFIG")]
+    pub datasets_config: Option<PathBuf>,
+    /// Honour `as_of` in queries, for acceptance tests over historical fixtures. Never in
+    /// production: it lets a caller recompute lists at any time.
+    #[arg(long, env = "INGEST_TEST_MODE")]
+    pub test_mode: bool,
 }
 
 impl Config {
@@ -49,6 +57,8 @@ impl Config {
             rate_burst: limits.burst_events,
             request_timeout: limits.request_timeout.as_secs(),
             max_concurrent_requests: limits.max_concurrent_requests,
+            datasets_config: None,
+            test_mode: false,
         }
     }
 

@@ -42,6 +42,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("the store cannot commit right now; retry later")]
     StoreUnavailable,
+    #[error(transparent)]
+    Query(#[from] crate::datasets::QueryError),
     #[error("internal error")]
     Internal,
 }
@@ -73,6 +75,10 @@ impl ApiError {
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::Query(e) => (
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                e.code(),
+            ),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -81,6 +87,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        if let ApiError::Query(e) = &self {
+            let content_type = [(header::CONTENT_TYPE, "application/problem+json")];
+            return (status, content_type, e.problem().to_string()).into_response();
+        }
         let body = serde_json::json!({ "error": code, "message": self.to_string() });
         let mut response = (status, Json(body)).into_response();
         if matches!(self, ApiError::MissingApiKey | ApiError::UnknownApiKey) {

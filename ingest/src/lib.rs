@@ -11,13 +11,16 @@
 //! ```
 //!
 //! Layout: `routes` (HTTP surface), `anonymise` (pseudonyms, PII, URLs, user agents),
-//! `store` (SQLite, group commit), `tenants` (lookup cache), `error` (the one `ApiError`),
-//! `config`.
+//! `store` (SQLite, group commit, presentation documents), `datasets` (the pure datasets
+//! engine), `presentation` (per-tenant engines fed live, materialisation), `replay`
+//! (`ingest replay`), `tenants` (lookup cache), `error` (the one `ApiError`), `config`.
 
 pub mod anonymise;
 mod config;
+pub mod datasets;
 mod error;
 mod metrics;
+mod presentation;
 mod protect;
 mod routes;
 pub mod store;
@@ -34,6 +37,7 @@ pub use anonymise::keyring::Keyring;
 pub use config::Config;
 pub use error::ApiError;
 pub use protect::Limits;
+pub mod replay;
 pub use store::Store;
 
 /// What every handler shares.
@@ -45,6 +49,7 @@ pub struct AppState {
     rate_limiter: Arc<protect::RateLimiter>,
     identity_vault: bool,
     metrics: Arc<metrics::Metrics>,
+    datasets: Arc<presentation::Datasets>,
     tenants: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
 }
 
@@ -61,8 +66,19 @@ impl AppState {
             limits,
             metrics: Arc::default(),
             identity_vault: false,
+            datasets: Arc::new(presentation::Datasets::new(
+                datasets::Params::default(),
+                false,
+            )),
             tenants: Arc::default(),
         }
+    }
+
+    /// Uses these dataset parameters; `test_mode` honours `as_of` in queries (for replays
+    /// and acceptance tests over historical events; never in production).
+    pub fn with_datasets(mut self, params: datasets::Params, test_mode: bool) -> AppState {
+        self.datasets = Arc::new(presentation::Datasets::new(params, test_mode));
+        self
     }
 
     /// Keeps each original client_ref sealed in the identity vault (off by default).
@@ -89,11 +105,18 @@ pub async fn serve(
         config.master_secret_file.as_deref(),
     )?);
     let store = Arc::new(Store::open(&config.data_dir)?);
+    let params = match &config.datasets_config {
+        Some(path) => datasets::Params::load(path)?,
+        None => datasets::Params::default(),
+    };
     let state = AppState::with_limits(store.clone(), keyring, config.limits())
-        .with_identity_vault(config.identity_vault);
+        .with_identity_vault(config.identity_vault)
+        .with_datasets(params, config.test_mode);
+    let materialiser = tokio::spawn(state.datasets.clone().run(store.clone()));
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+    materialiser.abort();
     tokio::task::spawn_blocking(move || store.close()).await?;
     Ok(())
 }

@@ -104,3 +104,52 @@ impl Metrics {
         out
     }
 }
+
+/// The datasets engines' counters, summed over tenants.
+pub(crate) fn render_datasets(c: &crate::datasets::Counters) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "datasets_events_applied_total",
+            "Events the datasets engines applied.",
+            c.applied,
+        ),
+        (
+            "datasets_events_duplicate_total",
+            "Events the engines had already seen.",
+            c.duplicates,
+        ),
+        (
+            "datasets_events_future_total",
+            "Events rejected for a time too far ahead of the clock.",
+            c.future_rejected,
+        ),
+        (
+            "datasets_unknown_actions_total",
+            "Events whose (event_type, action) the weight table does not know.",
+            c.unknown_actions,
+        ),
+        (
+            "datasets_search_dropped_total",
+            "Search queries dropped: empty, too long or shaped like personal data.",
+            c.search_dropped,
+        ),
+    ] {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        );
+    }
+    out.push_str("# HELP datasets_late_dropped_total Events too far behind the watermark for a dataset.\n# TYPE datasets_late_dropped_total counter\n");
+    for (dataset, n) in [
+        ("personal", c.late_dropped_personal),
+        ("consensus", c.late_dropped_consensus),
+        ("engagement", c.late_dropped_engagement),
+    ] {
+        let _ = writeln!(
+            out,
+            "datasets_late_dropped_total{{dataset=\"{dataset}\"}} {n}"
+        );
+    }
+    out
+}

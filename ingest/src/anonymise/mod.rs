@@ -19,18 +19,19 @@ use serde_json::{Map, Value, json};
 
 use self::pseudonym::{Kind, Pseudonymiser, pseudonymise};
 use self::user_agent::Agent;
+use crate::datasets::Input;
 use crate::routes::event_time;
 use crate::store::StoredEvent;
 
-/// The log's form of a valid event; takes it by value so its `event_meta` is cleaned in
-/// place rather than copied first.
+/// The log's form of a valid event, and what the datasets engine reads of it; takes the
+/// event by value so its `event_meta` is cleaned in place rather than copied first.
 pub fn anonymise(
     pseudonyms: &mut Pseudonymiser<'_>,
     mut event: Event,
     agent: Agent,
     sent_at: Option<Timestamp>,
     received_at: i64,
-) -> StoredEvent {
+) -> (StoredEvent, Input) {
     let cm = &event.channel_meta;
     let user_id = cm
         .client_ref
@@ -43,6 +44,18 @@ pub fn anonymise(
         .map(|a| pseudonyms.get(Kind::Visitor, a));
     let event_time = event_time(event.created_at, sent_at, received_at);
     let meta = clean_meta(&event.event_type, std::mem::take(&mut event.event_meta));
+    let mut input = Input::new(
+        &event.event_id,
+        event_time,
+        user_id.as_deref().unwrap_or(&session_id),
+        &session_id,
+        &event.event_type,
+        &event.action,
+    )
+    .with_meta(&meta);
+    for e in &event.related_entities {
+        input = input.with_entity(&e.kind, &e.id);
+    }
     let payload = json!({
         "event_id": event.event_id,
         "event_time": Timestamp(event_time),
@@ -55,7 +68,7 @@ pub fn anonymise(
         "channel_meta": { "session_id": session_id, "user_id": user_id, "anonymous_id": anonymous_id },
         "context": agent,
     });
-    StoredEvent {
+    let stored = StoredEvent {
         event_id: event.event_id.clone(),
         event_type: event.event_type.clone(),
         action: event.action.clone(),
@@ -65,7 +78,8 @@ pub fn anonymise(
         user_id,
         session_id,
         payload: payload.to_string(),
-    }
+    };
+    (stored, input)
 }
 
 /// A rejected event as kept in the failed-events table: as sent, except that identifiers in

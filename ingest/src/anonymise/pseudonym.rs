@@ -75,6 +75,13 @@ pub fn customer_pseudonym(secret: &[u8], client_ref: &str) -> String {
 /// Shortest customer secret `ingest pseudonymise` accepts.
 pub const MIN_CUSTOMER_SECRET_BYTES: usize = 16;
 
+/// A fresh random id: the prefix and 128 bits in hex (served lists and items).
+pub fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is available");
+    format!("{prefix}{}", hex(&bytes))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -90,13 +90,15 @@ pub(crate) async fn post(
         .identity_vault
         .then(|| Vault::new(&state.keyring.vault_key(&tenant.client_key)));
     let mut rejected = Vec::new();
+    let mut inputs = Vec::with_capacity(batch.events.len());
     for (index, raw) in batch.events.iter().enumerate() {
         match validate(raw, &client_key) {
             Ok(event) => {
                 let client_ref = vault
                     .as_ref()
                     .and_then(|_| event.channel_meta.client_ref.clone());
-                let stored = anonymise(&mut pseudonyms, event, agent, batch.sent_at, received_at);
+                let (stored, input) =
+                    anonymise(&mut pseudonyms, event, agent, batch.sent_at, received_at);
                 if let (Some(vault), Some(user_id), Some(client_ref)) =
                     (&vault, &stored.user_id, &client_ref)
                 {
@@ -105,6 +107,7 @@ pub(crate) async fn post(
                     }
                 }
                 write.events.push(stored);
+                inputs.push(input);
             }
             Err(e) => {
                 let message = e.to_string();
@@ -133,6 +136,22 @@ pub(crate) async fn post(
     m.store_write_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     let accepted = outcome.inserted.iter().filter(|&&new| new).count();
+    // Only newly stored events reach the datasets; a failure here loses nothing, as the
+    // engine is rebuilt from the log it failed to follow.
+    let fresh: Vec<_> = inputs
+        .into_iter()
+        .zip(&outcome.inserted)
+        .filter_map(|(input, &new)| new.then_some(input))
+        .collect();
+    if !fresh.is_empty() {
+        let (datasets, store) = (state.datasets.clone(), state.store.clone());
+        let tenant_id = tenant.id;
+        let applied =
+            tokio::task::spawn_blocking(move || datasets.apply(&store, tenant_id, &fresh)).await;
+        if !matches!(applied, Ok(Ok(()))) {
+            tracing::error!("cannot feed stored events to the datasets");
+        }
+    }
     m.events_accepted.fetch_add(accepted as u64, Relaxed);
     m.events_duplicate
         .fetch_add((submitted - accepted) as u64, Relaxed);

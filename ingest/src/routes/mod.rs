@@ -3,6 +3,7 @@
 mod events;
 mod openapi;
 mod ops;
+mod query;
 mod users;
 
 pub(crate) use events::event_time;
@@ -56,12 +57,24 @@ pub(crate) fn router(state: AppState) -> Router {
             header::CONTENT_TYPE,
             header::CONTENT_ENCODING,
             header::AUTHORIZATION,
+            header::IF_NONE_MATCH,
         ])
-        .expose_headers([header::RETRY_AFTER, REQUEST_ID])
+        .expose_headers([header::RETRY_AFTER, header::ETAG, REQUEST_ID])
         .max_age(Duration::from_secs(86_400));
     Router::new()
         .route("/v1/events", post(events::post))
         .route("/v1/users/{client_ref}", delete(users::erase))
+        .route("/v1/users/{client_ref}/preferences/entities", get(query::query))
+        .route("/v1/trending/entities", get(query::query))
+        .route("/v1/trending/content", get(query::query))
+        .route("/v1/trending/searches", get(query::query))
+        .route("/v1/engagement/summary", get(query::query))
+        .route("/v1/engagement/items", get(query::query))
+        .route("/v1/engagement/click-positions", get(query::query))
+        .route("/v1/engagement/daily", get(query::query))
+        .route("/v1/engagement/impressions/{impression_id}", get(query::query))
+        .route("/v1/engagement/feedback", get(query::query))
+        .route("/v1/recommendations", get(query::query))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::ready))
         .route("/metrics", get(ops::metrics))

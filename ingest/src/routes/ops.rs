@@ -21,12 +21,16 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let datasets = state.datasets.clone();
+    let counters = tokio::task::spawn_blocking(move || datasets.counters())
+        .await
+        .unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render() + &crate::metrics::render_datasets(&counters),
     )
         .into_response()
 }

@@ -9,7 +9,8 @@ use crate::error::ApiError;
 use crate::store::{Erased, Erasure};
 use crate::tenants::ApiKey;
 
-/// Removes every event and failed event of the user, under every key version, durably.
+/// Removes every event and failed event of the user, under every key version, durably,
+/// and what the datasets hold of them (preferences, contributions, impression links).
 pub(crate) async fn erase(
     State(state): State<AppState>,
     ApiKey(tenant): ApiKey,
@@ -20,11 +21,19 @@ pub(crate) async fn erase(
         .store
         .erase(Erasure {
             tenant_id: tenant.id,
-            user_ids,
+            user_ids: user_ids.clone(),
         })
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot erase a user");
+            ApiError::StoreUnavailable
+        })?;
+    let (datasets, store) = (state.datasets.clone(), state.store.clone());
+    tokio::task::spawn_blocking(move || datasets.erase(&store, tenant.id, &user_ids))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot erase a user's datasets");
             ApiError::StoreUnavailable
         })?;
     tracing::info!(

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use writer::{Erased, Erasure, FailedEvent, StoredEvent, Write, WriteOutcome};
+pub use writer::{Erased, Erasure, FailedEvent, Presentation, StoredEvent, Write, WriteOutcome};
 use writer::{Op, Outcome};
 
 /// The store file inside the data directory.
@@ -60,6 +60,7 @@ impl Tenant {
 }
 
 pub struct Store {
+    path: PathBuf,
     reader: Mutex<Connection>,
     writer: writer::Handle,
 }
@@ -107,6 +108,23 @@ CREATE TABLE IF NOT EXISTS failed_events (
     message TEXT NOT NULL,
     payload TEXT NOT NULL
 );
+-- Presentation-ready documents: each materialised API response, served verbatim.
+CREATE TABLE IF NOT EXISTS documents (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    as_of INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+) WITHOUT ROWID;
+-- Engagement feedback for recommenders: finalised impressions and later label changes.
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    recommender TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_by_tenant ON feedback (tenant_id, seq);
 ";
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -134,6 +152,7 @@ impl Store {
         let writer = writer::Handle::start(conn);
         Ok(Store {
             reader: Mutex::new(connect(&path)?),
+            path,
             writer,
         })
     }
@@ -227,9 +246,7 @@ impl Store {
     pub async fn write(&self, write: Write) -> Result<WriteOutcome, StoreError> {
         match self.writer.submit(Op::Write(write)).await? {
             Outcome::Written(w) => Ok(w),
-            Outcome::Erased(_) => Err(StoreError::Commit(
-                "the writer answered a write with an erasure".into(),
-            )),
+            _ => Err(StoreError::Commit("the writer answered out of turn".into())),
         }
     }
 
@@ -237,10 +254,73 @@ impl Store {
     pub async fn erase(&self, erasure: Erasure) -> Result<Erased, StoreError> {
         match self.writer.submit(Op::Erase(erasure)).await? {
             Outcome::Erased(e) => Ok(e),
-            Outcome::Written(_) => Err(StoreError::Commit(
-                "the writer answered an erasure with a write".into(),
-            )),
+            _ => Err(StoreError::Commit("the writer answered out of turn".into())),
         }
+    }
+
+    /// Replaces materialised documents and appends feedback records, durably.
+    pub async fn present(&self, presentation: Presentation) -> Result<(), StoreError> {
+        match self.writer.submit(Op::Present(presentation)).await? {
+            Outcome::Presented => Ok(()),
+            _ => Err(StoreError::Commit("the writer answered out of turn".into())),
+        }
+    }
+
+    /// A materialised document: `(body, etag)`.
+    pub fn document(
+        &self,
+        tenant_id: i64,
+        key: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT body, etag FROM documents WHERE tenant_id = ?1 AND key = ?2")?
+                .query_row(params![tenant_id, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+    }
+
+    /// Feedback records after `cursor`, oldest first: `(seq, record)`.
+    pub fn feedback(
+        &self,
+        tenant_id: i64,
+        recommender: Option<&str>,
+        cursor: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, serde_json::Value)>, StoreError> {
+        let rows: Vec<(i64, String)> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT seq, record FROM feedback WHERE tenant_id = ?1 AND seq > ?2
+                 AND (?3 IS NULL OR recommender = ?3) ORDER BY seq LIMIT ?4",
+            )?
+            .query_map(params![tenant_id, cursor, recommender, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, r)| Some((seq, serde_json::from_str(&r).ok()?)))
+            .collect())
+    }
+
+    /// Calls `f` with every stored event payload of the tenant, in event-time order (the
+    /// datasets engine is rebuilt from the log this way). Uses its own connection, so a
+    /// long read blocks no other reader.
+    pub fn for_each_event(
+        &self,
+        tenant_id: i64,
+        mut f: impl FnMut(&str),
+    ) -> Result<usize, StoreError> {
+        let conn = connect(&self.path)?;
+        let mut stmt = conn
+            .prepare("SELECT payload FROM events WHERE tenant_id = ?1 ORDER BY event_time, seq")?;
+        let mut rows = stmt.query([tenant_id])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            f(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The newest stored events of a tenant, oldest first, as anonymised JSON.

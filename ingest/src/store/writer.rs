@@ -69,14 +69,26 @@ pub struct Erased {
     pub failed_events: usize,
 }
 
+/// Materialised documents (replacing those under the same keys) and feedback records of
+/// one tenant.
+#[derive(Debug, Clone, Default)]
+pub struct Presentation {
+    pub tenant_id: i64,
+    pub documents: Vec<crate::datasets::Document>,
+    /// `(recommender, record JSON)`.
+    pub feedback: Vec<(Option<String>, String)>,
+}
+
 pub(super) enum Op {
     Write(Write),
     Erase(Erasure),
+    Present(Presentation),
 }
 
 pub(super) enum Outcome {
     Written(WriteOutcome),
     Erased(Erased),
+    Presented,
 }
 
 impl Op {
@@ -84,6 +96,7 @@ impl Op {
         match self {
             Op::Write(w) => w.events.len(),
             Op::Erase(_) => 1,
+            Op::Present(p) => p.documents.len() + p.feedback.len(),
         }
     }
 }
@@ -181,6 +194,10 @@ fn commit(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<Outcome>
         outcomes.push(match op {
             Op::Write(w) => Outcome::Written(write(&tx, w)?),
             Op::Erase(e) => Outcome::Erased(erase(&tx, e)?),
+            Op::Present(p) => {
+                present(&tx, p)?;
+                Outcome::Presented
+            }
         });
     }
     tx.commit()?;
@@ -229,6 +246,22 @@ fn write(tx: &rusqlite::Transaction<'_>, w: &Write) -> rusqlite::Result<WriteOut
         seal.execute(params![w.tenant_id, v.user_id, &v.nonce[..], v.ciphertext])?;
     }
     Ok(WriteOutcome { inserted })
+}
+
+fn present(tx: &rusqlite::Transaction<'_>, p: &Presentation) -> rusqlite::Result<()> {
+    let mut put = tx.prepare_cached(
+        "INSERT OR REPLACE INTO documents (tenant_id, key, body, as_of, etag) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for d in &p.documents {
+        put.execute(params![p.tenant_id, d.key, d.body, d.as_of, d.etag])?;
+    }
+    let mut append = tx.prepare_cached(
+        "INSERT INTO feedback (tenant_id, recommender, record) VALUES (?1, ?2, ?3)",
+    )?;
+    for (recommender, record) in &p.feedback {
+        append.execute(params![p.tenant_id, recommender, record])?;
+    }
+    Ok(())
 }
 
 /// Erasure scans the tenant's events: it is rare, while an index on `user_id` (random

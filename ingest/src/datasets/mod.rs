@@ -1,0 +1,579 @@
+//! The datasets engine (`../shared/datasets/SPEC.md`, copied into this crate's tests as
+//! fixtures): trending and popular entities, content and searches; per-user entity
+//! preferences; recommendation engagement; and the recommender that closes the loop.
+//!
+//! Pure: no I/O, no clock of its own (every call takes the time), so the same code serves
+//! live ingest, `ingest replay` and the tests. Each event costs O(1) amortised; consensus
+//! lists are materialised into JSON documents ([`Engine::materialise`]) that the query API
+//! serves verbatim, while personal and engagement answers are computed on read from bounded
+//! state.
+//!
+//! ```
+//! use ingest::datasets::{Engine, Input, Params};
+//! let mut engine = Engine::new(Params::default());
+//! let t = 1_736_164_800_000; // 2025-01-06T12:00:00Z
+//! let event = Input::new("e1", t, "u1", "s1", "instrument", "viewed")
+//!     .with_entity("ticker", "aapl");
+//! engine.ingest(&event, t);
+//! assert_eq!(engine.preference_score("u1", "ticker", "AAPL", t), 1.0);
+//! ```
+//!
+//! Layout: `params` (defaults, weight table, `datasets.toml`), `decay` (order-independent
+//! decayed sums), `trending`, `preferences`, `engagement`, `recommend`, `query` (parsing
+//! and answering the API's requests).
+
+mod decay;
+mod engagement;
+mod params;
+mod preferences;
+mod query;
+mod recommend;
+mod trending;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use schema::Timestamp;
+use serde_json::{Map, Value, json};
+
+pub use engagement::{Feedback, wilson};
+pub use params::{Params, ParamsError};
+pub use query::{Query, QueryError, Target, cut_document, feedback_page};
+pub use trending::{Mode, normalise_query};
+
+use params::{DAY_MS, HOUR_MS};
+
+/// An entity key: ids of tickers are upper-cased, as the spec keys them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntityKey {
+    pub kind: String,
+    pub id: String,
+}
+
+impl EntityKey {
+    pub fn new(kind: &str, id: &str) -> EntityKey {
+        let id = if kind == "ticker" {
+            id.to_uppercase()
+        } else {
+            id.to_owned()
+        };
+        EntityKey {
+            kind: kind.to_owned(),
+            id,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"type": self.kind, "id": self.id})
+    }
+}
+
+/// What the engine sees of an event once it is valid and anonymised (spec §5.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    pub event_id: String,
+    /// Event time (ms), corrected for device clock skew.
+    pub ts: i64,
+    /// Pseudonym of `client_ref`, or of the session for anonymous events.
+    pub user_id: String,
+    pub session_id: String,
+    pub event_type: String,
+    pub action: String,
+    pub entities: Vec<EntityKey>,
+    pub content_id: Option<String>,
+    /// `impression_id`, or `fxcid` for content.
+    pub impression_id: Option<String>,
+    pub request_id: Option<String>,
+    pub recommender: Option<String>,
+    pub surface: Option<String>,
+    pub position: Option<u32>,
+    pub query: Option<String>,
+}
+
+impl Input {
+    pub fn new(
+        event_id: &str,
+        ts: i64,
+        user_id: &str,
+        session_id: &str,
+        event_type: &str,
+        action: &str,
+    ) -> Input {
+        Input {
+            event_id: event_id.to_owned(),
+            ts,
+            user_id: user_id.to_owned(),
+            session_id: session_id.to_owned(),
+            event_type: event_type.to_owned(),
+            action: action.to_owned(),
+            entities: Vec::new(),
+            content_id: None,
+            impression_id: None,
+            request_id: None,
+            recommender: None,
+            surface: None,
+            position: None,
+            query: None,
+        }
+    }
+
+    pub fn with_entity(mut self, kind: &str, id: &str) -> Input {
+        self.entities.push(EntityKey::new(kind, id));
+        self
+    }
+
+    /// Takes the fields the datasets read from an (anonymised) `event_meta`.
+    pub fn with_meta(mut self, meta: &Map<String, Value>) -> Input {
+        let text = |key: &str| match meta.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        self.content_id = text("content_id");
+        self.impression_id = text("impression_id").or_else(|| text("fxcid"));
+        self.request_id = text("request_id");
+        self.recommender = text("recommender");
+        self.surface = text("surface");
+        self.query = match meta.get("query") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        self.position = meta
+            .get("position")
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p >= 1);
+        self
+    }
+
+    /// The item an impression shows: its content, else its first entity.
+    fn item(&self) -> Option<String> {
+        self.content_id
+            .clone()
+            .or_else(|| self.entities.first().map(|e| e.id.clone()))
+    }
+
+    /// The input of an event as the log stores it (`store`'s payload JSON).
+    pub fn from_stored(payload: &Value) -> Option<Input> {
+        let s = |v: &Value| v.as_str().map(str::to_owned);
+        let cm = payload.get("channel_meta")?;
+        let session_id = s(cm.get("session_id")?)?;
+        let user_id = cm.get("user_id").and_then(s).unwrap_or(session_id.clone());
+        let ts = Timestamp::parse(payload.get("event_time")?.as_str()?)
+            .ok()?
+            .0;
+        let mut input = Input::new(
+            payload.get("event_id")?.as_str()?,
+            ts,
+            &user_id,
+            &session_id,
+            payload.get("event_type")?.as_str()?,
+            payload.get("action")?.as_str()?,
+        );
+        if let Some(Value::Object(meta)) = payload.get("event_meta") {
+            input = input.with_meta(meta);
+        }
+        for e in payload.get("related_entities")?.as_array()? {
+            input = input.with_entity(e.get("type")?.as_str()?, e.get("id")?.as_str()?);
+        }
+        Some(input)
+    }
+}
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    /// More than the allowed skew ahead of the clock.
+    Future,
+}
+
+/// Counters the service exposes in `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub future_rejected: u64,
+    pub unknown_actions: u64,
+    pub late_dropped_personal: u64,
+    pub late_dropped_consensus: u64,
+    pub late_dropped_engagement: u64,
+    pub search_dropped: u64,
+}
+
+/// A materialised response: `key` is `"{dataset}/{mode}/{entity_type}"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub key: String,
+    pub body: String,
+    pub as_of: i64,
+    pub etag: String,
+}
+
+impl Document {
+    fn new(key: String, body: &Value, as_of: i64) -> Document {
+        let body = body.to_string();
+        let etag = format!("\"{:016x}\"", hash_str(&body));
+        Document {
+            key,
+            body,
+            as_of,
+            etag,
+        }
+    }
+}
+
+pub(crate) fn hash_str(s: &str) -> u64 {
+    // SipHash with fixed keys: the same on every run, so user keys and ETags are stable.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// Event ids seen recently, by day of event time, so duplicates are no-ops.
+#[derive(Debug, Default)]
+struct Seen {
+    ids: HashSet<u64>,
+    by_day: BTreeMap<i64, Vec<u64>>,
+}
+
+/// The engine of one tenant.
+#[derive(Debug)]
+pub struct Engine {
+    params: Params,
+    seen: Seen,
+    watermark: Option<i64>,
+    /// Consensus dedup: hashes of (user, key, event_type, action) per dedup bucket.
+    dedup: BTreeMap<i64, HashSet<u64>>,
+    entities: BTreeMap<String, trending::Trends>,
+    content: trending::Trends,
+    searches: trending::Trends,
+    preferences: preferences::Preferences,
+    engagement: engagement::Engagement,
+    /// The ranked lists and item quality of the last materialisation, for recommendations.
+    ranked: HashMap<String, Vec<(String, f64)>>,
+    quality: HashMap<String, f64>,
+    pub counters: Counters,
+}
+
+impl Engine {
+    pub fn new(params: Params) -> Engine {
+        Engine {
+            params,
+            seen: Seen::default(),
+            watermark: None,
+            dedup: BTreeMap::new(),
+            entities: BTreeMap::new(),
+            content: trending::Trends::default(),
+            searches: trending::Trends::default(),
+            preferences: preferences::Preferences::default(),
+            engagement: engagement::Engagement::default(),
+            ranked: HashMap::new(),
+            quality: HashMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Applies one event at clock time `now`.
+    pub fn ingest(&mut self, input: &Input, now: i64) -> Outcome {
+        let p = &self.params;
+        let lateness = &p.lateness;
+        if input.ts > now + (lateness.future_minutes * 60_000.0) as i64 {
+            self.counters.future_rejected += 1;
+            return Outcome::Future;
+        }
+        let id = hash_str(&input.event_id);
+        if !self.seen.ids.insert(id) {
+            self.counters.duplicates += 1;
+            return Outcome::Duplicate;
+        }
+        self.seen
+            .by_day
+            .entry(input.ts.div_euclid(DAY_MS))
+            .or_default()
+            .push(id);
+        self.counters.applied += 1;
+        let behind = self.watermark.map_or(0, |w| w - input.ts);
+        let late = |hours: f64| lateness.enabled && behind > Params::hours(hours);
+        let (personal_late, consensus_late) = (
+            late(lateness.personal_hours),
+            late(lateness.consensus_hours),
+        );
+        self.watermark = Some(self.watermark.map_or(input.ts, |w| w.max(input.ts)));
+
+        let user = hash_str(&input.user_id);
+        let exposure = input.action == "viewed" && input.impression_id.is_some();
+        let (weight, feeds) = match params::lookup(p, &input.event_type, &input.action) {
+            Some(found) => found,
+            None => {
+                if !exposure {
+                    self.counters.unknown_actions += 1;
+                }
+                (0.0, params::Feeds::default())
+            }
+        };
+        let weight = if exposure { 0.0 } else { weight };
+        let n = input.entities.len().max(1) as f64;
+
+        if personal_late {
+            self.counters.late_dropped_personal += 1;
+            self.counters.late_dropped_engagement += 1;
+        } else {
+            if feeds.personal && (weight != 0.0 || feeds.watchlist.is_some()) && !exposure {
+                for entity in &input.entities {
+                    self.preferences.add(
+                        preferences::Touch {
+                            user,
+                            entity,
+                            weight: weight / n,
+                            t: input.ts,
+                            watchlist: feeds.watchlist,
+                        },
+                        p,
+                    );
+                }
+            }
+            self.engagement.observe(input, user, p);
+        }
+
+        if consensus_late {
+            self.counters.late_dropped_consensus += 1;
+            return Outcome::Applied;
+        }
+        let bucket = input
+            .ts
+            .div_euclid(Params::hours(p.consensus.dedup_bucket_hours));
+        let mut first_in_bucket = |key: &str| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (user, key, &input.event_type, &input.action).hash(&mut h);
+            self.dedup.entry(bucket).or_default().insert(h.finish())
+        };
+        let c = weight.max(0.0);
+        if c > 0.0 && feeds.entities {
+            for e in &input.entities {
+                if first_in_bucket(&format!("e\u{0}{}\u{0}{}", e.kind, e.id)) {
+                    self.entities.entry(e.kind.clone()).or_default().add(
+                        &e.id,
+                        c / n,
+                        input.ts,
+                        user,
+                        p,
+                        None,
+                    );
+                }
+            }
+        }
+        if let Some(content) = input.content_id.as_deref() {
+            if c > 0.0 && first_in_bucket(&format!("c\u{0}{content}")) {
+                self.content.add(content, c, input.ts, user, p, None);
+            }
+        }
+        if feeds.searches {
+            match input
+                .query
+                .as_deref()
+                .and_then(|q| normalise_query(q, p.search.max_len))
+            {
+                Some(q) => {
+                    if first_in_bucket(&format!("q\u{0}{q}")) {
+                        let cap = Some(p.consensus.max_search_keys);
+                        self.searches.add(&q, 1.0, input.ts, user, p, cap);
+                    }
+                }
+                None => self.counters.search_dropped += 1,
+            }
+        }
+        Outcome::Applied
+    }
+
+    /// Forgets what can no longer change any answer: event ids and dedup buckets older than
+    /// the lateness limits allow, users outside the popular window, decayed preferences,
+    /// impressions past retention. Driven by the watermark, never by a query's `as_of`.
+    pub fn prune(&mut self) {
+        let Some(w) = self.watermark else { return };
+        let p = &self.params;
+        if !p.lateness.enabled {
+            return;
+        }
+        let personal = w - Params::hours(p.lateness.personal_hours);
+        let consensus = w - Params::hours(p.lateness.consensus_hours);
+        let keep_from = personal.div_euclid(DAY_MS);
+        while let Some(entry) = self.seen.by_day.first_entry() {
+            if *entry.key() >= keep_from {
+                break;
+            }
+            for id in entry.remove() {
+                self.seen.ids.remove(&id);
+            }
+        }
+        let bucket = consensus.div_euclid(Params::hours(p.consensus.dedup_bucket_hours));
+        self.dedup = self.dedup.split_off(&bucket);
+        let slow_h = Params::hours(p.consensus.half_life_slow_hours);
+        let horizon = consensus - 7 * DAY_MS;
+        for trends in self.entities.values_mut() {
+            trends.prune(horizon, w, slow_h);
+        }
+        self.content.prune(horizon, w, slow_h);
+        self.searches.prune(horizon, w, slow_h);
+        self.preferences.prune(w, p);
+        let retention = w - i64::from(p.engagement.retention_days) * DAY_MS;
+        let settled = personal - Params::hours(p.engagement.conversion_window_hours) - HOUR_MS;
+        self.engagement.prune(retention, settled);
+    }
+
+    /// Removes what the engine holds of these users (every pseudonym a user had).
+    pub fn erase_users(&mut self, user_ids: &[String]) {
+        for user in user_ids.iter().map(|u| hash_str(u)) {
+            self.preferences.remove_user(user);
+            self.engagement.remove_user(user);
+            for trends in self.entities.values_mut() {
+                trends.remove_user(user);
+            }
+            self.content.remove_user(user);
+            self.searches.remove_user(user);
+        }
+    }
+
+    /// One user's preference for one entity at `as_of` (0 when none).
+    pub fn preference_score(&self, user_id: &str, kind: &str, id: &str, as_of: i64) -> f64 {
+        let key = EntityKey::new(kind, id);
+        self.preferences
+            .top(hash_str(user_id), as_of, &self.params)
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0.0, |(_, s)| s)
+    }
+
+    /// Sizes of the state, for the benchmark and `/metrics`.
+    pub fn sizes(&self) -> BTreeMap<&'static str, usize> {
+        BTreeMap::from([
+            ("entities", self.entities.values().map(|t| t.len()).sum()),
+            ("content", self.content.len()),
+            ("searches", self.searches.len()),
+            ("users_with_preferences", self.preferences.users()),
+            ("impressions", self.engagement.len()),
+            ("event_ids", self.seen.ids.len()),
+        ])
+    }
+
+    /// Computes every consensus list at `as_of` as the API will serve it (the entity types
+    /// seen, content, searches; trending and popular), and refreshes what recommendations
+    /// read. `now` is the generation time written into each document.
+    pub fn materialise(&mut self, as_of: i64, now: i64) -> Vec<Document> {
+        let p = &self.params;
+        let c = &p.consensus;
+        let mut docs = Vec::new();
+        let mut ranked = HashMap::new();
+        let datasets: Vec<(&str, &str, &trending::Trends, [usize; 2])> = self
+            .entities
+            .iter()
+            .map(|(kind, t)| {
+                (
+                    "entities",
+                    kind.as_str(),
+                    t,
+                    [c.min_users_trending, c.min_users_popular_entities],
+                )
+            })
+            .chain([
+                (
+                    "content",
+                    "all",
+                    &self.content,
+                    [c.min_users_trending, c.min_users_popular_content],
+                ),
+                (
+                    "searches",
+                    "all",
+                    &self.searches,
+                    [c.min_users_trending, c.min_users_popular_searches],
+                ),
+            ])
+            .collect();
+        for (dataset, kind, trends, min_users) in datasets {
+            for (mode, min) in [Mode::Trending, Mode::Popular].into_iter().zip(min_users) {
+                let list = trending::rank(trends.stats(as_of, p), mode, min, p);
+                let key = format!("{dataset}/{}/{kind}", mode.name());
+                let items: Vec<Value> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let subject = match dataset {
+                            "entities" => ("entity", json!({"type": kind, "id": s.key})),
+                            "content" => ("content_id", json!(s.key)),
+                            _ => ("query", json!(s.key)),
+                        };
+                        trending::item(i + 1, s, subject)
+                    })
+                    .collect();
+                ranked.insert(
+                    key.clone(),
+                    list.iter()
+                        .map(|s| {
+                            let score = if mode == Mode::Trending { s.z } else { s.slow };
+                            (s.key.to_owned(), score)
+                        })
+                        .collect(),
+                );
+                let body = self.list_body(dataset, mode, min, items, as_of, now);
+                docs.push(Document::new(key, &body, as_of));
+            }
+        }
+        self.ranked = ranked;
+        self.quality = self.engagement.item_quality(p);
+        docs
+    }
+
+    /// An empty list, for an entity type nothing has been seen of yet.
+    pub fn empty_list(&self, key: &str, as_of: i64, now: i64) -> Option<Document> {
+        let mut parts = key.split('/');
+        let dataset = parts.next()?;
+        let mode = Mode::parse(parts.next()?)?;
+        let c = &self.params.consensus;
+        let min = match (mode, dataset) {
+            (Mode::Trending, _) => c.min_users_trending,
+            (Mode::Popular, "entities") => c.min_users_popular_entities,
+            (Mode::Popular, "content") => c.min_users_popular_content,
+            (Mode::Popular, _) => c.min_users_popular_searches,
+        };
+        let body = self.list_body(dataset, mode, min, Vec::new(), as_of, now);
+        Some(Document::new(key.to_owned(), &body, as_of))
+    }
+
+    fn list_body(
+        &self,
+        dataset: &str,
+        mode: Mode,
+        min_users: usize,
+        items: Vec<Value>,
+        as_of: i64,
+        now: i64,
+    ) -> Value {
+        let c = &self.params.consensus;
+        json!({
+            "dataset": dataset,
+            "mode": mode.name(),
+            "as_of": Timestamp(as_of),
+            "generated_at": Timestamp(now),
+            "params": {
+                "half_life_fast_h": c.half_life_fast_hours,
+                "half_life_slow_h": c.half_life_slow_hours,
+                "r0": c.rate_prior_r0,
+                "z_min": c.z_min,
+                "min_users": min_users,
+            },
+            "items": items,
+        })
+    }
+
+    /// Feedback records due at `as_of` (see [`engagement`]).
+    pub fn finalise(&mut self, as_of: i64) -> Vec<Feedback> {
+        let params = &self.params;
+        self.engagement.finalise(as_of, params)
+    }
+}

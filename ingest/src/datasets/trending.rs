@@ -1,0 +1,282 @@
+//! Consensus datasets (spec §5.3.1–3): per key a fast and a slow decayed sum and the users
+//! who contributed, from which trending (a Poisson z-score of the fast rate against the slow
+//! baseline, with a minimum of distinct users) and popular lists are materialised.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use unicode_normalization::UnicodeNormalization;
+
+use super::decay::Decayed;
+use super::params::{DAY_MS, Params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Trending,
+    Popular,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "trending" => Some(Mode::Trending),
+            "popular" => Some(Mode::Popular),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Trending => "trending",
+            Mode::Popular => "popular",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Trend {
+    fast: Decayed,
+    slow: Decayed,
+    /// Contributing user → time of their newest contribution.
+    users: HashMap<u64, i64>,
+    /// Space-Saving: the most this key's sums may lack, from keys evicted to make room.
+    error: f64,
+}
+
+/// One consensus dataset: keys (entity ids of one type, content ids, or queries) and sums.
+#[derive(Debug, Default)]
+pub(crate) struct Trends {
+    keys: HashMap<String, Trend>,
+}
+
+/// One key's figures at `as_of`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stat<'a> {
+    pub key: &'a str,
+    pub hot: f64,
+    pub slow: f64,
+    pub rate_fast: f64,
+    pub rate_baseline: f64,
+    pub z: f64,
+    pub ratio: f64,
+    pub users_24h: usize,
+    pub users_7d: usize,
+}
+
+impl Trends {
+    /// Adds a (deduplicated) contribution. With `cap`, a new key beyond it first evicts the
+    /// eighth of keys with the smallest slow sums at `t` (Space-Saving, in bulk so each
+    /// event pays O(1) amortised); the newcomer inherits the largest evicted sum as its error.
+    pub(crate) fn add(
+        &mut self,
+        key: &str,
+        weight: f64,
+        t: i64,
+        user: u64,
+        params: &Params,
+        cap: Option<usize>,
+    ) {
+        let c = &params.consensus;
+        let (fast_h, slow_h) = (
+            Params::hours(c.half_life_fast_hours),
+            Params::hours(c.half_life_slow_hours),
+        );
+        let mut error = 0.0;
+        if let Some(cap) = cap {
+            if self.keys.len() >= cap && !self.keys.contains_key(key) {
+                error = self.evict(cap - cap / 8, t, slow_h);
+            }
+        }
+        let trend = self.keys.entry(key.to_owned()).or_default();
+        trend.error = trend.error.max(error);
+        trend.fast.add(weight, t, fast_h);
+        trend.slow.add(weight, t, slow_h);
+        let last = trend.users.entry(user).or_insert(t);
+        *last = (*last).max(t);
+    }
+
+    /// Shrinks to `keep` keys, dropping the smallest slow sums; returns the largest dropped.
+    fn evict(&mut self, keep: usize, t: i64, slow_h: i64) -> f64 {
+        let mut sums: Vec<(f64, String)> = self
+            .keys
+            .iter()
+            .map(|(k, v)| (v.slow.at(t, slow_h), k.clone()))
+            .collect();
+        let drop = sums.len().saturating_sub(keep);
+        if drop == 0 {
+            return 0.0;
+        }
+        sums.select_nth_unstable_by(drop - 1, |a, b| a.0.total_cmp(&b.0));
+        let mut largest = 0.0_f64;
+        for (sum, key) in &sums[..drop] {
+            largest = largest.max(*sum);
+            self.keys.remove(key);
+        }
+        largest
+    }
+
+    /// Forgets users whose last contribution is older than `horizon`, and keys with no
+    /// such user left and a negligible slow sum.
+    pub(crate) fn prune(&mut self, horizon: i64, now: i64, slow_h: i64) {
+        self.keys.retain(|_, trend| {
+            trend.users.retain(|_, &mut last| last >= horizon);
+            !trend.users.is_empty() || trend.slow.at(now, slow_h) >= 1e-3
+        });
+    }
+
+    pub(crate) fn remove_user(&mut self, user: u64) {
+        for trend in self.keys.values_mut() {
+            trend.users.remove(&user);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Every key's figures at `as_of` (half-open windows: a contribution exactly 24 h old
+    /// is outside the 24 h window).
+    pub(crate) fn stats(&self, as_of: i64, params: &Params) -> Vec<Stat<'_>> {
+        let c = &params.consensus;
+        let (fast_h, slow_h) = (
+            Params::hours(c.half_life_fast_hours),
+            Params::hours(c.half_life_slow_hours),
+        );
+        let ln2 = std::f64::consts::LN_2;
+        self.keys
+            .iter()
+            .map(|(key, trend)| {
+                let hot = trend.fast.at(as_of, fast_h);
+                let slow = trend.slow.at(as_of, slow_h);
+                let rate_fast = hot * ln2 / c.half_life_fast_hours;
+                let rate_baseline = slow * ln2 / c.half_life_slow_hours;
+                let r0 = c.rate_prior_r0;
+                let within = |w: i64| {
+                    trend
+                        .users
+                        .values()
+                        .filter(|&&t| t > as_of - w && t <= as_of)
+                        .count()
+                };
+                Stat {
+                    key,
+                    hot,
+                    slow,
+                    rate_fast,
+                    rate_baseline,
+                    z: (rate_fast - rate_baseline) / (rate_baseline + r0).sqrt(),
+                    ratio: (rate_fast + r0) / (rate_baseline + r0),
+                    users_24h: within(DAY_MS),
+                    users_7d: within(7 * DAY_MS),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The ranked list of one mode: at most `top_n` stats, selected in O(keys) and then sorted.
+pub(crate) fn rank<'a>(
+    mut stats: Vec<Stat<'a>>,
+    mode: Mode,
+    min_users: usize,
+    params: &Params,
+) -> Vec<Stat<'a>> {
+    let z_min = params.consensus.z_min;
+    stats.retain(|s| match mode {
+        Mode::Trending => s.users_24h >= min_users && s.z >= z_min,
+        Mode::Popular => s.users_7d >= min_users,
+    });
+    let order = |a: &Stat<'_>, b: &Stat<'_>| -> Ordering {
+        match mode {
+            Mode::Trending => b.z.total_cmp(&a.z).then(b.hot.total_cmp(&a.hot)),
+            Mode::Popular => b.slow.total_cmp(&a.slow).then(b.users_7d.cmp(&a.users_7d)),
+        }
+        .then_with(|| a.key.cmp(b.key))
+    };
+    let n = params.consensus.top_n;
+    if stats.len() > n {
+        stats.select_nth_unstable_by(n - 1, order);
+        stats.truncate(n);
+    }
+    stats.sort_unstable_by(order);
+    stats
+}
+
+/// The response item of one ranked stat; `subject` names what is ranked
+/// (`{"entity": …}`, `{"content_id": …}` or `{"query": …}`).
+pub(crate) fn item(rank: usize, stat: &Stat<'_>, subject: (&str, Value)) -> Value {
+    let mut item = serde_json::Map::new();
+    item.insert("rank".into(), json!(rank));
+    item.insert(subject.0.into(), subject.1);
+    for (name, value) in [
+        ("trend_score", json!(stat.z)),
+        ("hot_score", json!(stat.hot)),
+        ("popular_score", json!(stat.slow)),
+        ("rate_fast_per_hour", json!(stat.rate_fast)),
+        ("rate_baseline_per_hour", json!(stat.rate_baseline)),
+        ("ratio", json!(stat.ratio)),
+        ("unique_users_24h", json!(stat.users_24h)),
+        ("unique_users_7d", json!(stat.users_7d)),
+    ] {
+        item.insert(name.into(), value);
+    }
+    Value::Object(item)
+}
+
+/// A search query as a trending key: NFKC, trimmed, lowercased, inner whitespace collapsed.
+/// `None` when empty, longer than `max_len` characters, or shaped like personal data (six
+/// or more digits in a row, or an `@`): such queries are never stored.
+pub fn normalise_query(query: &str, max_len: usize) -> Option<String> {
+    let nfkc: String = query.nfkc().collect();
+    let normal = nfkc
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let mut digits = 0;
+    let pii = normal.chars().any(|c| {
+        digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
+        digits >= 6 || c == '@'
+    });
+    (!normal.is_empty() && normal.chars().count() <= max_len && !pii).then_some(normal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_normalised_or_dropped() {
+        let check = |q: &str, expected: Option<&str>| {
+            assert_eq!(normalise_query(q, 64).as_deref(), expected, "{q:?}");
+        };
+        check("  Tesla  ", Some("tesla"));
+        check("NVIDIA", Some("nvidia"));
+        check("ＴＳＬＡ", Some("tsla"));
+        check("tesla   model\t3", Some("tesla model 3"));
+        check("acct 123456", None);
+        check("a@b.com", None);
+        check("   ", None);
+        check(&"x".repeat(65), None);
+        check(&"x".repeat(64), Some(&"x".repeat(64)));
+        check("12345 6", Some("12345 6"));
+    }
+
+    #[test]
+    fn space_saving_keeps_the_cap_and_carries_the_evicted_sum() {
+        let params = Params::default();
+        let mut t = Trends::default();
+        for i in 0..16 {
+            for _ in 0..=i {
+                t.add(&format!("q{i:02}"), 1.0, 0, i, &params, Some(16));
+            }
+        }
+        assert_eq!(t.len(), 16);
+        t.add("new", 1.0, 0, 99, &params, Some(16));
+        assert!(t.len() <= 16, "{}", t.len());
+        assert!(!t.keys.contains_key("q00") && !t.keys.contains_key("q01"));
+        assert!(t.keys.contains_key("q15"));
+        assert_eq!(t.keys["new"].error, 2.0);
+    }
+}

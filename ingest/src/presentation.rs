@@ -1,0 +1,202 @@
+//! The live side of the datasets: one engine per tenant, fed by `POST /v1/events` after each
+//! commit and rebuilt from the event log when first needed (so a restart loses nothing);
+//! and the presentation store, refreshed every `consensus.materialize_every_secs` with the
+//! materialised lists and the engagement feedback records.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::datasets::{Counters, Document, Engine, Input, Params};
+use crate::store::{Presentation, Store, StoreError, now_ms};
+
+pub(crate) struct Datasets {
+    params: Params,
+    /// Honour `as_of` in queries (replays and acceptance tests over old fixtures).
+    pub(crate) test_mode: bool,
+    engines: Mutex<HashMap<i64, Arc<Mutex<Engine>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Datasets {
+    pub(crate) fn new(params: Params, test_mode: bool) -> Datasets {
+        Datasets {
+            params,
+            test_mode,
+            engines: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The tenant's engine; on first use rebuilt from the log, in event-time order. Blocks.
+    /// Events committed while the rebuild reads are fed again by their requests afterwards,
+    /// which the engine's event-id dedup makes harmless.
+    pub(crate) fn engine(
+        &self,
+        store: &Store,
+        tenant_id: i64,
+    ) -> Result<Arc<Mutex<Engine>>, StoreError> {
+        let engine = Arc::new(Mutex::new(Engine::new(self.params.clone())));
+        let mut guard = lock(&engine);
+        {
+            let mut engines = lock(&self.engines);
+            if let Some(existing) = engines.get(&tenant_id) {
+                return Ok(existing.clone());
+            }
+            engines.insert(tenant_id, engine.clone());
+        }
+        let now = now_ms();
+        let started = std::time::Instant::now();
+        let rebuilt = store.for_each_event(tenant_id, |payload| {
+            let input = serde_json::from_str(payload)
+                .ok()
+                .and_then(|v| Input::from_stored(&v));
+            if let Some(input) = input {
+                guard.ingest(&input, now);
+            }
+        });
+        match rebuilt {
+            Ok(events) => {
+                guard.prune();
+                tracing::info!(
+                    tenant_id,
+                    events,
+                    ms = started.elapsed().as_millis() as u64,
+                    "datasets rebuilt from the event log"
+                );
+                drop(guard);
+                Ok(engine)
+            }
+            Err(e) => {
+                lock(&self.engines).remove(&tenant_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Feeds newly stored events to the tenant's engine. Blocks.
+    pub(crate) fn apply(
+        &self,
+        store: &Store,
+        tenant_id: i64,
+        inputs: &[Input],
+    ) -> Result<(), StoreError> {
+        let engine = self.engine(store, tenant_id)?;
+        let now = now_ms();
+        let mut engine = lock(&engine);
+        for input in inputs {
+            engine.ingest(input, now);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn erase(
+        &self,
+        store: &Store,
+        tenant_id: i64,
+        user_ids: &[String],
+    ) -> Result<(), StoreError> {
+        let engine = self.engine(store, tenant_id)?;
+        lock(&engine).erase_users(user_ids);
+        Ok(())
+    }
+
+    /// Runs `f` on the tenant's engine, off the async threads.
+    pub(crate) async fn with_engine<T: Send + 'static>(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        tenant_id: i64,
+        f: impl FnOnce(&mut Engine) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (this, store) = (self.clone(), store.clone());
+        tokio::task::spawn_blocking(move || {
+            let engine = this.engine(&store, tenant_id)?;
+            let mut engine = lock(&engine);
+            Ok(f(&mut engine))
+        })
+        .await
+        .map_err(|e| StoreError::Commit(format!("datasets task failed: {e}")))?
+    }
+
+    /// Materialises the tenant's lists at `as_of`, finalises feedback due by then, and
+    /// stores both; returns the documents. Live refreshes pass the clock's time.
+    pub(crate) async fn refresh(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        tenant_id: i64,
+        as_of: i64,
+    ) -> Result<Vec<Document>, StoreError> {
+        let (documents, feedback) = self
+            .with_engine(store, tenant_id, move |engine| {
+                engine.prune();
+                let docs = engine.materialise(as_of, now_ms());
+                let feedback = engine
+                    .finalise(as_of)
+                    .into_iter()
+                    .map(|f| (f.recommender, f.record.to_string()))
+                    .collect::<Vec<_>>();
+                (docs, feedback)
+            })
+            .await?;
+        store
+            .present(Presentation {
+                tenant_id,
+                documents: documents.clone(),
+                feedback,
+            })
+            .await?;
+        Ok(documents)
+    }
+
+    /// Counters summed over every tenant's engine.
+    pub(crate) fn counters(&self) -> Counters {
+        let engines: Vec<_> = lock(&self.engines).values().cloned().collect();
+        let mut sum = Counters::default();
+        for engine in engines {
+            let c = lock(&engine).counters.clone();
+            sum.applied += c.applied;
+            sum.duplicates += c.duplicates;
+            sum.future_rejected += c.future_rejected;
+            sum.unknown_actions += c.unknown_actions;
+            sum.late_dropped_personal += c.late_dropped_personal;
+            sum.late_dropped_consensus += c.late_dropped_consensus;
+            sum.late_dropped_engagement += c.late_dropped_engagement;
+            sum.search_dropped += c.search_dropped;
+        }
+        sum
+    }
+
+    /// Refreshes every tenant's presentation documents now and then every
+    /// `materialize_every_secs`, until the process ends.
+    pub(crate) async fn run(self: Arc<Self>, store: Arc<Store>) {
+        let every = Duration::from_secs(self.params.consensus.materialize_every_secs);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let tenants = {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.tenants()).await
+            };
+            let tenants = match tenants {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot list tenants to materialise");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            for tenant in tenants {
+                if let Err(e) = self.refresh(&store, tenant.id, now_ms()).await {
+                    tracing::warn!(error = %e, tenant = tenant.client_key, "cannot materialise");
+                }
+            }
+        }
+    }
+}
