@@ -120,58 +120,12 @@ pub fn replay(
         }
     }
 
-    let mut documents: HashMap<i64, Vec<Document>> = HashMap::new();
-    let mut feedback: Vec<(i64, Option<String>, Value)> = Vec::new();
+    let mut answerer = Answerer::new(engine, as_of, move |client_ref| {
+        pseudonymise(&key, Kind::ClientRef, client_ref)
+    });
     for text in queries {
-        let (path, query) = text.split_once('?').unwrap_or((text, ""));
-        let not_found = || QueryError::NotFound(path.to_owned());
-        let answer = Query::parse(path, query).and_then(|q| {
-            let at = q.as_of.unwrap_or(as_of);
-            match q.target() {
-                Target::Document { key, limit } => {
-                    let docs = documents
-                        .entry(at)
-                        .or_insert_with(|| engine.materialise(at, at));
-                    let doc = docs
-                        .iter()
-                        .find(|d| d.key == key)
-                        .cloned()
-                        .or_else(|| engine.empty_list(key, at, at))
-                        .ok_or_else(not_found)?;
-                    Ok(cut_document(&doc.body, limit))
-                }
-                Target::Feedback {
-                    recommender,
-                    cursor,
-                    limit,
-                } => {
-                    for f in engine.finalise(at) {
-                        let seq = feedback.len() as i64 + 1;
-                        feedback.push((seq, f.recommender, f.record));
-                    }
-                    let page = feedback
-                        .iter()
-                        .filter(|(seq, r, _)| {
-                            *seq > cursor
-                                && recommender.is_none_or(|want| r.as_deref() == Some(want))
-                        })
-                        .take(limit)
-                        .map(|(seq, _, record)| (*seq, record.clone()))
-                        .collect();
-                    Ok(feedback_page(page, cursor).to_string())
-                }
-                Target::Engine { client_ref } => {
-                    let user_id = client_ref.map(|c| pseudonymise(&key, Kind::ClientRef, c));
-                    if q.reads_ranked_lists() {
-                        engine.materialise(at, at);
-                    }
-                    let answer = engine.answer(&q, at, user_id.as_deref(), &mut random_id)?;
-                    Ok(answer.to_string())
-                }
-            }
-        });
-        match answer {
-            Ok(body) => out.answers.push(body),
+        match answerer.answer(text) {
+            Ok(body) => out.answers.push(body.to_string()),
             Err(e) => {
                 out.failed_queries += 1;
                 out.answers.push(e.problem().to_string());
@@ -179,6 +133,88 @@ pub fn replay(
         }
     }
     Ok(out)
+}
+
+/// Answers query API requests from an engine, as the service would for its tenant: lists
+/// materialised at the query's `as_of` (or the clock), feedback from a log kept across
+/// queries (so cursors work), client_refs pseudonymised by the tenant's key.
+pub struct Answerer {
+    engine: Engine,
+    clock: i64,
+    pseudonymise: Box<dyn Fn(&str) -> String>,
+    documents: HashMap<i64, Vec<Document>>,
+    feedback: Vec<(i64, Option<String>, Value)>,
+}
+
+impl Answerer {
+    pub fn new(
+        engine: Engine,
+        clock: i64,
+        pseudonymise: impl Fn(&str) -> String + 'static,
+    ) -> Answerer {
+        Answerer {
+            engine,
+            clock,
+            pseudonymise: Box::new(pseudonymise),
+            documents: HashMap::new(),
+            feedback: Vec::new(),
+        }
+    }
+
+    /// The response body to `PATH?QUERY`.
+    pub fn answer(&mut self, text: &str) -> Result<Value, QueryError> {
+        let (path, query) = text.split_once('?').unwrap_or((text, ""));
+        let q = Query::parse(path, query)?;
+        let at = q.as_of.unwrap_or(self.clock);
+        let engine = &mut self.engine;
+        match q.target() {
+            Target::Document { key, limit } => {
+                let docs = self
+                    .documents
+                    .entry(at)
+                    .or_insert_with(|| engine.materialise(at, at));
+                let doc = docs
+                    .iter()
+                    .find(|d| d.key == key)
+                    .cloned()
+                    .or_else(|| engine.empty_list(key, at, at))
+                    .ok_or_else(|| QueryError::NotFound(path.to_owned()))?;
+                serde_json::from_str(&cut_document(&doc.body, limit))
+                    .map_err(|_| QueryError::NotFound(path.to_owned()))
+            }
+            Target::Feedback {
+                recommender,
+                cursor,
+                limit,
+            } => {
+                for f in engine.finalise(at) {
+                    let seq = self.feedback.len() as i64 + 1;
+                    self.feedback.push((seq, f.recommender, f.record));
+                }
+                let page = self
+                    .feedback
+                    .iter()
+                    .filter(|(seq, r, _)| {
+                        *seq > cursor && recommender.is_none_or(|want| r.as_deref() == Some(want))
+                    })
+                    .take(limit)
+                    .map(|(seq, _, record)| (*seq, record.clone()))
+                    .collect();
+                Ok(feedback_page(page, cursor))
+            }
+            Target::Engine { client_ref } => {
+                let user_id = client_ref.map(|c| (self.pseudonymise)(c));
+                if q.reads_ranked_lists() {
+                    engine.materialise(at, at);
+                }
+                engine.answer(&q, at, user_id.as_deref(), &mut random_id)
+            }
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
 }
 
 /// Parses `--as-of`.

@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 
 const bin = process.env.INGEST_BIN;
 
-export async function startIngest({ tenants = [] } = {}) {
+export async function startIngest({ tenants = [], serveArgs = [] } = {}) {
   if (!bin) throw new Error("INGEST_BIN must name the ingest binary; run `cargo xtask test`");
   const dataDir = mkdtempSync(join(tmpdir(), "personafin-ingest-"));
   const keys = {};
@@ -17,7 +17,7 @@ export async function startIngest({ tenants = [] } = {}) {
     for (const o of origins) args.push("--origin", o);
     keys[clientKey] = execFileSync(bin, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
   }
-  const { child, url } = await spawnIngest(dataDir);
+  const { child, url } = await spawnIngest(dataDir, serveArgs);
   return {
     url,
     endpoint: `${url}/v1/events`,

@@ -1,5 +1,6 @@
-//! Everything ingest does to a request body before storing it: parse the batch, validate each
-//! event, anonymise it (pseudonyms, URL stripping, PII scrubbing), or keep it as a failed event.
+//! Everything ingest does to a request body: parse the batch, validate each event, anonymise
+//! it (pseudonyms, URL stripping, PII scrubbing) or keep it as a failed event, then feed it to
+//! the datasets engine, re-read it from its stored form, and answer the query API from it.
 //! Nothing may panic, and every valid event must survive a round trip through its own JSON.
 #![no_main]
 
@@ -16,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = ingest::anonymise::url::strip(text);
     }
     let Ok(batch) = schema::parse_batch(data) else { return };
+    let now = 1_795_874_400_000;
+    let mut engine = ingest::datasets::Engine::new(ingest::datasets::Params::default());
     let _ = batch.client_key();
     for raw in &batch.events {
         match schema::Event::from_raw(raw) {
@@ -23,12 +26,27 @@ fuzz_target!(|data: &[u8]| {
                 let again = schema::Event::from_value(serde_json::to_value(&event).unwrap()).unwrap();
                 assert_eq!(again, event);
                 let agent = user_agent::reduce("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0");
-                let stored = anonymise(&mut pseudonyms, event, agent, batch.sent_at, 1_795_874_400_000);
-                serde_json::from_str::<serde_json::Value>(&stored.payload).unwrap();
+                let (stored, input) = anonymise(&mut pseudonyms, event, agent, batch.sent_at, now);
+                let payload = serde_json::from_str::<serde_json::Value>(&stored.payload).unwrap();
+                // The engine is rebuilt from the log after a restart: it must read back the same.
+                assert_eq!(ingest::datasets::Input::from_stored(&payload).as_ref(), Some(&input));
+                engine.ingest(&input, now);
             }
             Err(_) => {
                 serde_json::from_str::<serde_json::Value>(&anonymise_failed(&mut pseudonyms, raw)).unwrap();
             }
         }
+    }
+    engine.prune();
+    let mut answerer = ingest::replay::Answerer::new(engine, now, str::to_owned);
+    for query in [
+        "/v1/trending/entities?mode=trending",
+        "/v1/trending/content?mode=popular",
+        "/v1/trending/searches?mode=popular",
+        "/v1/engagement/summary?group_by=item",
+        "/v1/engagement/feedback",
+        "/v1/recommendations?user=u1",
+    ] {
+        answerer.answer(query).unwrap();
     }
 });

@@ -736,7 +736,7 @@ pub(crate) struct ItemsQuery {
 }
 
 /// Fields `GET /v1/engagement/items` can sort by.
-pub(crate) const ITEM_SORTS: [&str; 7] = [
+pub const ITEM_SORTS: [&str; 7] = [
     "ctr_lower_bound",
     "ctr",
     "impressions",

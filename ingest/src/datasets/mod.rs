@@ -36,7 +36,7 @@ use std::hash::{Hash, Hasher};
 use schema::Timestamp;
 use serde_json::{Map, Value, json};
 
-pub use engagement::{Feedback, wilson};
+pub use engagement::{Feedback, ITEM_SORTS, wilson};
 pub use params::{Params, ParamsError};
 pub use query::{Query, QueryError, Target, cut_document, feedback_page};
 pub use trending::{Mode, normalise_query};
@@ -224,6 +224,19 @@ impl Document {
     }
 }
 
+/// `x` rounded to 12 significant digits, for ranking: sums of the same contributions taken
+/// in another order differ in the last bits, and must still tie (then the id decides).
+pub(crate) fn ordinal(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(11 - x.abs().log10().floor() as i32);
+    if !scale.is_finite() || scale == 0.0 {
+        return x;
+    }
+    (x * scale).round() / scale
+}
+
 pub(crate) fn hash_str(s: &str) -> u64 {
     // SipHash with fixed keys: the same on every run, so user keys and ETags are stable.
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -238,14 +251,17 @@ struct Seen {
     by_day: BTreeMap<i64, Vec<u64>>,
 }
 
+/// The contribution holding a consensus dedup slot: its event's time, id hash and weight.
+type Slot = (i64, u64, f64);
+
 /// The engine of one tenant.
 #[derive(Debug)]
 pub struct Engine {
     params: Params,
     seen: Seen,
     watermark: Option<i64>,
-    /// Consensus dedup: hashes of (user, key, event_type, action) per dedup bucket.
-    dedup: BTreeMap<i64, HashSet<u64>>,
+    /// Consensus dedup per bucket: hash of (user, key, event_type, action) → the slot.
+    dedup: BTreeMap<i64, HashMap<u64, Slot>>,
     entities: BTreeMap<String, trending::Trends>,
     content: trending::Trends,
     searches: trending::Trends,
@@ -348,29 +364,39 @@ impl Engine {
         let bucket = input
             .ts
             .div_euclid(Params::hours(p.consensus.dedup_bucket_hours));
-        let mut first_in_bucket = |key: &str| {
+        // At most one contribution per (user, key, event_type, action, bucket): the latest
+        // event's, whatever the arrival order, so a later event replaces an earlier one.
+        let me = (input.ts, id);
+        let mut claim = |key: &str, weight: f64| -> Option<Option<Slot>> {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (user, key, &input.event_type, &input.action).hash(&mut h);
-            self.dedup.entry(bucket).or_default().insert(h.finish())
+            let slots = self.dedup.entry(bucket).or_default();
+            match slots.get(&h.finish()) {
+                Some(&(ts, old_id, _)) if (ts, old_id) >= me => None,
+                _ => Some(slots.insert(h.finish(), (input.ts, id, weight))),
+            }
         };
         let c = weight.max(0.0);
         if c > 0.0 && feeds.entities {
             for e in &input.entities {
-                if first_in_bucket(&format!("e\u{0}{}\u{0}{}", e.kind, e.id)) {
-                    self.entities.entry(e.kind.clone()).or_default().add(
-                        &e.id,
-                        c / n,
-                        input.ts,
-                        user,
-                        p,
-                        None,
-                    );
+                let key = format!("e\u{0}{}\u{0}{}", e.kind, e.id);
+                if let Some(replaced) = claim(&key, c / n) {
+                    let trends = self.entities.entry(e.kind.clone()).or_default();
+                    trends.add(&e.id, c / n, input.ts, user, p, None);
+                    if let Some((t, _, w)) = replaced {
+                        trends.retract(&e.id, w, t, p);
+                    }
                 }
             }
         }
         if let Some(content) = input.content_id.as_deref() {
-            if c > 0.0 && first_in_bucket(&format!("c\u{0}{content}")) {
-                self.content.add(content, c, input.ts, user, p, None);
+            if c > 0.0 {
+                if let Some(replaced) = claim(&format!("c\u{0}{content}"), c) {
+                    self.content.add(content, c, input.ts, user, p, None);
+                    if let Some((t, _, w)) = replaced {
+                        self.content.retract(content, w, t, p);
+                    }
+                }
             }
         }
         if feeds.searches {
@@ -380,9 +406,12 @@ impl Engine {
                 .and_then(|q| normalise_query(q, p.search.max_len))
             {
                 Some(q) => {
-                    if first_in_bucket(&format!("q\u{0}{q}")) {
+                    if let Some(replaced) = claim(&format!("q\u{0}{q}"), 1.0) {
                         let cap = Some(p.consensus.max_search_keys);
                         self.searches.add(&q, 1.0, input.ts, user, p, cap);
+                        if let Some((t, _, w)) = replaced {
+                            self.searches.retract(&q, w, t, p);
+                        }
                     }
                 }
                 None => self.counters.search_dropped += 1,

@@ -312,6 +312,11 @@ impl Params {
         Ok(())
     }
 
+    /// The default weight table: `("event_type.action", weight)`.
+    pub fn default_weights() -> impl Iterator<Item = (&'static str, f64)> {
+        TABLE.iter().map(|(name, w, _)| (*name, *w))
+    }
+
     pub(crate) fn is_conversion(&self, event_type: &str, action: &str) -> bool {
         self.engagement
             .conversion_actions

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use schema::Timestamp;
 use serde_json::{Value, json};
 
-use super::EntityKey;
 use super::decay::Decayed;
 use super::params::Params;
+use super::{EntityKey, ordinal};
 
 #[derive(Debug, Default)]
 struct Pref {
@@ -126,7 +126,8 @@ impl Preferences {
             .filter(|(_, s, _)| s.abs() >= p.prune_below && (*s > 0.0 || include_negative))
             .collect();
         items.sort_unstable_by(|a, b| -> Ordering {
-            b.1.total_cmp(&a.1)
+            ordinal(b.1)
+                .total_cmp(&ordinal(a.1))
                 .then(b.2.last.cmp(&a.2.last))
                 .then_with(|| a.0.id.cmp(&b.0.id))
                 .then_with(|| a.0.kind.cmp(&b.0.kind))

@@ -7,8 +7,9 @@
 //!   score / max` (entities); `0.7·trend + 0.3·popular` (content);
 //! - quality: `1 + Wilson lower bound of the item's CTR` over all users, so items that
 //!   engage rise with evidence rather than with luck;
-//! - fatigue: `(clicks + 1) / (times shown + 1)` for this user, so an item shown repeatedly
-//!   without a click sinks (three unclicked showings quarter its score).
+//! - fatigue: `2^−(times shown − times clicked)` for this user, so an item shown repeatedly
+//!   without a click sinks (three unclicked showings cut its score to an eighth), while
+//!   one the user clicks whenever shown keeps its place.
 
 use std::collections::BTreeMap;
 
@@ -111,7 +112,7 @@ impl Engine {
             .map(|(key, c)| {
                 let quality = 1.0 + self.quality.get(&key).copied().unwrap_or(0.0);
                 let (shown, clicked) = exposure.get(key.as_str()).copied().unwrap_or((0, 0));
-                let fatigue = f64::from(clicked + 1) / f64::from(shown + 1);
+                let fatigue = 0.5f64.powi(shown.saturating_sub(clicked).min(64) as i32);
                 (key, c.relevance * quality * fatigue, c)
             })
             .collect();

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use unicode_normalization::UnicodeNormalization;
 
 use super::decay::Decayed;
+use super::ordinal;
 use super::params::{DAY_MS, Params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +95,19 @@ impl Trends {
         trend.slow.add(weight, t, slow_h);
         let last = trend.users.entry(user).or_insert(t);
         *last = (*last).max(t);
+    }
+
+    /// Takes back a contribution that a later event of the same dedup slot replaces.
+    pub(crate) fn retract(&mut self, key: &str, weight: f64, t: i64, params: &Params) {
+        let c = &params.consensus;
+        if let Some(trend) = self.keys.get_mut(key) {
+            trend
+                .fast
+                .add(-weight, t, Params::hours(c.half_life_fast_hours));
+            trend
+                .slow
+                .add(-weight, t, Params::hours(c.half_life_slow_hours));
+        }
     }
 
     /// Shrinks to `keep` keys, dropping the smallest slow sums; returns the largest dropped.
@@ -189,8 +203,12 @@ pub(crate) fn rank<'a>(
     });
     let order = |a: &Stat<'_>, b: &Stat<'_>| -> Ordering {
         match mode {
-            Mode::Trending => b.z.total_cmp(&a.z).then(b.hot.total_cmp(&a.hot)),
-            Mode::Popular => b.slow.total_cmp(&a.slow).then(b.users_7d.cmp(&a.users_7d)),
+            Mode::Trending => ordinal(b.z)
+                .total_cmp(&ordinal(a.z))
+                .then(ordinal(b.hot).total_cmp(&ordinal(a.hot))),
+            Mode::Popular => ordinal(b.slow)
+                .total_cmp(&ordinal(a.slow))
+                .then(b.users_7d.cmp(&a.users_7d)),
         }
         .then_with(|| a.key.cmp(b.key))
     };

@@ -27,6 +27,12 @@ use crate::error::ApiError;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The datasets dashboard: one static page that reads the query API with the key its user
+/// types in.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
+}
+
 pub(crate) fn router(state: AppState) -> Router {
     let timeout = state.limits.request_timeout;
     // Over the concurrency limit, answer 503 at once: queueing would only turn overload into
@@ -75,6 +81,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/engagement/impressions/{impression_id}", get(query::query))
         .route("/v1/engagement/feedback", get(query::query))
         .route("/v1/recommendations", get(query::query))
+        .route("/dashboard", get(dashboard))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::ready))
         .route("/metrics", get(ops::metrics))

@@ -1,6 +1,7 @@
 //! Integration tests of the ingest service: one binary, a module per feature.
 
 mod cli;
+mod datasets;
 mod erasure;
 mod events;
 mod protect;
@@ -35,13 +36,27 @@ impl Harness {
     }
 
     pub(crate) fn with_limits(origins: &[&str], limits: ingest::Limits) -> Harness {
+        Harness::build(origins, |store, keyring| {
+            AppState::with_limits(store, keyring, limits)
+        })
+    }
+
+    /// The default state, adjusted by `f` (e.g. datasets in test mode).
+    pub(crate) fn with_state(f: impl FnOnce(AppState) -> AppState) -> Harness {
+        Harness::build(&[], |store, keyring| f(AppState::new(store, keyring)))
+    }
+
+    fn build(
+        origins: &[&str],
+        state: impl FnOnce(Arc<Store>, Arc<ingest::Keyring>) -> AppState,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
         let (_, api_key) = store.add_tenant(CLIENT_KEY, &origins).unwrap();
         store.add_tenant("pk_other", &[]).unwrap();
         let keyring = Arc::new(ingest::Keyring::from_secret(vec![7; 32]));
-        let app = ingest::app(AppState::with_limits(store.clone(), keyring, limits));
+        let app = ingest::app(state(store.clone(), keyring));
         Harness {
             dir,
             store,

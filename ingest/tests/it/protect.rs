@@ -172,6 +172,18 @@ async fn the_openapi_document_describes_every_route_and_only_those() {
     documented.sort();
     let mut routed = vec![
         "DELETE /v1/users/{client_ref}",
+        "GET /dashboard",
+        "GET /v1/engagement/click-positions",
+        "GET /v1/engagement/daily",
+        "GET /v1/engagement/feedback",
+        "GET /v1/engagement/impressions/{impression_id}",
+        "GET /v1/engagement/items",
+        "GET /v1/engagement/summary",
+        "GET /v1/recommendations",
+        "GET /v1/trending/content",
+        "GET /v1/trending/entities",
+        "GET /v1/trending/searches",
+        "GET /v1/users/{client_ref}/preferences/entities",
         "GET /healthz",
         "GET /metrics",
         "GET /openapi.json",
@@ -183,7 +195,9 @@ async fn the_openapi_document_describes_every_route_and_only_those() {
     // Each documented route is served (the fallback answers 404 `not_found` otherwise).
     for route in routed {
         let (method, path) = route.split_once(' ').unwrap();
-        let path = path.replace("{client_ref}", "someone");
+        let path = path
+            .replace("{client_ref}", "someone")
+            .replace("{impression_id}", "imp-1");
         let request = Request::builder()
             .method(method)
             .uri(&path)
