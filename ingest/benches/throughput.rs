@@ -13,8 +13,9 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use ingest::store::{StoredEvent, Write};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod support;
 
 const CONNECTIONS: usize = 16;
 const EVENTS_PER_BATCH: usize = 50;
@@ -79,27 +80,8 @@ async fn client(addr: SocketAddr, deadline: Instant) -> (u64, Vec<Duration>) {
             body.len()
         );
         let started = Instant::now();
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut read = 0;
-        let status_ok = loop {
-            let n = stream.read(&mut buf[read..]).await.expect("read");
-            assert!(n > 0, "the server closed the connection");
-            read += n;
-            let head = &buf[..read];
-            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
-                let len: usize = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while read < end + 4 + len {
-                    read += stream.read(&mut buf[read..]).await.expect("read body");
-                }
-                break text.starts_with("http/1.1 200");
-            }
-        };
-        assert!(status_ok, "{}", String::from_utf8_lossy(&buf[..read]));
+        let (status, body) = support::exchange(&mut stream, request.as_bytes(), &mut buf).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         latencies.push(started.elapsed());
         events += EVENTS_PER_BATCH as u64;
     }
@@ -230,15 +212,6 @@ fn stored_event() -> StoredEvent {
     }
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (a, ours, b) = runtime.block_on(async {
@@ -271,7 +244,7 @@ fn main() {
         ours.rate(),
         100.0 * ours.rate() / b.rate(),
         100.0 * ours.rate() / a.rate(),
-        peak_rss_mib()
+        support::peak_rss_mib()
     );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).unwrap();

@@ -51,6 +51,8 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     datasets: Arc<presentation::Datasets>,
     tenants: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
+    /// Tenants by the SHA-256 of their secret API key.
+    api_keys: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
                 false,
             )),
             tenants: Arc::default(),
+            api_keys: Arc::default(),
         }
     }
 

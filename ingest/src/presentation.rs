@@ -15,6 +15,8 @@ pub(crate) struct Datasets {
     /// Honour `as_of` in queries (replays and acceptance tests over old fixtures).
     pub(crate) test_mode: bool,
     engines: Mutex<HashMap<i64, Arc<Mutex<Engine>>>>,
+    /// The stored documents, kept in memory too: `(tenant, key)` → `(body, etag)`.
+    documents: Mutex<HashMap<(i64, String), (Arc<str>, Arc<str>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -27,6 +29,7 @@ impl Datasets {
             params,
             test_mode,
             engines: Mutex::default(),
+            documents: Mutex::default(),
         }
     }
 
@@ -151,7 +154,49 @@ impl Datasets {
                 feedback,
             })
             .await?;
+        if as_of <= now_ms() {
+            self.remember(tenant_id, &documents);
+        }
         Ok(documents)
+    }
+
+    fn remember(&self, tenant_id: i64, documents: &[Document]) {
+        let mut cache = lock(&self.documents);
+        for d in documents {
+            cache.insert(
+                (tenant_id, d.key.clone()),
+                (Arc::from(d.body.as_str()), Arc::from(d.etag.as_str())),
+            );
+        }
+    }
+
+    /// The document under `key` if memory holds it; never blocks on the store.
+    pub(crate) fn cached_document(
+        &self,
+        tenant_id: i64,
+        key: &str,
+    ) -> Option<(Arc<str>, Arc<str>)> {
+        lock(&self.documents)
+            .get(&(tenant_id, key.to_owned()))
+            .cloned()
+    }
+
+    /// The stored document under `key`: from memory, else from the store. Blocks.
+    pub(crate) fn document(
+        &self,
+        store: &Store,
+        tenant_id: i64,
+        key: &str,
+    ) -> Result<Option<(Arc<str>, Arc<str>)>, StoreError> {
+        if let Some(found) = self.cached_document(tenant_id, key) {
+            return Ok(Some(found));
+        }
+        let Some((body, etag)) = store.document(tenant_id, key)? else {
+            return Ok(None);
+        };
+        let found = (Arc::<str>::from(body), Arc::<str>::from(etag));
+        lock(&self.documents).insert((tenant_id, key.to_owned()), found.clone());
+        Ok(Some(found))
     }
 
     /// Counters summed over every tenant's engine.

@@ -143,6 +143,8 @@ pub struct Answerer {
     clock: i64,
     pseudonymise: Box<dyn Fn(&str) -> String>,
     documents: HashMap<i64, Vec<Document>>,
+    /// The `as_of` of the engine's latest materialisation (what recommendations read).
+    ranked_at: Option<i64>,
     feedback: Vec<(i64, Option<String>, Value)>,
 }
 
@@ -157,6 +159,7 @@ impl Answerer {
             clock,
             pseudonymise: Box::new(pseudonymise),
             documents: HashMap::new(),
+            ranked_at: None,
             feedback: Vec::new(),
         }
     }
@@ -169,10 +172,11 @@ impl Answerer {
         let engine = &mut self.engine;
         match q.target() {
             Target::Document { key, limit } => {
-                let docs = self
-                    .documents
-                    .entry(at)
-                    .or_insert_with(|| engine.materialise(at, at));
+                let ranked_at = &mut self.ranked_at;
+                let docs = self.documents.entry(at).or_insert_with(|| {
+                    *ranked_at = Some(at);
+                    engine.materialise(at, at)
+                });
                 let doc = docs
                     .iter()
                     .find(|d| d.key == key)
@@ -204,8 +208,9 @@ impl Answerer {
             }
             Target::Engine { client_ref } => {
                 let user_id = client_ref.map(|c| (self.pseudonymise)(c));
-                if q.reads_ranked_lists() {
+                if q.reads_ranked_lists() && self.ranked_at != Some(at) {
                     engine.materialise(at, at);
+                    self.ranked_at = Some(at);
                 }
                 engine.answer(&q, at, user_id.as_deref(), &mut random_id)
             }

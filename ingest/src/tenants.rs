@@ -1,6 +1,6 @@
-//! Tenant lookup: by client key for writes, cached (every batch needs it, tenants rarely
-//! change, and a tenant added by `ingest tenant add` while the service runs is found on its
-//! first batch); by secret API key for reads, through the [`ApiKey`] extractor.
+//! Tenant lookup: by client key for writes, by secret API key for reads (the [`ApiKey`]
+//! extractor); both cached, as every request needs one and tenants rarely change (a tenant
+//! added by `ingest tenant add` while the service runs is found on its first request).
 
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ pub(crate) async fn lookup(state: &AppState, client_key: &str) -> Result<Arc<Ten
 }
 
 /// The tenant authenticated by `Authorization: Bearer <secret API key>`.
-pub(crate) struct ApiKey(pub(crate) store::Tenant);
+pub(crate) struct ApiKey(pub(crate) Arc<store::Tenant>);
 
 impl FromRequestParts<AppState> for ApiKey {
     type Rejection = ApiError;
@@ -47,8 +47,26 @@ impl FromRequestParts<AppState> for ApiKey {
             .map(str::trim)
             .ok_or(ApiError::MissingApiKey)?
             .to_owned();
+        // Cached by the key's hash, as the store keeps it: queries come often, tenants
+        // rarely change.
+        let hash = store::sha256_hex(&token);
+        let cached = state
+            .api_keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .cloned();
+        if let Some(tenant) = cached {
+            return Ok(ApiKey(tenant));
+        }
         let found = read_tenant(state, move |store| store.tenant_by_api_key(&token)).await?;
-        found.map(ApiKey).ok_or(ApiError::UnknownApiKey)
+        let tenant = Arc::new(found.ok_or(ApiError::UnknownApiKey)?);
+        state
+            .api_keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, tenant.clone());
+        Ok(ApiKey(tenant))
     }
 }
 

@@ -4,7 +4,8 @@
 //! - `test`: install what is missing, then run every check and test (`.ci/run` calls this).
 //! - `build-wasm`: build the optimised tracker package and the npm wrapper; print sizes.
 //! - `gen-types`: write the wrapper's wire-format TypeScript types from the `schema` crate.
-//! - `bench ingest`: measure ingest against its baselines; the report goes to `target/bench/`.
+//! - `bench ingest|datasets`: measure ingest against its baselines, or the datasets engine
+//!   and query API against their targets; the reports go to `target/bench/`.
 
 mod build;
 mod cmd;
@@ -51,6 +52,9 @@ enum Bench {
     /// Events/s and batch latency with durable commits, beside a bare axum server and the
     /// store alone.
     Ingest,
+    /// The datasets engine on 1 M synthetic events, materialisation, and query latency
+    /// under concurrent ingest.
+    Datasets,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,12 +77,16 @@ fn main() -> anyhow::Result<()> {
             println!("{sizes}");
             Ok(())
         }
-        Task::Bench {
-            what: Bench::Ingest,
-        } => cmd::run(&mut cmd::cmd(
-            "cargo",
-            &["bench", "--package", "ingest", "--bench", "throughput"],
-        )),
+        Task::Bench { what } => {
+            let bench = match what {
+                Bench::Ingest => "throughput",
+                Bench::Datasets => "datasets",
+            };
+            cmd::run(&mut cmd::cmd(
+                "cargo",
+                &["bench", "--package", "ingest", "--bench", bench],
+            ))
+        }
         Task::GenTypes => {
             let path = cmd::root().join("js-wrapper/src/wire.ts");
             std::fs::write(&path, schema::typescript::declarations())?;

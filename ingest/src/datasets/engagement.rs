@@ -4,14 +4,14 @@
 //! same user's most recent valid click on the same item (last click); the attribution is
 //! recomputed whenever that user's clicks on the item change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use schema::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::Input;
 use super::params::{DAY_MS, Params};
+use super::{FastMap, FastSet, Input};
 
 /// The fields of the event that created an impression (its earliest view or click).
 #[derive(Debug, Clone)]
@@ -114,19 +114,29 @@ struct Loose {
 
 #[derive(Debug, Default)]
 pub(crate) struct Engagement {
-    impressions: HashMap<Arc<str>, Impression>,
+    impressions: FastMap<Arc<str>, Impression>,
     /// Impressions by the UTC day of their first sight.
-    by_day: BTreeMap<i64, HashSet<Arc<str>>>,
-    by_user: HashMap<u64, HashSet<Arc<str>>>,
-    loose: HashMap<u64, Vec<Loose>>,
+    by_day: BTreeMap<i64, FastSet<Arc<str>>>,
+    by_user: FastMap<u64, FastSet<Arc<str>>>,
+    loose: FastMap<u64, Vec<Loose>>,
     /// Conversions no click explains, by UTC day of the conversion.
     unattributed: BTreeMap<i64, i64>,
     /// Impressions whose feedback may be due: not yet exported, or changed since.
-    pending: HashSet<Arc<str>>,
+    pending: FastSet<Arc<str>>,
 }
 
 fn day(t: i64) -> i64 {
     t.div_euclid(DAY_MS)
+}
+
+/// Which id-less conversions to attribute again.
+#[derive(Clone, Copy)]
+enum Only<'a> {
+    All,
+    /// The one just added.
+    Last,
+    /// Those naming this item.
+    Item(&'a str),
 }
 
 /// What an event is to engagement.
@@ -157,6 +167,8 @@ impl Engagement {
         };
         let imp = self.impressions.entry(key.clone()).or_default();
         let old_day = imp.first_seen().map(day);
+        let old_click = imp.derive(params).and_then(|d| d.first_click);
+        let mut old_user = None;
         match role {
             Role::Conversion => imp.conversions.push(input.ts),
             Role::View | Role::Click => {
@@ -171,10 +183,7 @@ impl Engagement {
                     .as_ref()
                     .is_none_or(|o| (input.ts, &input.event_id) < (o.ts, &o.event_id));
                 if earlier {
-                    let user = match &imp.origin {
-                        Some(o) => o.user,
-                        None => user,
-                    };
+                    old_user = imp.origin.as_ref().map(|o| o.user).filter(|&u| u != user);
                     imp.origin = Some(Origin {
                         ts: input.ts,
                         event_id: input.event_id.clone(),
@@ -189,6 +198,7 @@ impl Engagement {
             }
         }
         let new_day = imp.first_seen().map(day);
+        let new_click = imp.derive(params).and_then(|d| d.first_click);
         let (user, item) = imp
             .origin
             .as_ref()
@@ -203,12 +213,19 @@ impl Engagement {
                 self.by_day.entry(d).or_default().insert(key.clone());
             }
         }
+        if let Some(old) = old_user {
+            if let Some(set) = self.by_user.get_mut(&old) {
+                set.remove(&key);
+            }
+            self.attribute(old, Only::All, params);
+        }
         if let Some(user) = user {
             self.by_user.entry(user).or_default().insert(key.clone());
         }
         self.pending.insert(key);
-        if let (Some(user), Some(item), false) = (user, item, matches!(role, Role::Conversion)) {
-            self.attribute(user, Some(&item), params);
+        // Attribution reads only first clicks: nothing else can move a conversion.
+        if let (Some(user), Some(item), true) = (user, item, old_click != new_click) {
+            self.attribute(user, Only::Item(&item), params);
         }
     }
 
@@ -221,19 +238,25 @@ impl Engagement {
             items,
             attributed: None,
         });
-        self.attribute(user, None, params);
+        self.attribute(user, Only::Last, params);
     }
 
-    /// Recomputes the attribution of the user's id-less conversions (those naming `item`,
-    /// or all), moving each to the most recent valid click within the conversion window.
-    fn attribute(&mut self, user: u64, item: Option<&str>, params: &Params) {
+    /// Recomputes the attribution of some of the user's id-less conversions, moving each to
+    /// the most recent valid click within the conversion window.
+    fn attribute(&mut self, user: u64, only: Only<'_>, params: &Params) {
         let Some(loose) = self.loose.get_mut(&user) else {
             return;
         };
+        let last = loose.len().saturating_sub(1);
         let window = Params::hours(params.engagement.conversion_window_hours);
         let candidates = self.by_user.get(&user);
-        for conversion in loose.iter_mut() {
-            if item.is_some_and(|i| !conversion.items.iter().any(|c| c == i)) {
+        for (n, conversion) in loose.iter_mut().enumerate() {
+            let wanted = match only {
+                Only::All => true,
+                Only::Last => n == last,
+                Only::Item(i) => conversion.items.iter().any(|c| c == i),
+            };
+            if !wanted {
                 continue;
             }
             let best = candidates
@@ -320,8 +343,8 @@ impl Engagement {
     }
 
     /// How often each item was shown to the user and how often they clicked it.
-    pub(crate) fn exposure(&self, user: u64, params: &Params) -> HashMap<&str, (u32, u32)> {
-        let mut seen: HashMap<&str, (u32, u32)> = HashMap::new();
+    pub(crate) fn exposure(&self, user: u64, params: &Params) -> FastMap<&str, (u32, u32)> {
+        let mut seen: FastMap<&str, (u32, u32)> = FastMap::default();
         for key in self.by_user.get(&user).into_iter().flatten() {
             let imp = &self.impressions[key];
             let (Some(item), Some(d)) = (
@@ -464,7 +487,7 @@ impl Engagement {
     /// `GET /v1/engagement/items`.
     pub(crate) fn items(&self, q: &ItemsQuery, params: &Params) -> Value {
         let z = params.engagement.wilson_z;
-        let mut groups: HashMap<&str, Counts<'_>> = HashMap::new();
+        let mut groups: FastMap<&str, Counts<'_>> = FastMap::default();
         for (origin, d) in self.select(&q.filter, params) {
             if let Some(item) = origin.item.as_deref() {
                 groups.entry(item).or_default().add(origin, &d);
@@ -554,8 +577,8 @@ impl Engagement {
 
     /// Per item: the Wilson lower bound of its CTR over every retained impression, the
     /// recommender's measure of how well an item engages.
-    pub(crate) fn item_quality(&self, params: &Params) -> HashMap<String, f64> {
-        let mut counts: HashMap<&str, (u32, u32)> = HashMap::new();
+    pub(crate) fn item_quality(&self, params: &Params) -> FastMap<String, f64> {
+        let mut counts: FastMap<&str, (u32, u32)> = FastMap::default();
         for imp in self.impressions.values() {
             let (Some(item), Some(d)) = (
                 imp.origin.as_ref().and_then(|o| o.item.as_deref()),
@@ -630,8 +653,8 @@ struct Counts<'a> {
     clicked_converted: u32,
     position_sum: f64,
     positions: u32,
-    lists: HashSet<&'a str>,
-    clicked_lists: HashSet<&'a str>,
+    lists: FastSet<&'a str>,
+    clicked_lists: FastSet<&'a str>,
 }
 
 impl<'a> Counts<'a> {

@@ -30,8 +30,9 @@ mod query;
 mod recommend;
 mod trending;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::LazyLock;
 
 use schema::Timestamp;
 use serde_json::{Map, Value, json};
@@ -214,7 +215,7 @@ pub struct Document {
 impl Document {
     fn new(key: String, body: &Value, as_of: i64) -> Document {
         let body = body.to_string();
-        let etag = format!("\"{:016x}\"", hash_str(&body));
+        let etag = etag(&body);
         Document {
             key,
             body,
@@ -237,17 +238,33 @@ pub(crate) fn ordinal(x: f64) -> f64 {
     (x * scale).round() / scale
 }
 
+/// The engine's hash maps: foldhash, fast on short keys, seeded once per process so that
+/// keys taken from events (ids, queries) cannot be chosen to collide.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
+static SEED: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+
+/// A 64-bit key for a user, an event id or a dedup slot (within this process).
+pub(crate) fn hash_of(value: impl Hash) -> u64 {
+    SEED.hash_one(value)
+}
+
 pub(crate) fn hash_str(s: &str) -> u64 {
-    // SipHash with fixed keys: the same on every run, so user keys and ETags are stable.
+    hash_of(s)
+}
+
+/// A document's ETag: SipHash with fixed keys, so it is the same after a restart.
+fn etag(body: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
+    body.hash(&mut h);
+    format!("\"{:016x}\"", h.finish())
 }
 
 /// Event ids seen recently, by day of event time, so duplicates are no-ops.
 #[derive(Debug, Default)]
 struct Seen {
-    ids: HashSet<u64>,
+    ids: FastSet<u64>,
     by_day: BTreeMap<i64, Vec<u64>>,
 }
 
@@ -261,15 +278,15 @@ pub struct Engine {
     seen: Seen,
     watermark: Option<i64>,
     /// Consensus dedup per bucket: hash of (user, key, event_type, action) → the slot.
-    dedup: BTreeMap<i64, HashMap<u64, Slot>>,
+    dedup: BTreeMap<i64, FastMap<u64, Slot>>,
     entities: BTreeMap<String, trending::Trends>,
     content: trending::Trends,
     searches: trending::Trends,
     preferences: preferences::Preferences,
     engagement: engagement::Engagement,
     /// The ranked lists and item quality of the last materialisation, for recommendations.
-    ranked: HashMap<String, Vec<(String, f64)>>,
-    quality: HashMap<String, f64>,
+    ranked: FastMap<String, Vec<(String, f64)>>,
+    quality: FastMap<String, f64>,
     pub counters: Counters,
 }
 
@@ -285,8 +302,8 @@ impl Engine {
             searches: trending::Trends::default(),
             preferences: preferences::Preferences::default(),
             engagement: engagement::Engagement::default(),
-            ranked: HashMap::new(),
-            quality: HashMap::new(),
+            ranked: FastMap::default(),
+            quality: FastMap::default(),
             counters: Counters::default(),
         }
     }
@@ -368,12 +385,11 @@ impl Engine {
         // event's, whatever the arrival order, so a later event replaces an earlier one.
         let me = (input.ts, id);
         let mut claim = |key: &str, weight: f64| -> Option<Option<Slot>> {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (user, key, &input.event_type, &input.action).hash(&mut h);
+            let slot = hash_of((user, key, &input.event_type, &input.action));
             let slots = self.dedup.entry(bucket).or_default();
-            match slots.get(&h.finish()) {
+            match slots.get(&slot) {
                 Some(&(ts, old_id, _)) if (ts, old_id) >= me => None,
-                _ => Some(slots.insert(h.finish(), (input.ts, id, weight))),
+                _ => Some(slots.insert(slot, (input.ts, id, weight))),
             }
         };
         let c = weight.max(0.0);
@@ -497,7 +513,7 @@ impl Engine {
         let p = &self.params;
         let c = &p.consensus;
         let mut docs = Vec::new();
-        let mut ranked = HashMap::new();
+        let mut ranked = FastMap::default();
         let datasets: Vec<(&str, &str, &trending::Trends, [usize; 2])> = self
             .entities
             .iter()

@@ -3,14 +3,13 @@
 //! `personal.max_entities` entities per user.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use schema::Timestamp;
 use serde_json::{Value, json};
 
 use super::decay::Decayed;
 use super::params::Params;
-use super::{EntityKey, ordinal};
+use super::{EntityKey, FastMap, ordinal};
 
 #[derive(Debug, Default)]
 struct Pref {
@@ -24,7 +23,7 @@ struct Pref {
 
 #[derive(Debug, Default)]
 pub(crate) struct Preferences {
-    users: HashMap<u64, HashMap<EntityKey, Pref>>,
+    users: FastMap<u64, FastMap<EntityKey, Pref>>,
 }
 
 /// A contribution to one (user, entity).

@@ -3,14 +3,13 @@
 //! baseline, with a minimum of distinct users) and popular lists are materialised.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use unicode_normalization::UnicodeNormalization;
 
 use super::decay::Decayed;
-use super::ordinal;
 use super::params::{DAY_MS, Params};
+use super::{FastMap, ordinal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -40,7 +39,7 @@ struct Trend {
     fast: Decayed,
     slow: Decayed,
     /// Contributing user → time of their newest contribution.
-    users: HashMap<u64, i64>,
+    users: FastMap<u64, i64>,
     /// Space-Saving: the most this key's sums may lack, from keys evicted to make room.
     error: f64,
 }
@@ -48,7 +47,7 @@ struct Trend {
 /// One consensus dataset: keys (entity ids of one type, content ids, or queries) and sums.
 #[derive(Debug, Default)]
 pub(crate) struct Trends {
-    keys: HashMap<String, Trend>,
+    keys: FastMap<String, Trend>,
 }
 
 /// One key's figures at `as_of`.

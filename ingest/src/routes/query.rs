@@ -106,15 +106,19 @@ async fn document(
     as_of: Option<i64>,
 ) -> Result<(String, String), ApiError> {
     let datasets = &state.datasets;
+    if let (None, Some((body, etag))) = (as_of, datasets.cached_document(tenant_id, key)) {
+        return Ok((body.to_string(), etag.to_string()));
+    }
     if as_of.is_none() {
-        let store = state.store.clone();
+        let (datasets, store) = (datasets.clone(), state.store.clone());
         let wanted = key.to_owned();
-        let stored = tokio::task::spawn_blocking(move || store.document(tenant_id, &wanted))
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(unavailable)?;
-        if let Some(found) = stored {
-            return Ok(found);
+        let stored =
+            tokio::task::spawn_blocking(move || datasets.document(&store, tenant_id, &wanted))
+                .await
+                .map_err(|_| ApiError::Internal)?
+                .map_err(unavailable)?;
+        if let Some((body, etag)) = stored {
+            return Ok((body.to_string(), etag.to_string()));
         }
     }
     let at = as_of.unwrap_or_else(now_ms);

@@ -29,7 +29,8 @@ pub(crate) async fn erase(
             ApiError::StoreUnavailable
         })?;
     let (datasets, store) = (state.datasets.clone(), state.store.clone());
-    tokio::task::spawn_blocking(move || datasets.erase(&store, tenant.id, &user_ids))
+    let tenant_id = tenant.id;
+    tokio::task::spawn_blocking(move || datasets.erase(&store, tenant_id, &user_ids))
         .await
         .map_err(|_| ApiError::Internal)?
         .map_err(|e| {

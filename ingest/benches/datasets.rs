@@ -1,0 +1,394 @@
+//! `cargo xtask bench datasets`: the datasets engine on 1 M synthetic events (10k users, 5k
+//! tickers, 1k content items, 5k queries) in memory, as a replay runs it; materialisation of
+//! every consensus list; and query latency against a running service while another client
+//! keeps ingesting. A report, never a test: it writes `target/bench/datasets.md`.
+
+mod support;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ingest::datasets::{Engine, Input, Params};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+const EVENTS: u64 = 1_000_000;
+const USERS: u64 = 10_000;
+const TICKERS: u64 = 5_000;
+const CONTENT: u64 = 1_000;
+const QUERIES: u64 = 5_000;
+/// 2025-01-06T12:00:00Z; the synthetic week ends here.
+const NOW: i64 = 1_736_164_800_000;
+const WEEK: i64 = 7 * 24 * 3_600_000;
+const CLIENT_KEY: &str = "pk_bench";
+/// Events posted before the query measurement starts, and the query requests per kind.
+const PRELOAD: u64 = 100_000;
+const QUERIES_PER_KIND: usize = 400;
+
+/// A deterministic xorshift stream, so every run replays the same events.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Skewed towards small values, as attention is: a few tickers get most of it.
+    fn skewed(&mut self, n: u64) -> u64 {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((u * u * u) * n as f64) as u64
+    }
+}
+
+/// The `i`-th synthetic event: a mix of the weight table's actions, recommendation
+/// impressions and clicks, and searches, spread over a week in roughly time order.
+fn synthetic(i: u64, rng: &mut Rng) -> Input {
+    let ts = NOW - WEEK + (i as i64 * WEEK) / EVENTS as i64 - rng.below(600_000) as i64;
+    let user = format!("user-{}", rng.below(USERS));
+    let ticker = format!("T{}", rng.skewed(TICKERS));
+    let roll = rng.below(100);
+    let (event, mut meta) = match roll {
+        0..=34 => ("instrument.viewed", json!({})),
+        35..=44 => ("chart.interacted", json!({})),
+        45..=56 => (
+            "search.submitted",
+            json!({ "query": format!("Query {}", rng.skewed(QUERIES)) }),
+        ),
+        57..=66 => (
+            "content.viewed",
+            json!({ "content_id": format!("c{}", rng.skewed(CONTENT)) }),
+        ),
+        67..=69 => (
+            "content.read",
+            json!({ "content_id": format!("c{}", rng.skewed(CONTENT)) }),
+        ),
+        70..=72 => ("watchlist.added", json!({})),
+        73..=74 => ("trade.order_placed", json!({})),
+        75..=86 => (
+            "recommendation.viewed",
+            json!({ "impression_id": format!("imp-{i}"), "request_id": format!("r-{}", i / 5),
+                    "recommender": format!("rec-{}", i % 3), "surface": "home", "position": 1 + i % 5 }),
+        ),
+        87..=90 => (
+            "recommendation.clicked",
+            json!({ "impression_id": format!("imp-{}", i.saturating_sub(rng.below(40))),
+                    "recommender": format!("rec-{}", i % 3), "surface": "home", "position": 1 + i % 5 }),
+        ),
+        91..=94 => ("search.result_clicked", json!({})),
+        _ => ("instrument.clicked", json!({})),
+    };
+    let (event_type, action) = event.split_once('.').unwrap_or((event, ""));
+    if let Some(m) = meta.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    let mut input = Input::new(
+        &format!("e{i}"),
+        ts,
+        &user,
+        &format!("{user}-s"),
+        event_type,
+        action,
+    )
+    .with_meta(meta.as_object().unwrap_or(&serde_json::Map::new()))
+    .with_entity("ticker", &ticker);
+    if event_type == "content" {
+        input = input.with_entity("ticker", &format!("T{}", rng.skewed(TICKERS)));
+    }
+    input
+}
+
+struct Replay {
+    engine_queries: Vec<Latencies>,
+    ingest: Duration,
+    materialise: Duration,
+    documents: usize,
+    rss_before: f64,
+    rss_after: f64,
+    sizes: String,
+}
+
+/// 1 M events through the engine, timing only the engine (events are made in chunks
+/// outside the clock).
+fn replay() -> Replay {
+    let rss_before = support::rss_mib();
+    let mut engine = Engine::new(Params::default());
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ingest = Duration::ZERO;
+    let mut chunk = Vec::with_capacity(10_000);
+    for start in (0..EVENTS).step_by(10_000) {
+        chunk.clear();
+        chunk.extend((start..start + 10_000).map(|i| synthetic(i, &mut rng)));
+        let t = Instant::now();
+        for input in &chunk {
+            engine.ingest(input, NOW);
+        }
+        ingest += t.elapsed();
+    }
+    drop(chunk);
+    let t = Instant::now();
+    engine.prune();
+    let documents = engine.materialise(NOW, NOW).len();
+    let materialise = t.elapsed();
+    let rss_after = support::rss_mib();
+    let mut answerer = ingest::replay::Answerer::new(engine, NOW, str::to_owned);
+    let mut engine_queries = Vec::new();
+    for (kind, path) in [
+        (
+            "engagement summary",
+            "/v1/engagement/summary?group_by=recommender",
+        ),
+        ("engagement items", "/v1/engagement/items?recommender=rec-1"),
+        ("user preferences", "/v1/users/user-17/preferences/entities"),
+        ("recommendations", "/v1/recommendations?user=user-17"),
+    ] {
+        let samples = (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                answerer.answer(path).expect("a valid query");
+                t.elapsed()
+            })
+            .collect();
+        engine_queries.push(Latencies { kind, samples });
+    }
+    let engine = answerer.engine();
+    let sizes = engine
+        .sizes()
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Replay {
+        engine_queries,
+        ingest,
+        materialise,
+        documents,
+        rss_before,
+        rss_after,
+        sizes,
+    }
+}
+
+/// The synthetic events as a wire batch, timed near the real clock so ingest takes them.
+fn batch(from: u64, n: u64, rng: &mut Rng, now: i64) -> String {
+    let events: Vec<_> = (from..from + n)
+        .map(|i| {
+            let input = synthetic(i, rng);
+            let mut meta = serde_json::Map::new();
+            for (k, v) in [
+                ("impression_id", &input.impression_id),
+                ("request_id", &input.request_id),
+                ("recommender", &input.recommender),
+                ("surface", &input.surface),
+                ("content_id", &input.content_id),
+                ("query", &input.query),
+            ] {
+                if let Some(v) = v {
+                    meta.insert(k.into(), json!(v));
+                }
+            }
+            if let Some(p) = input.position {
+                meta.insert("position".into(), json!(p));
+            }
+            let created = schema::Timestamp(now - (NOW - input.ts) / 200).to_string();
+            json!({
+                "client_key": CLIENT_KEY, "event_id": input.event_id, "created_at": created,
+                "event_type": input.event_type, "action": input.action, "event_meta": meta,
+                "related_entities": input.entities.iter().map(|e| json!({"type": e.kind, "id": e.id})).collect::<Vec<_>>(),
+                "channel_meta": { "session_id": input.session_id, "client_ref": input.user_id },
+            })
+        })
+        .collect();
+    json!({ "events": events }).to_string()
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn post(body: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Keeps posting batches until `stop`; counts the events.
+async fn ingest_load(addr: SocketAddr, from: u64, stop: Arc<AtomicBool>, posted: Arc<AtomicU64>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).ok();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut rng = Rng(from | 1);
+    let mut next = from;
+    while !stop.load(Ordering::Relaxed) {
+        let body = batch(next, 50, &mut rng, wall_ms());
+        let (status, reply) = support::exchange(&mut stream, &post(&body), &mut buf).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+        next += 50;
+        posted.fetch_add(50, Ordering::Relaxed);
+    }
+}
+
+struct Latencies {
+    kind: &'static str,
+    samples: Vec<Duration>,
+}
+
+impl Latencies {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut l = self.samples.clone();
+        l.sort();
+        l.get(((l.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+async fn queries(addr: SocketAddr, api_key: &str) -> Vec<Latencies> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).ok();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut rng = Rng(42);
+    let kinds: [(&'static str, Box<dyn Fn(&mut Rng) -> String>); 5] = [
+        (
+            "trending entities (materialised)",
+            Box::new(|_| "/v1/trending/entities?mode=trending".into()),
+        ),
+        (
+            "popular searches (materialised)",
+            Box::new(|_| "/v1/trending/searches?mode=popular".into()),
+        ),
+        (
+            "user preferences",
+            Box::new(|r| format!("/v1/users/user-{}/preferences/entities", r.below(USERS))),
+        ),
+        (
+            "engagement summary",
+            Box::new(|_| "/v1/engagement/summary?group_by=recommender".into()),
+        ),
+        (
+            "recommendations",
+            Box::new(|r| format!("/v1/recommendations?user=user-{}", r.below(USERS))),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (kind, path) in kinds {
+        let mut samples = Vec::with_capacity(QUERIES_PER_KIND);
+        for _ in 0..QUERIES_PER_KIND {
+            let request = format!(
+                "GET {} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {api_key}\r\n\r\n",
+                path(&mut rng)
+            );
+            let t = Instant::now();
+            let (status, body) = support::exchange(&mut stream, request.as_bytes(), &mut buf).await;
+            samples.push(t.elapsed());
+            assert_eq!(status, 200, "{kind}: {}", String::from_utf8_lossy(&body));
+        }
+        out.push(Latencies { kind, samples });
+    }
+    out
+}
+
+/// A running service with `PRELOAD` events, then query latencies while one client ingests.
+async fn under_load() -> (Vec<Latencies>, u64, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, api_key) = ingest::Store::open(dir.path())
+        .unwrap()
+        .add_tenant(CLIENT_KEY, &[])
+        .unwrap();
+    let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    config.rate_limit = 1e12;
+    config.rate_burst = 1e12;
+    let listener = TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ingest::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut rng = Rng(7);
+    for from in (0..PRELOAD).step_by(500) {
+        let body = batch(from, 500, &mut rng, wall_ms());
+        let (status, reply) = support::exchange(&mut stream, &post(&body), &mut buf).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let posted = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn(ingest_load(addr, PRELOAD, stop.clone(), posted.clone()));
+    let started = Instant::now();
+    let latencies = queries(addr, &api_key).await;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let _ = stop_server.send(());
+    server.await.unwrap().unwrap();
+    (latencies, posted.load(Ordering::Relaxed), elapsed)
+}
+
+fn main() {
+    let r = replay();
+    let peak_after_replay = support::peak_rss_mib();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (latencies, posted, elapsed) = runtime.block_on(under_load());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut report = format!(
+        "# datasets benchmark\n\n{cores} cores, release build.\n\n## Replay: {EVENTS} synthetic events in memory\n\n{USERS} users, {TICKERS} tickers (skewed), {CONTENT} content items, {QUERIES} queries, over 7 days; 12 % recommendation impressions, 4 % clicks on them.\n\n"
+    );
+    let _ = writeln!(
+        report,
+        "| measure | figure | target |\n|---|---:|---:|\n| ingest {EVENTS} events (engine only) | {:.2} s ({:.0} events/s, {:.2} µs/event) | ≤ 10 s |\n| materialise every consensus list ({} documents) | {:.1} ms | < 1 s |\n| memory held by the engine (RSS growth) | {:.0} MiB | < 1 GiB |\n| peak RSS of the process after the replay | {:.0} MiB | |",
+        r.ingest.as_secs_f64(),
+        EVENTS as f64 / r.ingest.as_secs_f64(),
+        r.ingest.as_secs_f64() * 1e6 / EVENTS as f64,
+        r.documents,
+        r.materialise.as_secs_f64() * 1e3,
+        r.rss_after - r.rss_before,
+        peak_after_replay,
+    );
+    let _ = writeln!(report, "\nState after pruning: {}.\n", r.sizes);
+    let _ = writeln!(
+        report,
+        "Answers computed on read from that state (engine only, no HTTP), 20 each:\n\n| query | p50 | max |\n|---|---:|---:|"
+    );
+    for l in &r.engine_queries {
+        let _ = writeln!(
+            report,
+            "| {} | {:.3} ms | {:.3} ms |",
+            l.kind,
+            l.percentile(0.5).as_secs_f64() * 1e3,
+            l.percentile(1.0).as_secs_f64() * 1e3
+        );
+    }
+    report.push('\n');
+    let _ = writeln!(
+        report,
+        "## Query latency under concurrent ingest\n\n`ingest serve` (SQLite store, durable commits) preloaded with {PRELOAD} events over HTTP; one keep-alive client keeps posting 50-event batches ({:.0} events/s during the run) while another sends {QUERIES_PER_KIND} sequential requests per kind. Target: p99 ≤ 2 ms.\n\n| query | p50 | p99 | max |\n|---|---:|---:|---:|",
+        posted as f64 / elapsed.as_secs_f64()
+    );
+    for l in &latencies {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let _ = writeln!(
+            report,
+            "| {} | {:.3} ms | {:.3} ms | {:.3} ms |",
+            l.kind,
+            ms(l.percentile(0.5)),
+            ms(l.percentile(0.99)),
+            ms(l.percentile(1.0))
+        );
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("datasets.md"), &report).unwrap();
+    print!("{report}");
+}
