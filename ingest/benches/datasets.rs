@@ -254,12 +254,15 @@ impl Latencies {
     }
 }
 
+/// Makes the path of a query request, varying the user.
+type PathFor = Box<dyn Fn(&mut Rng) -> String>;
+
 async fn queries(addr: SocketAddr, api_key: &str) -> Vec<Latencies> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).ok();
     let mut buf = vec![0u8; 256 * 1024];
     let mut rng = Rng(42);
-    let kinds: [(&'static str, Box<dyn Fn(&mut Rng) -> String>); 5] = [
+    let kinds: [(&'static str, PathFor); 5] = [
         (
             "trending entities (materialised)",
             Box::new(|_| "/v1/trending/entities?mode=trending".into()),

@@ -10,13 +10,16 @@ use std::time::Duration;
 use crate::datasets::{Counters, Document, Engine, Input, Params};
 use crate::store::{Presentation, Store, StoreError, now_ms};
 
+/// A materialised document's body and ETag.
+pub(crate) type Stored = (Arc<str>, Arc<str>);
+
 pub(crate) struct Datasets {
     params: Params,
     /// Honour `as_of` in queries (replays and acceptance tests over old fixtures).
     pub(crate) test_mode: bool,
     engines: Mutex<HashMap<i64, Arc<Mutex<Engine>>>>,
     /// The stored documents, kept in memory too: `(tenant, key)` → `(body, etag)`.
-    documents: Mutex<HashMap<(i64, String), (Arc<str>, Arc<str>)>>,
+    documents: Mutex<HashMap<(i64, String), Stored>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -171,11 +174,7 @@ impl Datasets {
     }
 
     /// The document under `key` if memory holds it; never blocks on the store.
-    pub(crate) fn cached_document(
-        &self,
-        tenant_id: i64,
-        key: &str,
-    ) -> Option<(Arc<str>, Arc<str>)> {
+    pub(crate) fn cached_document(&self, tenant_id: i64, key: &str) -> Option<Stored> {
         lock(&self.documents)
             .get(&(tenant_id, key.to_owned()))
             .cloned()
@@ -187,7 +186,7 @@ impl Datasets {
         store: &Store,
         tenant_id: i64,
         key: &str,
-    ) -> Result<Option<(Arc<str>, Arc<str>)>, StoreError> {
+    ) -> Result<Option<Stored>, StoreError> {
         if let Some(found) = self.cached_document(tenant_id, key) {
             return Ok(Some(found));
         }
