@@ -10,16 +10,13 @@ use std::time::Duration;
 use crate::datasets::{Counters, Document, Engine, Input, Params};
 use crate::store::{Presentation, Store, StoreError, now_ms};
 
-/// A materialised document's body and ETag.
-pub(crate) type Stored = (Arc<str>, Arc<str>);
-
 pub(crate) struct Datasets {
     params: Params,
     /// Honour `as_of` in queries (replays and acceptance tests over old fixtures).
     pub(crate) test_mode: bool,
     engines: Mutex<HashMap<i64, Arc<Mutex<Engine>>>>,
-    /// The stored documents, kept in memory too: `(tenant, key)` → `(body, etag)`.
-    documents: Mutex<HashMap<(i64, String), Stored>>,
+    /// The stored documents, kept in memory too.
+    documents: Mutex<HashMap<(i64, String), Arc<Document>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -166,15 +163,12 @@ impl Datasets {
     fn remember(&self, tenant_id: i64, documents: &[Document]) {
         let mut cache = lock(&self.documents);
         for d in documents {
-            cache.insert(
-                (tenant_id, d.key.clone()),
-                (Arc::from(d.body.as_str()), Arc::from(d.etag.as_str())),
-            );
+            cache.insert((tenant_id, d.key.clone()), Arc::new(d.clone()));
         }
     }
 
     /// The document under `key` if memory holds it; never blocks on the store.
-    pub(crate) fn cached_document(&self, tenant_id: i64, key: &str) -> Option<Stored> {
+    pub(crate) fn cached_document(&self, tenant_id: i64, key: &str) -> Option<Arc<Document>> {
         lock(&self.documents)
             .get(&(tenant_id, key.to_owned()))
             .cloned()
@@ -186,14 +180,21 @@ impl Datasets {
         store: &Store,
         tenant_id: i64,
         key: &str,
-    ) -> Result<Option<Stored>, StoreError> {
+    ) -> Result<Option<Arc<Document>>, StoreError> {
         if let Some(found) = self.cached_document(tenant_id, key) {
             return Ok(Some(found));
         }
         let Some((body, etag)) = store.document(tenant_id, key)? else {
             return Ok(None);
         };
-        let found = (Arc::<str>::from(body), Arc::<str>::from(etag));
+        let Some(found) = Document::parse(key, &body, &etag).map(Arc::new) else {
+            tracing::warn!(
+                tenant_id,
+                key,
+                "a stored document is not valid JSON; rebuilding it"
+            );
+            return Ok(None);
+        };
         lock(&self.documents).insert((tenant_id, key.to_owned()), found.clone());
         Ok(Some(found))
     }

@@ -17,7 +17,7 @@ use crate::anonymise::keyring::Keyring;
 use crate::anonymise::pseudonym::{Kind, Pseudonymiser, pseudonymise, random_id};
 use crate::anonymise::user_agent;
 use crate::datasets::{
-    Document, Engine, Outcome, Params, Query, QueryError, Target, cut_document, feedback_page,
+    Document, Engine, Outcome, Params, Query, QueryError, Target, feedback_page,
 };
 use crate::store::Tenant;
 
@@ -183,7 +183,7 @@ impl Answerer {
                     .cloned()
                     .or_else(|| engine.empty_list(key, at, at))
                     .ok_or_else(|| QueryError::NotFound(path.to_owned()))?;
-                serde_json::from_str(&cut_document(&doc.body, limit))
+                serde_json::from_str(&doc.cut(limit))
                     .map_err(|_| QueryError::NotFound(path.to_owned()))
             }
             Target::Feedback {

@@ -39,7 +39,7 @@ use serde_json::{Map, Value, json};
 
 pub use engagement::{Feedback, ITEM_SORTS, wilson};
 pub use params::{Params, ParamsError};
-pub use query::{Query, QueryError, Target, cut_document, feedback_page};
+pub use query::{Query, QueryError, Target, feedback_page};
 pub use trending::{Mode, normalise_query};
 
 use params::{DAY_MS, HOUR_MS};
@@ -203,25 +203,77 @@ pub struct Counters {
     pub search_dropped: u64,
 }
 
-/// A materialised response: `key` is `"{dataset}/{mode}/{entity_type}"`.
+/// A materialised response: `key` is `"{dataset}/{mode}/{entity_type}"`. The body is JSON
+/// with `items` last, and the item boundaries are kept, so a shorter `limit` is a slice of
+/// the body rather than a parse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     pub key: String,
     pub body: String,
     pub as_of: i64,
     pub etag: String,
+    /// Offset just after `"items":[`, and the end offset of each item.
+    items_start: usize,
+    item_ends: Vec<usize>,
 }
 
 impl Document {
-    fn new(key: String, body: &Value, as_of: i64) -> Document {
-        let body = body.to_string();
+    fn build(key: String, head: &Value, items: &[Value], as_of: i64) -> Document {
+        let head = head.to_string();
+        let mut body = String::with_capacity(head.len() + items.len() * 320);
+        body.push_str(head.strip_suffix('}').unwrap_or("{"));
+        if body.len() > 1 {
+            body.push(',');
+        }
+        body.push_str("\"items\":[");
+        let items_start = body.len();
+        let mut item_ends = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&item.to_string());
+            item_ends.push(body.len());
+        }
+        body.push_str("]}");
         let etag = etag(&body);
         Document {
             key,
             body,
             as_of,
             etag,
+            items_start,
+            item_ends,
         }
+    }
+
+    /// A document read back from the store, with its stored ETag.
+    pub fn parse(key: &str, body: &str, etag: &str) -> Option<Document> {
+        let mut value: Value = serde_json::from_str(body).ok()?;
+        let items = match value.as_object_mut()?.remove("items")? {
+            Value::Array(items) => items,
+            _ => return None,
+        };
+        let as_of = value
+            .get("as_of")
+            .and_then(Value::as_str)
+            .and_then(|t| Timestamp::parse(t).ok())
+            .map_or(0, |t| t.0);
+        let mut doc = Document::build(key.to_owned(), &value, &items, as_of);
+        doc.etag = etag.to_owned();
+        Some(doc)
+    }
+
+    /// The body with at most `limit` items.
+    pub fn cut(&self, limit: usize) -> std::borrow::Cow<'_, str> {
+        if limit >= self.item_ends.len() {
+            return self.body.as_str().into();
+        }
+        let end = match limit {
+            0 => self.items_start,
+            n => self.item_ends[n - 1],
+        };
+        format!("{}]}}", &self.body[..end]).into()
     }
 }
 
@@ -468,7 +520,8 @@ impl Engine {
         self.preferences.prune(w, p);
         let retention = w - i64::from(p.engagement.retention_days) * DAY_MS;
         let settled = personal - Params::hours(p.engagement.conversion_window_hours) - HOUR_MS;
-        self.engagement.prune(retention, settled);
+        // Daily counters per recommender and surface are small: keep a year of them.
+        self.engagement.prune(retention, settled, 365);
     }
 
     /// Removes what the engine holds of these users (every pseudonym a user had).
@@ -565,8 +618,8 @@ impl Engine {
                         })
                         .collect(),
                 );
-                let body = self.list_body(dataset, mode, min, items, as_of, now);
-                docs.push(Document::new(key, &body, as_of));
+                let head = self.list_head(dataset, mode, min, as_of, now);
+                docs.push(Document::build(key, &head, &items, as_of));
             }
         }
         self.ranked = ranked;
@@ -586,16 +639,16 @@ impl Engine {
             (Mode::Popular, "content") => c.min_users_popular_content,
             (Mode::Popular, _) => c.min_users_popular_searches,
         };
-        let body = self.list_body(dataset, mode, min, Vec::new(), as_of, now);
-        Some(Document::new(key.to_owned(), &body, as_of))
+        let head = self.list_head(dataset, mode, min, as_of, now);
+        Some(Document::build(key.to_owned(), &head, &[], as_of))
     }
 
-    fn list_body(
+    /// A list's response without its items.
+    fn list_head(
         &self,
         dataset: &str,
         mode: Mode,
         min_users: usize,
-        items: Vec<Value>,
         as_of: i64,
         now: i64,
     ) -> Value {
@@ -612,7 +665,6 @@ impl Engine {
                 "z_min": c.z_min,
                 "min_users": min_users,
             },
-            "items": items,
         })
     }
 

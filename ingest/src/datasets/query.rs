@@ -387,9 +387,7 @@ impl Engine {
                 },
                 p,
             ),
-            Kind_::ClickPositions(dates) => {
-                self.engagement.click_positions(&dates.resolve(as_of), p)
-            }
+            Kind_::ClickPositions(dates) => self.engagement.click_positions(&dates.resolve(as_of)),
             Kind_::Daily(dates) => self.engagement.daily(&dates.resolve(as_of), p),
             Kind_::Impression(id) => self
                 .engagement
@@ -398,20 +396,6 @@ impl Engine {
             Kind_::Recommendations(r, _) => self.recommend(r, user_id, as_of, mint),
             Kind_::Trending { .. } | Kind_::Feedback(..) => json!(null),
         })
-    }
-}
-
-/// The document body with at most `limit` items; verbatim when it has no more.
-pub fn cut_document(body: &str, limit: usize) -> String {
-    let Ok(mut doc) = serde_json::from_str::<Value>(body) else {
-        return body.to_owned();
-    };
-    match doc.get_mut("items").and_then(Value::as_array_mut) {
-        Some(items) if items.len() > limit => {
-            items.truncate(limit);
-            doc.to_string()
-        }
-        _ => body.to_owned(),
     }
 }
 

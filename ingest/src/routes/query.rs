@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::anonymise::pseudonym::{Kind, pseudonymise, random_id};
-use crate::datasets::{Query, Target, cut_document, feedback_page};
+use std::sync::Arc;
+
+use crate::datasets::{Document, Query, Target, feedback_page};
 use crate::error::ApiError;
 use crate::store::{StoreError, now_ms};
 use crate::tenants::ApiKey;
@@ -38,11 +40,11 @@ pub(crate) async fn query(
     };
     match query.target() {
         Target::Document { key, limit } => {
-            let (body, etag) = document(&state, tenant.id, key, as_of).await?;
+            let doc = document(&state, tenant.id, key, as_of).await?;
             let matches = headers
                 .get(header::IF_NONE_MATCH)
-                .is_some_and(|v| v.as_bytes() == etag.as_bytes());
-            let etag = HeaderValue::from_str(&etag).map_err(|_| ApiError::Internal)?;
+                .is_some_and(|v| v.as_bytes() == doc.etag.as_bytes());
+            let etag = HeaderValue::from_str(&doc.etag).map_err(|_| ApiError::Internal)?;
             let cache = HeaderValue::from_str(&format!(
                 "private, max-age={}",
                 datasets.params().consensus.materialize_every_secs
@@ -52,7 +54,7 @@ pub(crate) async fn query(
             if matches {
                 return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
             }
-            Ok((headers, json(cut_document(&body, limit))).into_response())
+            Ok((headers, json(doc.cut(limit).into_owned())).into_response())
         }
         Target::Feedback {
             recommender,
@@ -104,10 +106,10 @@ async fn document(
     tenant_id: i64,
     key: &str,
     as_of: Option<i64>,
-) -> Result<(String, String), ApiError> {
+) -> Result<Arc<Document>, ApiError> {
     let datasets = &state.datasets;
-    if let (None, Some((body, etag))) = (as_of, datasets.cached_document(tenant_id, key)) {
-        return Ok((body.to_string(), etag.to_string()));
+    if let (None, Some(doc)) = (as_of, datasets.cached_document(tenant_id, key)) {
+        return Ok(doc);
     }
     if as_of.is_none() {
         let (datasets, store) = (datasets.clone(), state.store.clone());
@@ -117,8 +119,8 @@ async fn document(
                 .await
                 .map_err(|_| ApiError::Internal)?
                 .map_err(unavailable)?;
-        if let Some((body, etag)) = stored {
-            return Ok((body.to_string(), etag.to_string()));
+        if let Some(doc) = stored {
+            return Ok(doc);
         }
     }
     let at = as_of.unwrap_or_else(now_ms);
@@ -146,5 +148,5 @@ async fn document(
                 .ok_or(ApiError::Internal)?
         }
     };
-    Ok((doc.body, doc.etag))
+    Ok(Arc::new(doc))
 }

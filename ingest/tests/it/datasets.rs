@@ -1070,3 +1070,29 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
         items.swap(i, (seed % (i as u64 + 1)) as usize);
     }
 }
+
+#[test]
+fn a_document_cuts_to_a_limit_and_reads_back_from_its_stored_form() {
+    let mut engine = Engine::new(Params::default());
+    for e in inputs("fixture_a.jsonl") {
+        engine.ingest(&e, NOW_MS);
+    }
+    let docs = engine.materialise(NOW_MS, NOW_MS);
+    let doc = docs
+        .iter()
+        .find(|d| d.key == "entities/popular/ticker")
+        .unwrap();
+    let full: Value = serde_json::from_str(&doc.body).unwrap();
+    assert_eq!(full["items"].as_array().unwrap().len(), 4);
+    for limit in 0..6 {
+        let cut: Value = serde_json::from_str(&doc.cut(limit)).unwrap();
+        let items = cut["items"].as_array().unwrap();
+        assert_eq!(items.len(), limit.min(4));
+        assert_eq!(items[..], full["items"].as_array().unwrap()[..limit.min(4)]);
+        assert_eq!(cut["params"], full["params"]);
+    }
+    let stored = ingest::datasets::Document::parse(&doc.key, &doc.body, &doc.etag).unwrap();
+    assert_eq!(stored.body, doc.body);
+    assert_eq!(stored.cut(2), doc.cut(2));
+    assert_eq!(stored.as_of, NOW_MS);
+}
