@@ -91,6 +91,16 @@ impl AppState {
     }
 }
 
+/// Reads the datasets' parameters from a `datasets.toml`.
+pub fn load_datasets_params(path: &std::path::Path) -> anyhow::Result<datasets::Params> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    Ok(datasets::Params::from_toml(
+        &text,
+        &path.display().to_string(),
+    )?)
+}
+
 /// The whole HTTP application, for serving or for `oneshot` tests without a socket.
 pub fn app(state: AppState) -> Router {
     routes::router(state)
@@ -109,7 +119,7 @@ pub async fn serve(
     )?);
     let store = Arc::new(Store::open(&config.data_dir)?);
     let params = match &config.datasets_config {
-        Some(path) => datasets::Params::load(path)?,
+        Some(path) => load_datasets_params(path)?,
         None => datasets::Params::default(),
     };
     let state = AppState::with_limits(store.clone(), keyring, config.limits())

@@ -285,7 +285,7 @@ fn replay(
     master_secret_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let params = match datasets_config {
-        Some(path) => ingest::datasets::Params::load(path)?,
+        Some(path) => ingest::load_datasets_params(path)?,
         None => ingest::datasets::Params::default(),
     };
     let secret = master_secret_file

@@ -77,26 +77,63 @@ fn schema_has_no_io_dependencies() {
     }
 }
 
-#[test]
-fn schema_source_does_no_io() {
-    for entry in std::fs::read_dir(root().join("schema/src")).unwrap() {
+/// The Rust files under `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn assert_no_io(dir: &str, what: &str, extra: &[&str]) {
+    let files = rust_files(&root().join(dir));
+    assert!(!files.is_empty(), "no Rust files under {dir}");
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
-        for io in [
+        let io = [
             "std::fs",
             "std::net",
             "std::io",
             "std::process",
             "std::env",
             "std::thread",
-        ] {
+        ];
+        for io in io.iter().chain(extra) {
             assert!(
                 !text.contains(io),
-                "{} uses {io}; schema does no I/O",
+                "{} uses {io}; {what} does no I/O",
                 path.display()
             );
         }
     }
+}
+
+#[test]
+fn schema_source_does_no_io() {
+    assert_no_io("schema/src", "schema", &[]);
+}
+
+/// The datasets engine takes its time and its randomness from its callers, so replays,
+/// tests and the service compute alike.
+#[test]
+fn the_datasets_engine_does_no_io_and_reads_no_clock() {
+    assert_no_io(
+        "ingest/src/datasets",
+        "the datasets engine",
+        &[
+            "tokio",
+            "rusqlite",
+            "SystemTime",
+            "Instant::now",
+            "getrandom",
+        ],
+    );
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! `datasets.toml`. Every field is optional in the file; what it leaves out keeps the default.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -237,11 +236,6 @@ pub(crate) fn lookup(params: &Params, event_type: &str, action: &str) -> Option<
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParamsError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: {message}")]
@@ -249,19 +243,15 @@ pub enum ParamsError {
 }
 
 impl Params {
-    /// Reads `datasets.toml`; keys it leaves out keep their defaults, unknown keys are errors.
-    pub fn load(path: &Path) -> Result<Params, ParamsError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ParamsError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let params: Params = toml::from_str(&text).map_err(|e| ParamsError::Parse {
-            path: shown.clone(),
+    /// Reads a `datasets.toml` (`source` names it in errors); keys it leaves out keep their
+    /// defaults, unknown keys are errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Params, ParamsError> {
+        let params: Params = toml::from_str(text).map_err(|e| ParamsError::Parse {
+            path: source.to_owned(),
             message: e.to_string().trim().to_owned(),
         })?;
         params.check().map_err(|message| ParamsError::Invalid {
-            path: shown,
+            path: source.to_owned(),
             message,
         })?;
         Ok(params)

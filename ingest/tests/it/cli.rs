@@ -255,3 +255,57 @@ async fn vault_reveal_opens_what_serve_sealed() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn replay_prints_one_response_per_query_and_names_what_it_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/fixtures/datasets");
+    let a = fixtures.join("fixture_a.jsonl");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "not json\n{\"event_id\":\"x\"}\n").unwrap();
+    let out = ingest(&[
+        "replay",
+        a.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        "--as-of",
+        "2025-01-06T12:00:00Z",
+        "--query",
+        "/v1/trending/entities?mode=popular&limit=2",
+        "--query",
+        "/v1/users/u1/preferences/entities",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["items"][0]["entity"]["id"], "TSLA");
+    assert_eq!(lines[0]["items"].as_array().unwrap().len(), 2);
+    assert_eq!(lines[1]["items"][0]["score"], 9.0);
+    assert_ne!(
+        lines[1]["user_id"], "u1",
+        "the client_ref is never returned"
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad.jsonl:1: not JSON"), "{stderr}");
+    assert!(stderr.contains("bad.jsonl:2:"), "{stderr}");
+    assert!(
+        stderr.contains("replayed 45 events (1 duplicates, 2 rejected)"),
+        "{stderr}"
+    );
+
+    let out = ingest(&[
+        "replay",
+        a.to_str().unwrap(),
+        "--as-of",
+        "2025-01-06T12:00:00Z",
+        "--query",
+        "/v1/trending/entities?mode=hot",
+    ]);
+    assert!(!out.status.success());
+    let problem: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(problem["error"], "bad_parameter");
+    assert!(text(&out.stderr).contains("1 of 1 queries failed"));
+}
