@@ -19,9 +19,14 @@ pub(crate) fn run(ingest_addr: SocketAddr, web_addr: SocketAddr) -> anyhow::Resu
     let sizes = build::package()?;
     eprintln!("browser package:\n{sizes}");
     let data_dir = root().join(".data/demo");
+    // The demo keeps its tenant's secret key beside its store, so every run can link the
+    // dashboard; a real deployment shows the key once and stores only its hash.
+    let key_file = data_dir.join("demo-api-key");
     if !ingest::tenants(&data_dir)?.iter().any(|k| k == CLIENT_KEY) {
-        ingest::add_tenant(&data_dir, CLIENT_KEY)?;
+        let key = ingest::add_tenant(&data_dir, CLIENT_KEY)?;
+        std::fs::write(&key_file, &key)?;
     }
+    let api_key = std::fs::read_to_string(&key_file).unwrap_or_default();
     let server = Ingest::start(&data_dir, &ingest_addr.to_string())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -33,7 +38,11 @@ pub(crate) fn run(ingest_addr: SocketAddr, web_addr: SocketAddr) -> anyhow::Resu
             listener.local_addr()?,
             server.url
         );
-        println!("\nPersonafin Capture demo\n  open   {url}\n  ingest {} (store: {})\n  events `cargo run -q -p ingest -- events list --data-dir .data/demo --client-key {CLIENT_KEY}`\nCtrl-C stops it.", server.url, data_dir.display());
+        let dashboard = match api_key.trim() {
+            "" => format!("{}/dashboard (enter the tenant's secret API key)", server.url),
+            key => format!("{}/dashboard#key={key}", server.url),
+        };
+        println!("\nPersonafin Capture demo\n  open      {url}\n  dashboard {dashboard}\n  ingest    {} (store: {})\n  events    `cargo run -q -p ingest -- events list --data-dir .data/demo --client-key {CLIENT_KEY}`\nCtrl-C stops it.", server.url, data_dir.display());
         let app = Router::new()
             .nest_service("/examples", ServeDir::new(root().join("examples")))
             .nest_service("/js-wrapper", ServeDir::new(root().join("js-wrapper")));

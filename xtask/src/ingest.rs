@@ -75,8 +75,9 @@ pub(crate) fn tenants(data_dir: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-pub(crate) fn add_tenant(data_dir: &Path, client_key: &str) -> anyhow::Result<()> {
-    capture(&mut cmd(
+/// Registers a tenant; returns its secret API key.
+pub(crate) fn add_tenant(data_dir: &Path, client_key: &str) -> anyhow::Result<String> {
+    let key = capture(&mut cmd(
         binary(),
         &[
             "tenant",
@@ -87,7 +88,7 @@ pub(crate) fn add_tenant(data_dir: &Path, client_key: &str) -> anyhow::Result<()
             client_key,
         ],
     ))?;
-    Ok(())
+    Ok(key.trim().to_owned())
 }
 
 /// The tenant's stored events, one JSON object per line.
