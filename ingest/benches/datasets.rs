@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ingest::datasets::{Engine, Input, Params};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const EVENTS: u64 = 1_000_000;
 const USERS: u64 = 10_000;
@@ -305,19 +305,8 @@ async fn queries(addr: SocketAddr, api_key: &str) -> Vec<Latencies> {
 /// A running service with `PRELOAD` events, then query latencies while one client ingests.
 async fn under_load() -> (Vec<Latencies>, u64, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let (_, api_key) = ingest::Store::open(dir.path())
-        .unwrap()
-        .add_tenant(CLIENT_KEY, &[])
-        .unwrap();
-    let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
-    config.rate_limit = 1e12;
-    config.rate_burst = 1e12;
-    let listener = TcpListener::bind(config.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ingest::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let service = support::Service::start(dir.path(), CLIENT_KEY).await;
+    let addr = service.addr;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     let mut rng = Rng(7);
@@ -330,12 +319,11 @@ async fn under_load() -> (Vec<Latencies>, u64, Duration) {
     let posted = Arc::new(AtomicU64::new(0));
     let load = tokio::spawn(ingest_load(addr, PRELOAD, stop.clone(), posted.clone()));
     let started = Instant::now();
-    let latencies = queries(addr, &api_key).await;
+    let latencies = queries(addr, &service.api_key).await;
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
-    let _ = stop_server.send(());
-    server.await.unwrap().unwrap();
+    service.stop().await;
     (latencies, posted.load(Ordering::Relaxed), elapsed)
 }
 

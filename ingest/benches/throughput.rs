@@ -130,22 +130,13 @@ async fn bare_axum() -> Run {
 
 /// The service under test, with its real store in a temp dir.
 async fn ingest_service(dir: &std::path::Path) -> Run {
-    ingest::Store::open(dir)
-        .unwrap()
-        .add_tenant(CLIENT_KEY, &[])
-        .unwrap();
-    let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.to_owned());
-    config.rate_limit = 1e12;
-    config.rate_burst = 1e12;
-    let listener = TcpListener::bind(config.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ingest::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let run = load("ingest, durable (synchronous=FULL, group commit)", addr).await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    let service = support::Service::start(dir, CLIENT_KEY).await;
+    let run = load(
+        "ingest, durable (synchronous=FULL, group commit)",
+        service.addr,
+    )
+    .await;
+    service.stop().await;
     run
 }
 

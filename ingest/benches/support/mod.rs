@@ -4,8 +4,11 @@
 // Each benchmark binary uses a part of this module.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
+use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use tokio::net::{TcpListener, TcpStream};
 
 /// Sends one request on a keep-alive connection and reads the whole response; returns the
 /// status code and the body.
@@ -44,6 +47,45 @@ pub(crate) async fn exchange(
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         return (status, buf[end + 4..end + 4 + len].to_vec());
+    }
+}
+
+/// `ingest serve` in this process over a store in `dir`, with one tenant and no rate limit.
+pub(crate) struct Service {
+    pub addr: SocketAddr,
+    /// The tenant's secret API key.
+    pub api_key: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Service {
+    pub(crate) async fn start(dir: &Path, client_key: &str) -> Service {
+        let (_, api_key) = ingest::Store::open(dir)
+            .unwrap()
+            .add_tenant(client_key, &[])
+            .unwrap();
+        let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.to_owned());
+        config.rate_limit = 1e12;
+        config.rate_burst = 1e12;
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(ingest::serve(config, listener, async {
+            let _ = stopped.await;
+        }));
+        Service {
+            addr,
+            api_key,
+            stop,
+            server,
+        }
+    }
+
+    /// Shuts down gracefully and waits for the last commit.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
     }
 }
 
