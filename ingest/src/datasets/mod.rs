@@ -595,7 +595,7 @@ impl Engine {
             .collect();
         for (dataset, kind, trends, min_users) in datasets {
             for (mode, min) in [Mode::Trending, Mode::Popular].into_iter().zip(min_users) {
-                let list = trending::rank(trends.stats(as_of, p), mode, min, p);
+                let list = trending::rank(trends.stats(as_of, p), mode, min, as_of, p);
                 let key = format!("{dataset}/{}/{kind}", mode.name());
                 let items: Vec<Value> = list
                     .iter()

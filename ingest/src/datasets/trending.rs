@@ -62,6 +62,22 @@ pub(crate) struct Stat<'a> {
     pub ratio: f64,
     pub users_24h: usize,
     pub users_7d: usize,
+    /// The contributing users, counted only for keys that may make a list.
+    users: &'a FastMap<u64, i64>,
+}
+
+impl Stat<'_> {
+    /// Fills in the distinct users of the half-open 24 h and 7 d windows before `as_of`.
+    fn count_users(&mut self, as_of: i64) {
+        let within = |w: i64| {
+            self.users
+                .values()
+                .filter(|&&t| t > as_of - w && t <= as_of)
+                .count()
+        };
+        self.users_24h = within(DAY_MS);
+        self.users_7d = within(7 * DAY_MS);
+    }
 }
 
 impl Trends {
@@ -148,8 +164,7 @@ impl Trends {
         self.keys.len()
     }
 
-    /// Every key's figures at `as_of` (half-open windows: a contribution exactly 24 h old
-    /// is outside the 24 h window).
+    /// Every key's figures at `as_of`, users not yet counted (see [`rank`]).
     pub(crate) fn stats(&self, as_of: i64, params: &Params) -> Vec<Stat<'_>> {
         let c = &params.consensus;
         let (fast_h, slow_h) = (
@@ -165,13 +180,6 @@ impl Trends {
                 let rate_fast = hot * ln2 / c.half_life_fast_hours;
                 let rate_baseline = slow * ln2 / c.half_life_slow_hours;
                 let r0 = c.rate_prior_r0;
-                let within = |w: i64| {
-                    trend
-                        .users
-                        .values()
-                        .filter(|&&t| t > as_of - w && t <= as_of)
-                        .count()
-                };
                 Stat {
                     key,
                     hot,
@@ -180,44 +188,68 @@ impl Trends {
                     rate_baseline,
                     z: (rate_fast - rate_baseline) / (rate_baseline + r0).sqrt(),
                     ratio: (rate_fast + r0) / (rate_baseline + r0),
-                    users_24h: within(DAY_MS),
-                    users_7d: within(7 * DAY_MS),
+                    users_24h: 0,
+                    users_7d: 0,
+                    users: &trend.users,
                 }
             })
             .collect()
     }
 }
 
-/// The ranked list of one mode: at most `top_n` stats, selected in O(keys) and then sorted.
+/// The ranked list of one mode, at most `top_n` long. Keys are ordered on their sums first,
+/// and users are counted (the costly part: a popular key has many) only down the list until
+/// it is full, so materialising stays cheap however many users there are.
 pub(crate) fn rank<'a>(
     mut stats: Vec<Stat<'a>>,
     mode: Mode,
     min_users: usize,
+    as_of: i64,
     params: &Params,
 ) -> Vec<Stat<'a>> {
     let z_min = params.consensus.z_min;
-    stats.retain(|s| match mode {
-        Mode::Trending => s.users_24h >= min_users && s.z >= z_min,
-        Mode::Popular => s.users_7d >= min_users,
-    });
-    let order = |a: &Stat<'_>, b: &Stat<'_>| -> Ordering {
+    if mode == Mode::Trending {
+        stats.retain(|s| s.z >= z_min);
+    }
+    let by_sums = |a: &Stat<'_>, b: &Stat<'_>| -> Ordering {
         match mode {
             Mode::Trending => ordinal(b.z)
                 .total_cmp(&ordinal(a.z))
                 .then(ordinal(b.hot).total_cmp(&ordinal(a.hot))),
-            Mode::Popular => ordinal(b.slow)
-                .total_cmp(&ordinal(a.slow))
-                .then(b.users_7d.cmp(&a.users_7d)),
+            Mode::Popular => ordinal(b.slow).total_cmp(&ordinal(a.slow)),
         }
-        .then_with(|| a.key.cmp(b.key))
     };
+    stats.sort_unstable_by(|a, b| by_sums(a, b).then_with(|| a.key.cmp(b.key)));
     let n = params.consensus.top_n;
-    if stats.len() > n {
-        stats.select_nth_unstable_by(n - 1, order);
-        stats.truncate(n);
+    let mut list: Vec<Stat<'a>> = Vec::with_capacity(n);
+    for mut stat in stats {
+        // Full, and past the last tie on the sums (popular breaks those on users).
+        if list.len() >= n
+            && list
+                .last()
+                .is_none_or(|l| by_sums(l, &stat) != Ordering::Equal)
+        {
+            break;
+        }
+        stat.count_users(as_of);
+        let users = match mode {
+            Mode::Trending => stat.users_24h,
+            Mode::Popular => stat.users_7d,
+        };
+        if users >= min_users {
+            list.push(stat);
+        }
     }
-    stats.sort_unstable_by(order);
-    stats
+    list.sort_by(|a, b| {
+        by_sums(a, b)
+            .then(match mode {
+                Mode::Trending => Ordering::Equal,
+                Mode::Popular => b.users_7d.cmp(&a.users_7d),
+            })
+            .then_with(|| a.key.cmp(b.key))
+    });
+    list.truncate(n);
+    list
 }
 
 /// The response item of one ranked stat; `subject` names what is ranked
@@ -278,6 +310,26 @@ mod tests {
         check(&"x".repeat(65), None);
         check(&"x".repeat(64), Some(&"x".repeat(64)));
         check("12345 6", Some("12345 6"));
+    }
+
+    #[test]
+    fn a_full_list_still_breaks_ties_on_users() {
+        let mut params = Params::default();
+        params.consensus.top_n = 1;
+        let mut t = Trends::default();
+        // Equal sums; "b" has two users, "a" one: popular puts "b" first despite the ids.
+        t.add("a", 2.0, 0, 1, &params, None);
+        t.add("b", 1.0, 0, 1, &params, None);
+        t.add("b", 1.0, 0, 2, &params, None);
+        t.add("c", 0.5, 0, 3, &params, None);
+        let list = rank(t.stats(0, &params), Mode::Popular, 1, 0, &params);
+        let keys: Vec<&str> = list.iter().map(|s| s.key).collect();
+        assert_eq!(keys, ["b"]);
+        assert_eq!(list[0].users_7d, 2);
+        params.consensus.top_n = 3;
+        let list = rank(t.stats(0, &params), Mode::Popular, 2, 0, &params);
+        let keys: Vec<&str> = list.iter().map(|s| s.key).collect();
+        assert_eq!(keys, ["b"], "min_users filters as it goes");
     }
 
     #[test]

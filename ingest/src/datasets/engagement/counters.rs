@@ -238,19 +238,54 @@ impl Counters {
         })
     }
 
-    /// `GET /v1/engagement/items`.
+    /// `GET /v1/engagement/items`: ranked on numbers, and only the rows returned are
+    /// written as JSON.
     pub(super) fn items(&self, q: &ItemsQuery, z: f64) -> Value {
-        let mut groups: FastMap<&str, Coarse> = FastMap::default();
+        let mut groups: FastMap<&str, Tally> = FastMap::default();
         for (_, (_, _, item), tally) in self.fine_cells(&q.filter) {
             if let Some(item) = item.as_deref() {
-                groups.entry(item).or_default().tally.add(tally, 1);
+                groups.entry(item).or_default().add(tally, 1);
             }
         }
         let sort = q.sort.as_str();
-        let mut rows: Vec<(&str, Map<String, Value>, i64)> = groups
-            .iter()
-            .map(|(item, c)| {
-                let all = report(c, z);
+        let ratio = |a: i64, b: i64| {
+            if b > 0 {
+                a as f64 / b as f64
+            } else {
+                f64::NEG_INFINITY
+            }
+        };
+        let key = |t: &Tally| match sort {
+            "ctr" => ratio(t.clicked, t.impressions),
+            "impressions" => t.impressions as f64,
+            "clicked_impressions" => t.clicked as f64,
+            "click_events" => t.click_events as f64,
+            "converted_impressions" => t.converted as f64,
+            "cvr" => ratio(t.converted, t.impressions),
+            _ => wilson(t.clicked, t.impressions, z).unwrap_or(f64::NEG_INFINITY),
+        };
+        let mut rows: Vec<(&str, f64, &Tally)> =
+            groups.iter().map(|(item, t)| (*item, key(t), t)).collect();
+        let order = |a: &(&str, f64, &Tally), b: &(&str, f64, &Tally)| {
+            b.1.total_cmp(&a.1)
+                .then(b.2.impressions.cmp(&a.2.impressions))
+                .then(a.0.cmp(b.0))
+        };
+        if rows.len() > q.limit && q.limit > 0 {
+            rows.select_nth_unstable_by(q.limit - 1, order);
+        }
+        rows.truncate(q.limit);
+        rows.sort_by(order);
+        let rows: Vec<Value> = rows
+            .into_iter()
+            .map(|(item, _, tally)| {
+                let all = report(
+                    &Coarse {
+                        tally: *tally,
+                        ..Coarse::default()
+                    },
+                    z,
+                );
                 let mut row = Map::new();
                 row.insert("item".into(), json!(item));
                 for field in [
@@ -264,22 +299,10 @@ impl Counters {
                 ] {
                     row.insert(field.into(), all[field].clone());
                 }
-                (*item, row, c.tally.impressions)
+                Value::Object(row)
             })
             .collect();
-        let value = |row: &Map<String, Value>| row[sort].as_f64().unwrap_or(f64::NEG_INFINITY);
-        rows.sort_by(|a, b| {
-            value(&b.1)
-                .total_cmp(&value(&a.1))
-                .then(b.2.cmp(&a.2))
-                .then(a.0.cmp(b.0))
-        });
-        rows.truncate(q.limit);
-        json!({
-            "recommender": q.filter.recommender,
-            "sort": sort,
-            "rows": rows.into_iter().map(|(_, row, _)| Value::Object(row)).collect::<Vec<_>>(),
-        })
+        json!({ "recommender": q.filter.recommender, "sort": sort, "rows": rows })
     }
 
     /// `GET /v1/engagement/click-positions`: first clicks per impression, by position.
