@@ -220,6 +220,10 @@ impl Answerer {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+
+    pub fn into_engine(self) -> Engine {
+        self.engine
+    }
 }
 
 /// Parses `--as-of`.

@@ -329,6 +329,8 @@ pub struct Engine {
     params: Params,
     seen: Seen,
     watermark: Option<i64>,
+    /// The watermark at the last prune.
+    pruned_at: Option<i64>,
     /// Consensus dedup per bucket: hash of (user, key, event_type, action) → the slot.
     dedup: BTreeMap<i64, FastMap<u64, Slot>>,
     entities: BTreeMap<String, trending::Trends>,
@@ -348,6 +350,7 @@ impl Engine {
             params,
             seen: Seen::default(),
             watermark: None,
+            pruned_at: None,
             dedup: BTreeMap::new(),
             entities: BTreeMap::new(),
             content: trending::Trends::default(),
@@ -491,12 +494,14 @@ impl Engine {
     /// Forgets what can no longer change any answer: event ids and dedup buckets older than
     /// the lateness limits allow, users outside the popular window, decayed preferences,
     /// impressions past retention. Driven by the watermark, never by a query's `as_of`.
+    /// Runs at most once per hour of event time: what it removes is days old.
     pub fn prune(&mut self) {
         let Some(w) = self.watermark else { return };
         let p = &self.params;
-        if !p.lateness.enabled {
+        if !p.lateness.enabled || self.pruned_at.is_some_and(|t| w - t < HOUR_MS) {
             return;
         }
+        self.pruned_at = Some(w);
         let personal = w - Params::hours(p.lateness.personal_hours);
         let consensus = w - Params::hours(p.lateness.consensus_hours);
         let keep_from = personal.div_euclid(DAY_MS);
