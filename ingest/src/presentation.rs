@@ -110,6 +110,24 @@ impl Datasets {
         Ok(())
     }
 
+    /// Runs a short read `f` (well under a millisecond) on the tenant's engine: right here
+    /// when the engine is free, else off the async threads like [`Self::with_engine`], so a
+    /// materialisation holding the engine never blocks a worker.
+    pub(crate) async fn read_engine<T: Send + 'static>(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        tenant_id: i64,
+        f: impl FnOnce(&mut Engine) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let engine = lock(&self.engines).get(&tenant_id).cloned();
+        if let Some(engine) = engine {
+            if let Ok(mut engine) = engine.try_lock() {
+                return Ok(f(&mut engine));
+            }
+        }
+        self.with_engine(store, tenant_id, f).await
+    }
+
     /// Runs `f` on the tenant's engine, off the async threads.
     pub(crate) async fn with_engine<T: Send + 'static>(
         self: &Arc<Self>,
