@@ -263,11 +263,7 @@ struct Latencies {
 
 impl Latencies {
     fn percentile(&self, p: f64) -> Duration {
-        let mut l = self.samples.clone();
-        l.sort();
-        l.get(((l.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or_default()
+        support::percentile(&self.samples, p)
     }
 }
 

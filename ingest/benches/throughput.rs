@@ -34,11 +34,7 @@ impl Run {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
     fn percentile(&self, p: f64) -> Duration {
-        let mut l = self.latencies.clone();
-        l.sort();
-        l.get(((l.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or_default()
+        support::percentile(&self.latencies, p)
     }
 }
 

@@ -45,12 +45,23 @@ impl Datasets {
         store: &Store,
         tenant_id: i64,
     ) -> Result<Arc<Mutex<Engine>>, StoreError> {
+        self.engine_or_rebuild(store, tenant_id)
+            .map(|(engine, _)| engine)
+    }
+
+    /// The engine, and whether this call rebuilt it (from a log holding everything
+    /// committed so far).
+    fn engine_or_rebuild(
+        &self,
+        store: &Store,
+        tenant_id: i64,
+    ) -> Result<(Arc<Mutex<Engine>>, bool), StoreError> {
         let engine = Arc::new(Mutex::new(Engine::new(self.params.clone())));
         let mut guard = lock(&engine);
         {
             let mut engines = lock(&self.engines);
             if let Some(existing) = engines.get(&tenant_id) {
-                return Ok(existing.clone());
+                return Ok((existing.clone(), false));
             }
             engines.insert(tenant_id, engine.clone());
         }
@@ -74,7 +85,7 @@ impl Datasets {
                     "datasets rebuilt from the event log"
                 );
                 drop(guard);
-                Ok(engine)
+                Ok((engine, true))
             }
             Err(e) => {
                 lock(&self.engines).remove(&tenant_id);
@@ -83,14 +94,18 @@ impl Datasets {
         }
     }
 
-    /// Feeds newly stored events to the tenant's engine. Blocks.
+    /// Feeds newly stored (committed) events to the tenant's engine. Blocks.
     pub(crate) fn apply(
         &self,
         store: &Store,
         tenant_id: i64,
         inputs: &[Input],
     ) -> Result<(), StoreError> {
-        let engine = self.engine(store, tenant_id)?;
+        let (engine, rebuilt) = self.engine_or_rebuild(store, tenant_id)?;
+        if rebuilt {
+            // The log it was rebuilt from already holds these events.
+            return Ok(());
+        }
         let now = now_ms();
         let mut engine = lock(&engine);
         for input in inputs {
@@ -222,15 +237,7 @@ impl Datasets {
         let engines: Vec<_> = lock(&self.engines).values().cloned().collect();
         let mut sum = Counters::default();
         for engine in engines {
-            let c = lock(&engine).counters.clone();
-            sum.applied += c.applied;
-            sum.duplicates += c.duplicates;
-            sum.future_rejected += c.future_rejected;
-            sum.unknown_actions += c.unknown_actions;
-            sum.late_dropped_personal += c.late_dropped_personal;
-            sum.late_dropped_consensus += c.late_dropped_consensus;
-            sum.late_dropped_engagement += c.late_dropped_engagement;
-            sum.search_dropped += c.search_dropped;
+            sum += &lock(&engine).counters;
         }
         sum
     }

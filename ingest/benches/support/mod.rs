@@ -89,6 +89,16 @@ impl Service {
     }
 }
 
+/// The `p` quantile (0 to 1) of some durations, nearest rank.
+pub(crate) fn percentile(samples: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 pub(crate) fn peak_rss_mib() -> f64 {
     proc_status_kib("VmHWM:") / 1024.0

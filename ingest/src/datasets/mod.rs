@@ -203,6 +203,29 @@ pub struct Counters {
     pub search_dropped: u64,
 }
 
+impl std::ops::AddAssign<&Counters> for Counters {
+    fn add_assign(&mut self, o: &Counters) {
+        let Counters {
+            applied,
+            duplicates,
+            future_rejected,
+            unknown_actions,
+            late_dropped_personal,
+            late_dropped_consensus,
+            late_dropped_engagement,
+            search_dropped,
+        } = o;
+        self.applied += applied;
+        self.duplicates += duplicates;
+        self.future_rejected += future_rejected;
+        self.unknown_actions += unknown_actions;
+        self.late_dropped_personal += late_dropped_personal;
+        self.late_dropped_consensus += late_dropped_consensus;
+        self.late_dropped_engagement += late_dropped_engagement;
+        self.search_dropped += search_dropped;
+    }
+}
+
 /// A materialised response: `key` is `"{dataset}/{mode}/{entity_type}"`. The body is JSON
 /// with `items` last, and the item boundaries are kept, so a shorter `limit` is a slice of
 /// the body rather than a parse.

@@ -151,6 +151,10 @@ async fn metrics_count_what_happened() {
         "ingest_events_rejected_total{error=\"not_snake_case\"} 1\n",
         "ingest_http_responses_total{status=\"200\"} 1\n",
         "ingest_http_responses_total{status=\"400\"} 1\n",
+        // Only the newly stored events reach the datasets.
+        "datasets_events_applied_total 2\n",
+        "datasets_events_duplicate_total 0\n",
+        "datasets_late_dropped_total{dataset=\"consensus\"} 0\n",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
