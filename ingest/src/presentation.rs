@@ -19,6 +19,15 @@ pub(crate) struct Datasets {
     documents: Mutex<HashMap<(i64, String), Arc<Document>>>,
 }
 
+/// Feedback records due by `as_of`, as the store keeps them.
+fn feedback_of(engine: &mut Engine, as_of: i64) -> Vec<(Option<String>, String)> {
+    engine
+        .finalise(as_of)
+        .into_iter()
+        .map(|f| (f.recommender, f.record.to_string()))
+        .collect()
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -160,24 +169,18 @@ impl Datasets {
         .map_err(|e| StoreError::Commit(format!("datasets task failed: {e}")))?
     }
 
-    /// Materialises the tenant's lists at `as_of`, finalises feedback due by then, and
-    /// stores both; returns the documents. Live refreshes pass the clock's time.
+    /// Materialises the tenant's lists now, finalises the feedback due, and stores both;
+    /// returns the documents.
     pub(crate) async fn refresh(
         self: &Arc<Self>,
         store: &Arc<Store>,
         tenant_id: i64,
-        as_of: i64,
     ) -> Result<Vec<Document>, StoreError> {
         let (documents, feedback) = self
             .with_engine(store, tenant_id, move |engine| {
                 engine.prune();
-                let docs = engine.materialise(as_of, now_ms());
-                let feedback = engine
-                    .finalise(as_of)
-                    .into_iter()
-                    .map(|f| (f.recommender, f.record.to_string()))
-                    .collect::<Vec<_>>();
-                (docs, feedback)
+                let now = now_ms();
+                (engine.materialise(now, now), feedback_of(engine, now))
             })
             .await?;
         store
@@ -187,10 +190,28 @@ impl Datasets {
                 feedback,
             })
             .await?;
-        if as_of <= now_ms() {
-            self.remember(tenant_id, &documents);
-        }
+        self.remember(tenant_id, &documents);
         Ok(documents)
+    }
+
+    /// Finalises the feedback due by `as_of` (test mode's clock) and stores it; the lists
+    /// are left as they are.
+    pub(crate) async fn finalise_at(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        tenant_id: i64,
+        as_of: i64,
+    ) -> Result<(), StoreError> {
+        let feedback = self
+            .with_engine(store, tenant_id, move |engine| feedback_of(engine, as_of))
+            .await?;
+        store
+            .present(Presentation {
+                tenant_id,
+                documents: Vec::new(),
+                feedback,
+            })
+            .await
     }
 
     fn remember(&self, tenant_id: i64, documents: &[Document]) {
@@ -263,7 +284,7 @@ impl Datasets {
                 Err(_) => continue,
             };
             for tenant in tenants {
-                if let Err(e) = self.refresh(&store, tenant.id, now_ms()).await {
+                if let Err(e) = self.refresh(&store, tenant.id).await {
                     tracing::warn!(error = %e, tenant = tenant.client_key, "cannot materialise");
                 }
             }

@@ -2,15 +2,15 @@
 //! tenant's secret API key. Materialised lists are served verbatim from the presentation
 //! store (with an ETag); preferences and engagement are computed on read.
 
+use std::sync::Arc;
+
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::anonymise::pseudonym::{Kind, pseudonymise, random_id};
-use std::sync::Arc;
-
-use crate::datasets::{Document, Query, Target, feedback_page};
+use crate::datasets::{Document, Engine, Query, Target, feedback_page};
 use crate::error::ApiError;
 use crate::store::{StoreError, now_ms};
 use crate::tenants::ApiKey;
@@ -63,7 +63,7 @@ pub(crate) async fn query(
         } => {
             if let Some(as_of) = as_of {
                 datasets
-                    .refresh(&state.store, tenant.id, as_of)
+                    .finalise_at(&state.store, tenant.id, as_of)
                     .await
                     .map_err(unavailable)?;
             }
@@ -81,7 +81,7 @@ pub(crate) async fn query(
             let key = state.keyring.tenant_key(&tenant);
             let user_id = client_ref.map(|c| pseudonymise(&key, Kind::ClientRef, c));
             let ranked = query.reads_ranked_lists();
-            let read = move |engine: &mut crate::datasets::Engine| {
+            let read = move |engine: &mut Engine| {
                 if let (Some(at), true) = (as_of, ranked) {
                     // Recommendations read the latest materialised lists: in test mode,
                     // those at `as_of`.
@@ -135,7 +135,7 @@ async fn document(
                 })
                 .await
         }
-        None => datasets.refresh(&state.store, tenant_id, at).await,
+        None => datasets.refresh(&state.store, tenant_id).await,
     }
     .map_err(unavailable)?;
     let doc = match docs.into_iter().find(|d| d.key == key) {
