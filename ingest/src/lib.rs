@@ -22,6 +22,7 @@ mod error;
 mod metrics;
 mod presentation;
 mod protect;
+pub mod replay;
 mod routes;
 pub mod store;
 mod tenants;
@@ -37,7 +38,6 @@ pub use anonymise::keyring::Keyring;
 pub use config::Config;
 pub use error::ApiError;
 pub use protect::Limits;
-pub mod replay;
 pub use store::Store;
 
 /// What every handler shares.

@@ -136,8 +136,8 @@ pub(crate) async fn post(
     m.store_write_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     let accepted = outcome.inserted.iter().filter(|&&new| new).count();
-    // Only newly stored events reach the datasets; a failure here loses nothing, as the
-    // engine is rebuilt from the log it failed to follow.
+    // Only newly stored events reach the datasets. A failure here loses nothing stored: the
+    // next start rebuilds the engine from the log.
     let fresh: Vec<_> = inputs
         .into_iter()
         .zip(&outcome.inserted)
