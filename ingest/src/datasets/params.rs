@@ -278,6 +278,12 @@ impl Params {
             if !(value.is_finite() && value > 0.0) {
                 return Err(format!("{name} must be a positive number, not {value}"));
             }
+            // Durations become milliseconds; less than one would divide by zero.
+            if name.ends_with("_hours") && Params::hours(value) < 1 {
+                return Err(format!(
+                    "{name} must be at least one millisecond, not {value} h"
+                ));
+            }
         }
         if self.consensus.top_n == 0 || self.consensus.top_n > 1000 {
             return Err("consensus.top_n must be between 1 and 1000".into());

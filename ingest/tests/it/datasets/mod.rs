@@ -116,6 +116,7 @@ fn datasets_toml_errors_name_the_key() {
             "instrument.zoomed",
         ),
         ("[consensus]\ntop_n = 0\n", "consensus.top_n"),
+        ("[consensus]\ndedup_bucket_hours = 1e-9\n", "millisecond"),
     ] {
         std::fs::write(&path, text).unwrap();
         let err = ingest::load_datasets_params(&path).unwrap_err().to_string();
