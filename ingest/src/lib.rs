@@ -27,9 +27,8 @@ mod routes;
 pub mod store;
 mod tenants;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -50,9 +49,10 @@ pub struct AppState {
     identity_vault: bool,
     metrics: Arc<metrics::Metrics>,
     datasets: Arc<presentation::Datasets>,
-    tenants: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
-    /// Tenants by the SHA-256 of their secret API key.
-    api_keys: Arc<RwLock<HashMap<String, Arc<store::Tenant>>>>,
+    /// Tenants by client key, and by the SHA-256 of their secret API key.
+    tenants: Arc<tenants::Cache>,
+    api_keys: Arc<tenants::Cache>,
+    tenant_ttl: std::time::Duration,
 }
 
 impl AppState {
@@ -74,6 +74,7 @@ impl AppState {
             )),
             tenants: Arc::default(),
             api_keys: Arc::default(),
+            tenant_ttl: tenants::CACHE_FOR,
         }
     }
 
@@ -81,6 +82,13 @@ impl AppState {
     /// and acceptance tests over historical events; never in production).
     pub fn with_datasets(mut self, params: datasets::Params, test_mode: bool) -> AppState {
         self.datasets = Arc::new(presentation::Datasets::new(params, test_mode));
+        self
+    }
+
+    /// How long a tenant read from the store is trusted (5 s by default): a key rotated or a
+    /// tenant changed by the CLI takes effect within it.
+    pub fn with_tenant_cache_for(mut self, ttl: std::time::Duration) -> AppState {
+        self.tenant_ttl = ttl;
         self
     }
 

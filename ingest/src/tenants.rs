@@ -1,8 +1,11 @@
 //! Tenant lookup: by client key for writes, by secret API key for reads (the [`ApiKey`]
-//! extractor); both cached, as every request needs one and tenants rarely change (a tenant
-//! added by `ingest tenant add` while the service runs is found on its first request).
+//! extractor); both cached for a few seconds, as every request needs one and tenants rarely
+//! change. A tenant added by `ingest tenant add` while the service runs is found on its
+//! first request; a key rotated by `ingest tenant rotate-key` is used once the entry expires.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -12,23 +15,34 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::store::{self, Tenant};
 
+/// How long a looked-up tenant is trusted before it is read again.
+pub(crate) const CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// Tenants by a lookup key, with the time each was read.
+#[derive(Default)]
+pub(crate) struct Cache(RwLock<HashMap<String, (Arc<Tenant>, Instant)>>);
+
+impl Cache {
+    fn get(&self, key: &str, ttl: Duration) -> Option<Arc<Tenant>> {
+        let entries = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let (tenant, read_at) = entries.get(key)?;
+        (read_at.elapsed() < ttl).then(|| tenant.clone())
+    }
+
+    fn put(&self, key: String, tenant: Arc<Tenant>) {
+        let mut entries = self.0.write().unwrap_or_else(|p| p.into_inner());
+        entries.insert(key, (tenant, Instant::now()));
+    }
+}
+
 pub(crate) async fn lookup(state: &AppState, client_key: &str) -> Result<Arc<Tenant>, ApiError> {
-    if let Some(t) = state
-        .tenants
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(client_key)
-    {
-        return Ok(t.clone());
+    if let Some(t) = state.tenants.get(client_key, state.tenant_ttl) {
+        return Ok(t);
     }
     let key = client_key.to_owned();
     let found = read_tenant(state, move |store| store.tenant(&key)).await?;
     let tenant = Arc::new(found.ok_or_else(|| ApiError::UnknownClientKey(clip(client_key)))?);
-    state
-        .tenants
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(client_key.to_owned(), tenant.clone());
+    state.tenants.put(client_key.to_owned(), tenant.clone());
     Ok(tenant)
 }
 
@@ -47,25 +61,14 @@ impl FromRequestParts<AppState> for ApiKey {
             .map(str::trim)
             .ok_or(ApiError::MissingApiKey)?
             .to_owned();
-        // Cached by the key's hash, as the store keeps it: queries come often, tenants
-        // rarely change.
+        // Cached by the key's hash, as the store keeps it.
         let hash = store::sha256_hex(&token);
-        let cached = state
-            .api_keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
-            .cloned();
-        if let Some(tenant) = cached {
+        if let Some(tenant) = state.api_keys.get(&hash, state.tenant_ttl) {
             return Ok(ApiKey(tenant));
         }
         let found = read_tenant(state, move |store| store.tenant_by_api_key(&token)).await?;
         let tenant = Arc::new(found.ok_or(ApiError::UnknownApiKey)?);
-        state
-            .api_keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(hash, tenant.clone());
+        state.api_keys.put(hash, tenant.clone());
         Ok(ApiKey(tenant))
     }
 }
