@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::anonymise::anonymise;
 use crate::anonymise::keyring::Keyring;
-use crate::anonymise::pseudonym::{Kind, Pseudonymiser, pseudonymise, random_id};
+use crate::anonymise::pseudonym::{Kind, Pseudonymiser, pseudonymise, random, random_id};
 use crate::anonymise::user_agent;
 use crate::datasets::{
     Document, Engine, Outcome, Params, Query, QueryError, Target, feedback_page,
@@ -93,11 +93,7 @@ pub fn replay(
     // Event-time order, as a backfill would process them; ties keep file order.
     events.sort_by_key(|(t, seq, _)| (*t, *seq));
 
-    let secret = master_secret.unwrap_or_else(|| {
-        let mut bytes = vec![0u8; 32];
-        getrandom::fill(&mut bytes).expect("the operating system's random source is available");
-        bytes
-    });
+    let secret = master_secret.unwrap_or_else(|| random::<32>().to_vec());
     let tenant = Tenant {
         id: 0,
         client_key,

@@ -75,11 +75,16 @@ pub fn customer_pseudonym(secret: &[u8], client_ref: &str) -> String {
 /// Shortest customer secret `ingest pseudonymise` accepts.
 pub const MIN_CUSTOMER_SECRET_BYTES: usize = 16;
 
+/// `N` bytes from the operating system's random source.
+pub(crate) fn random<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the operating system's random source is available");
+    buf
+}
+
 /// A fresh random id: the prefix and 128 bits in hex (served lists and items).
 pub fn random_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the operating system's random source is available");
-    format!("{prefix}{}", hex(&bytes))
+    format!("{prefix}{}", hex(&random::<16>()))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -30,8 +30,7 @@ impl Vault {
     }
 
     pub fn seal(&self, user_id: &str, client_ref: &str) -> Sealed {
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).expect("the operating system's random source is available");
+        let nonce = super::pseudonym::random::<12>();
         let payload = Payload {
             msg: client_ref.as_bytes(),
             aad: user_id.as_bytes(),

@@ -325,10 +325,6 @@ pub(crate) fn hash_of(value: impl Hash) -> u64 {
     SEED.hash_one(value)
 }
 
-pub(crate) fn hash_str(s: &str) -> u64 {
-    hash_of(s)
-}
-
 /// A document's ETag: SipHash with fixed keys, so it is the same after a restart.
 fn etag(body: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -398,7 +394,7 @@ impl Engine {
             self.counters.future_rejected += 1;
             return Outcome::Future;
         }
-        let id = hash_str(&input.event_id);
+        let id = hash_of(&input.event_id);
         if !self.seen.ids.insert(id) {
             self.counters.duplicates += 1;
             return Outcome::Duplicate;
@@ -417,7 +413,7 @@ impl Engine {
         );
         self.watermark = Some(self.watermark.map_or(input.ts, |w| w.max(input.ts)));
 
-        let user = hash_str(&input.user_id);
+        let user = hash_of(&input.user_id);
         let exposure = input.action == "viewed" && input.impression_id.is_some();
         let (weight, feeds) = match params::lookup(p, &input.event_type, &input.action) {
             Some(found) => found,
@@ -554,7 +550,7 @@ impl Engine {
 
     /// Removes what the engine holds of these users (every pseudonym a user had).
     pub fn erase_users(&mut self, user_ids: &[String]) {
-        for user in user_ids.iter().map(|u| hash_str(u)) {
+        for user in user_ids.iter().map(|u| hash_of(u.as_str())) {
             self.preferences.remove_user(user);
             self.engagement.remove_user(user);
             for trends in self.entities.values_mut() {
@@ -569,7 +565,7 @@ impl Engine {
     pub fn preference_score(&self, user_id: &str, kind: &str, id: &str, as_of: i64) -> f64 {
         let key = EntityKey::new(kind, id);
         self.preferences
-            .top(hash_str(user_id), as_of, &self.params)
+            .top(hash_of(user_id), as_of, &self.params)
             .into_iter()
             .find(|(k, _)| *k == key)
             .map_or(0.0, |(_, s)| s)

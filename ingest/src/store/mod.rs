@@ -176,7 +176,10 @@ impl Store {
             .iter()
             .map(|o| normalise_origin(o))
             .collect::<Result<Vec<_>, _>>()?;
-        let api_key = format!("sk_{}", crate::anonymise::pseudonym::hex(&random::<24>()));
+        let api_key = format!(
+            "sk_{}",
+            crate::anonymise::pseudonym::hex(&crate::anonymise::pseudonym::random::<24>())
+        );
         let origins_json = serde_json::to_string(&origins).unwrap_or_default();
         let id = self.read(|c| {
             let inserted = c.execute(
@@ -435,12 +438,6 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn random<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).expect("the operating system's random source is available");
-    buf
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {
