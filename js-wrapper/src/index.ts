@@ -22,20 +22,59 @@ export interface TrackerConfig {
   endpoint: string;
   /** The customer's own, consistent, non-PII user identifier. */
   clientRef?: string | null;
+  /**
+   * Where the visitor id, the session and the queue live between page loads (default
+   * `'localStorage'`). `'cookie'` keeps visitor id and session in a first-party cookie and the
+   * queue in memory; `'memory'` writes nothing to the device.
+   */
+  storage?: "localStorage" | "cookie" | "memory";
+  /** A session ends after this many idle minutes (default 30). */
+  sessionTimeoutMinutes?: number;
   /** Send as soon as this many events are queued (default 20, at most 500). */
   maxEvents?: number;
   /** Largest batch body in bytes (default 60000). */
   maxBytes?: number;
   /** Send queued events at most this long after they were queued (default 1000 ms). */
   flushIntervalMs?: number;
-  /** Queue bound; beyond it the oldest events are dropped (default 1000). */
+  /** Queue bound; beyond it the oldest events are dropped and reported (default 1000). */
   maxQueuedEvents?: number;
-  /** A session ends after this many idle minutes (default 30). */
-  sessionTimeoutMinutes?: number;
   /** Log each event and each response to the console. */
   debug?: boolean;
+  /** Record nothing when the browser sends Do Not Track or Global Privacy Control (default false). */
+  respectDoNotTrack?: boolean;
+  /**
+   * `'granted'` (default) records and sends; `'pending'` keeps events in memory until
+   * `setConsent('granted')` sends them with their original timestamps; `'denied'` records nothing.
+   */
+  consent?: Consent;
+  /** What is recorded without code: `false` turns all of it off. */
+  autocapture?: boolean | AutocaptureSwitches;
   /** Told about each batch once ingest has answered (or could not be reached). */
   onBatch?: (result: FlushResult) => void;
+  /** Told about what the page cannot see from a return value: refused batches, queue overflow, bad attributes. */
+  onError?: (error: TrackerError) => void;
+}
+
+export type Consent = "granted" | "pending" | "denied";
+
+/** Autocapture switches, each on by default. */
+export interface AutocaptureSwitches {
+  /** `page.viewed` on load and on SPA route changes (pushState, replaceState, popstate, hashchange). */
+  pageViews?: boolean;
+  /** Clicks on elements with `data-pf-event="type.action"`, `data-pf-entities` and `data-pf-meta-*`. */
+  dataAttributes?: boolean;
+  /** `viewed` (half visible for a second) and `clicked` for `data-pf-impression-id` / `data-pf-fxcid` elements. */
+  impressions?: boolean;
+}
+
+/** What `onError` receives. */
+export interface TrackerError {
+  code: "refused" | "queue_full" | "invalid_event" | "invalid_attribute";
+  message: string;
+  /** How many events it concerns. */
+  events: number;
+  /** The HTTP status, for `refused`. */
+  status?: number;
 }
 
 /** The optional third argument of `track()`. */
@@ -45,6 +84,10 @@ export interface TrackOptions {
   relatedEntities?: Array<RelatedEntity | `${string}:${string}`>;
   /** Event time in ms since the epoch; defaults to the time of the call. */
   timestamp?: number;
+  /** The impression this event converts (written to `event_meta.impression_id`). */
+  impressionId?: string;
+  /** The content impression this event converts (written to `event_meta.fxcid`). */
+  fxcid?: string;
 }
 
 /** What one batch, or all the batches of a `flush()`, came to. */
@@ -67,34 +110,56 @@ export type WasmSource = string | URL | Request | Response | BufferSource | WebA
 
 let loading: Promise<void> | undefined;
 let ready = false;
-const early: Array<[string, string, TrackOptions]> = [];
+/** Calls made before the tracker loaded, replayed in order once it has. */
+const early: Array<() => void> = [];
+/** How many of `early` are events. */
+let earlyEvents = 0;
 
 /**
  * Loads the tracker and starts it. Resolves when it is ready; rejects, naming the key, when the
- * configuration is invalid. Calls to `track()` made before it resolves are kept and replayed.
+ * configuration is invalid. Calls made before it resolves are kept and replayed in order, events
+ * with the time they were tracked.
  */
 export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<void> {
   const load = loading ?? loadWasm(wasmSource === undefined ? undefined : { module_or_path: wasmSource });
   loading = load.then(() => {
     wasm.init(config);
     ready = true;
-    for (const [eventType, action, options] of early.splice(0)) {
-      wasm.track(eventType, action, options);
+    earlyEvents = 0;
+    for (const call of early.splice(0)) {
+      call();
     }
   });
   return loading;
 }
 
+/** Runs `call` now if the tracker is ready, else once it is. */
+function whenReady(call: () => void): void {
+  if (ready) {
+    call();
+  } else {
+    early.push(call);
+  }
+}
+
 /**
  * Records one interaction. Never throws: returns false (and logs why) when the event is
- * invalid. Before `init()` has finished, the call is queued with its timestamp and returns true.
+ * invalid or the visitor refused tracking. Before `init()` has finished, the call is kept with
+ * its timestamp and returns true.
  */
 export function track(eventType: string, action: string, options?: TrackOptions): boolean {
   if (ready) {
     return wasm.track(eventType, action, options);
   }
-  early.push([eventType, action, { ...options, timestamp: options?.timestamp ?? Date.now() }]);
+  const timed = { ...options, timestamp: options?.timestamp ?? Date.now() };
+  early.push(() => wasm.track(eventType, action, timed));
+  earlyEvents += 1;
   return true;
+}
+
+/** Records a page view now; route changes are recorded by themselves unless `autocapture.pageViews` is off. */
+export function page(): void {
+  whenReady(() => wasm.page());
 }
 
 /** Sends everything queued now; resolves with what happened. Never rejects. */
@@ -103,12 +168,19 @@ export async function flush(): Promise<FlushResult> {
   return ready ? ((await wasm.flush()) as FlushResult) : emptyFlush();
 }
 
-/** Sets the user identifier carried by later events; `null` clears it. */
+/** Sets the user identifier carried by later events; `null` clears it. Throws on an invalid id. */
 export function identify(clientRef: string | null): void {
-  if (!ready) {
-    throw new Error("the tracker is not initialised: call init() first");
-  }
-  wasm.identify(clientRef);
+  whenReady(() => wasm.identify(clientRef));
+}
+
+/** Forgets who is browsing, for a logout: a new visitor id and session, no user id. */
+export function reset(): void {
+  whenReady(() => wasm.reset());
+}
+
+/** Records the visitor's choice; see `TrackerConfig.consent`. */
+export function setConsent(consent: Consent): void {
+  whenReady(() => wasm.setConsent(consent));
 }
 
 /** The current session id, or `undefined` before the tracker is ready. */
@@ -116,9 +188,14 @@ export function sessionId(): string | undefined {
   return ready ? wasm.sessionId() : undefined;
 }
 
+/** The anonymous visitor id, or `undefined` before the tracker is ready. */
+export function visitorId(): string | undefined {
+  return ready ? wasm.visitorId() : undefined;
+}
+
 /** Events not yet delivered: queued before or after load, or on their way to ingest. */
 export function queuedEvents(): number {
-  return early.length + (ready ? wasm.queuedEvents() : 0);
+  return earlyEvents + (ready ? wasm.queuedEvents() : 0);
 }
 
 function emptyFlush(): FlushResult {

@@ -9,51 +9,44 @@
 //! ```
 //!
 //! Layout: `core` is the tracker's logic in plain Rust (config, encoding, queue, batching,
-//! sessions) with the clock and randomness injected, tested natively; `web` is the browser
-//! glue (timers, crypto, `fetch`); this file is only the `#[wasm_bindgen]` surface.
+//! sessions, consent, autocapture's decisions) with the clock and randomness injected, tested
+//! natively; `web` is the browser glue (storage, tabs, timers, lifecycle, observers, `fetch`
+//! and beacons); this file is only the `#[wasm_bindgen]` surface.
 
 pub mod core;
 mod web;
 
 use wasm_bindgen::prelude::*;
 
-/// The config key of the callback told about each delivered batch; a function, so it is
-/// read from the JS object itself rather than through serde.
-const ON_BATCH: &str = "onBatch";
-
 /// Starts (or restarts) the tracker. Throws on a bad configuration, naming the key.
 #[wasm_bindgen]
 pub fn init(config: JsValue) -> Result<(), JsError> {
-    let invalid = |e: &dyn std::fmt::Display| JsError::new(&format!("invalid tracker config: {e}"));
-    if !config.is_object() {
-        return Err(invalid(&"expected an object"));
-    }
-    let keys = js_sys::Object::keys(config.unchecked_ref::<js_sys::Object>());
-    let keys: Vec<String> = keys.iter().filter_map(|k| k.as_string()).collect();
-    core::check_keys(keys.iter().map(String::as_str).filter(|&k| k != ON_BATCH))
-        .map_err(|e| invalid(&e))?;
-    let on_batch = match js_sys::Reflect::get(&config, &ON_BATCH.into()) {
-        Ok(f) if f.is_function() => Some(f.unchecked_into::<js_sys::Function>()),
-        Ok(v) if v.is_undefined() || v.is_null() => None,
-        _ => return Err(invalid(&"`onBatch` must be a function")),
-    };
-    let config: core::Config = serde_wasm_bindgen::from_value(config).map_err(|e| invalid(&e))?;
-    let config = config.validate().map_err(|e| invalid(&e))?;
-    web::init(config, on_batch);
+    let options = web::read_config(&config)
+        .map_err(|e| JsError::new(&["invalid tracker config: ", &e.0].concat()))?;
+    web::init(options);
     Ok(())
 }
 
-/// Records one interaction. Never throws and never blocks: returns false, and logs why to the
-/// console, when the event cannot be recorded.
+/// Records one interaction. Never throws and never blocks: returns false when the event is
+/// not recorded — logged to the console and told to `onError` when the call is wrong, silent
+/// when the visitor refused tracking.
 #[wasm_bindgen]
 pub fn track(event_type: JsValue, action: JsValue, options: JsValue) -> bool {
     match web::track(event_type, action, options) {
         Ok(()) => true,
-        Err(e) => {
-            web::warn(&format!("event not recorded: {e}"));
+        Err(None) => false,
+        Err(Some(message)) => {
+            web::invalid_call(&message);
             false
         }
     }
+}
+
+/// Records a page view now (route changes are recorded by themselves unless
+/// `autocapture.pageViews` is off).
+#[wasm_bindgen]
+pub fn page() {
+    web::page_view();
 }
 
 /// Sends everything queued now. Resolves, never rejects, with counts:
@@ -74,10 +67,39 @@ pub fn identify(client_ref: Option<String>) -> Result<(), JsError> {
     web::set_client_ref(client_ref).map_err(|e| JsError::new(&e))
 }
 
+/// Forgets who is browsing (for a logout): new visitor id, new session, no user id.
+#[wasm_bindgen]
+pub fn reset() -> Result<(), JsError> {
+    web::reset().map_err(|e| JsError::new(&e))
+}
+
+/// `'granted'`, `'pending'` or `'denied'`. Granting sends what was held while pending;
+/// denying discards what is unsent and what the tracker stored on the device.
+#[wasm_bindgen(js_name = setConsent)]
+pub fn set_consent(consent: &str) -> Result<(), JsError> {
+    let consent = core::Consent::parse(consent).ok_or_else(|| {
+        JsError::new(
+            &[
+                "consent must be 'granted', 'pending' or 'denied', not '",
+                consent,
+                "'",
+            ]
+            .concat(),
+        )
+    })?;
+    web::set_consent(consent).map_err(|e| JsError::new(&e))
+}
+
 /// The current session id, or `undefined` before `init()`.
 #[wasm_bindgen(js_name = sessionId)]
 pub fn session_id() -> Option<String> {
     web::session_id()
+}
+
+/// The anonymous visitor id, or `undefined` before `init()`.
+#[wasm_bindgen(js_name = visitorId)]
+pub fn visitor_id() -> Option<String> {
+    web::visitor_id()
 }
 
 /// How many events are not delivered yet: queued, or sent and awaiting ingest's answer.

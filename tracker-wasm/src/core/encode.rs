@@ -109,6 +109,47 @@ pub fn encode_batch<'a>(sent_at: Timestamp, events: impl IntoIterator<Item = &'a
 pub(crate) const BATCH_OVERHEAD: usize =
     "{\"sent_at\":\"2026-11-28T14:00:00.123Z\",\"events\":[]}".len();
 
+/// Builds an `event_meta` object for events the tracker makes itself (page views, clicks on
+/// `data-pf-*` elements, impressions).
+#[derive(Debug, Default)]
+pub struct Meta(String);
+
+impl Meta {
+    pub fn str(&mut self, key: &str, value: &str) -> &mut Meta {
+        self.key(key);
+        push_str(&mut self.0, value);
+        self
+    }
+
+    pub fn int(&mut self, key: &str, value: i64) -> &mut Meta {
+        self.key(key);
+        crate::core::session::push_int(&mut self.0, value);
+        self
+    }
+
+    fn key(&mut self, key: &str) {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        push_str(&mut self.0, key);
+        self.0.push(':');
+    }
+
+    /// True when `key` was already written (attributes never override the tracker's keys).
+    pub fn has(&self, key: &str) -> bool {
+        let mut quoted = String::with_capacity(key.len() + 3);
+        push_str(&mut quoted, key);
+        quoted.push(':');
+        self.0.contains(&quoted)
+    }
+
+    pub fn finish(&self) -> String {
+        if self.0.is_empty() {
+            "{}".to_owned()
+        } else {
+            [self.0.as_str(), "}"].concat()
+        }
+    }
+}
+
 /// Formats 16 random bytes as an RFC 9562 version 4 UUID.
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
@@ -176,6 +217,19 @@ mod tests {
         let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&ev).unwrap();
         let event = schema::Event::from_raw(&raw).unwrap();
         event.event_meta["s"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn meta_objects_are_json() {
+        let mut m = Meta::default();
+        assert_eq!(m.finish(), "{}");
+        m.str("impression_id", "imp-\"1").int("position", -2);
+        assert!(m.has("position") && !m.has("pos"));
+        let v: serde_json::Value = serde_json::from_str(&m.finish()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"impression_id": "imp-\"1", "position": -2})
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The tracker's logic, free of the browser: configuration, event encoding, the queue,
-//! batching and sessions. Time and randomness come in through [`Clock`] and [`Entropy`], so
+//! batching, sessions and identity, consent, and autocapture's decisions. Time and randomness come in through [`Clock`] and [`Entropy`], so
 //! all of it runs under `cargo test` natively.
 
+pub mod autocapture;
 mod config;
 mod encode;
 mod queue;
@@ -9,12 +10,16 @@ mod retry;
 mod session;
 mod tracker;
 
-pub use config::{Config, ConfigError, check_keys, known_keys};
-pub use encode::{EntityRef, EventInput, encode_batch, encode_event, uuid_v4};
+pub use config::{
+    Autocapture, Config, ConfigError, Consent, KNOWN_KEYS, Storage, Value, unknown_key,
+};
+pub use encode::{EntityRef, EventInput, Meta, encode_batch, encode_event, uuid_v4};
 pub use queue::Queue;
 pub use retry::{Backoff, parse_retry_after};
-pub use session::Session;
-pub use tracker::{Delivery, Outgoing, TrackError, Tracker, classify};
+pub use session::{Identity, Session};
+pub use tracker::{
+    BEACON_BYTES, Delivery, Outgoing, TrackError, Tracker, classify, decode_queue, encode_queue,
+};
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock {

@@ -62,6 +62,17 @@ impl Queue {
         Some(e)
     }
 
+    /// Queued events, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.events.iter()
+    }
+
+    /// Forgets every queued event (consent withdrawn); not counted as dropped.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
+    }
+
     pub fn len(&self) -> usize {
         self.events.len()
     }

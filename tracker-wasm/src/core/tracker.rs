@@ -1,26 +1,41 @@
 use schema::Timestamp;
-use schema::limits::MAX_EVENT_BYTES;
+use schema::limits::{MAX_EVENT_BYTES, MAX_EVENTS_PER_BATCH};
 
+use super::config::{Consent, Storage};
 use super::encode::{
     BATCH_OVERHEAD, Envelope, EventInput, encode_batch, encode_event_with, uuid_v4,
 };
-use super::{Backoff, Clock, Config, Entropy, Queue, Session};
+use super::session::{Identity, Session};
+use super::{Backoff, Clock, Config, Entropy, Queue};
 
 /// Why `track()` did not queue an event. The browser glue reports it; it never throws.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackError(pub String);
+pub enum TrackError {
+    /// The call itself is wrong; the message names the argument at fault.
+    Invalid(String),
+    /// The visitor refused tracking (consent denied, Do Not Track, Global Privacy Control):
+    /// nothing is recorded, on purpose.
+    NotRecorded,
+}
 
 impl std::fmt::Display for TrackError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            TrackError::Invalid(m) => f.write_str(m),
+            TrackError::NotRecorded => {
+                f.write_str("tracking is off: consent denied or Do Not Track")
+            }
+        }
     }
 }
 
-/// A batch on its way: the body to send and the events it holds, to put back on failure.
+/// A batch on its way; the tracker keeps its events until [`Tracker::settle`] says what
+/// became of them.
 #[derive(Debug)]
 pub struct Outgoing {
+    pub id: u32,
     pub body: String,
-    pub events: Vec<String>,
+    pub count: usize,
 }
 
 /// What to do with a batch after ingest answered with `status` (0: no answer at all).
@@ -42,37 +57,68 @@ pub fn classify(status: u16) -> Delivery {
     }
 }
 
-/// The capture state of one page: identity, session and queue.
+/// Largest body handed to `navigator.sendBeacon` (or a keepalive `fetch`): browsers refuse
+/// more than 64 KiB of such requests in flight.
+pub const BEACON_BYTES: usize = 64 * 1024;
+
+/// The capture state of one page: identity, session, consent and queue.
 pub struct Tracker<C, E> {
     config: Config,
     clock: C,
     entropy: E,
     queue: Queue,
-    session: Session,
-    anonymous_id: String,
-    /// Events taken for sending whose outcome is not known yet.
-    in_flight: usize,
+    identity: Identity,
+    /// Batches taken for sending whose outcome is not known yet, by id.
+    in_flight: Vec<(u32, Vec<String>)>,
+    next_batch_id: u32,
     backoff: Backoff,
     /// Set after a failed send: the delay before the next attempt.
     retry_in: Option<u64>,
+    consent: Consent,
+    /// The browser asks not to be tracked (and `respectDoNotTrack` is on): overrides consent.
+    do_not_track: bool,
+    /// The persisted queue is out of date.
+    queue_changed: bool,
+    identity_changed: bool,
 }
 
 impl<C: Clock, E: Entropy> Tracker<C, E> {
-    pub fn new(config: Config, clock: C, mut entropy: E) -> Tracker<C, E> {
+    /// A tracker for one page. `stored` is the identity an earlier page left in storage: its
+    /// visitor id is kept, and its session too unless it has expired.
+    pub fn new(
+        config: Config,
+        clock: C,
+        mut entropy: E,
+        stored: Option<&str>,
+        do_not_track: bool,
+    ) -> Tracker<C, E> {
         let now = clock.now_ms();
-        let session = Session::new(new_id(&mut entropy), now);
-        let anonymous_id = new_id(&mut entropy);
+        let mut identity = stored
+            .and_then(Identity::decode)
+            .unwrap_or_else(|| Identity {
+                visitor_id: new_id(&mut entropy),
+                session: Session::new(new_id(&mut entropy), now),
+                client_ref: None,
+            });
+        if config.client_ref.is_some() {
+            identity.client_ref = config.client_ref.clone();
+        }
         let queue = Queue::new(config.max_queued_events as usize);
+        let consent = config.consent;
         Tracker {
             config,
             clock,
             entropy,
             queue,
-            session,
-            anonymous_id,
-            in_flight: 0,
+            identity,
+            in_flight: Vec::new(),
+            next_batch_id: 0,
             backoff: Backoff::default(),
             retry_in: None,
+            consent,
+            do_not_track,
+            queue_changed: false,
+            identity_changed: true,
         }
     }
 
@@ -80,8 +126,12 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         &self.config
     }
 
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     pub fn session_id(&self) -> &str {
-        &self.session.id
+        &self.identity.session.id
     }
 
     pub fn queue(&self) -> &Queue {
@@ -90,64 +140,185 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
 
     /// Events not yet delivered: queued, or sent and waiting for ingest's answer.
     pub fn pending(&self) -> usize {
-        self.queue.len() + self.in_flight
+        self.queue.len() + self.in_flight_events()
+    }
+
+    fn in_flight_events(&self) -> usize {
+        self.in_flight.iter().map(|(_, e)| e.len()).sum()
+    }
+
+    /// The consent in force: `Denied` under Do Not Track whatever the page says.
+    pub fn consent(&self) -> Consent {
+        if self.do_not_track {
+            Consent::Denied
+        } else {
+            self.consent
+        }
+    }
+
+    /// Whether identity and queue may be written to the device: only with consent, and never
+    /// for `storage: 'memory'`. The queue needs `localStorage`; a cookie holds only identity.
+    pub fn persists(&self) -> (bool, bool) {
+        let allowed = self.consent() == Consent::Granted;
+        let storage = self.config.storage;
+        (
+            allowed && storage != Storage::Memory,
+            allowed && storage == Storage::LocalStorage,
+        )
+    }
+
+    /// True when the session would end with the next event, so the glue should look at
+    /// what other tabs stored first (see [`Tracker::merge_identity`]).
+    pub fn session_expired(&self) -> bool {
+        self.identity
+            .session
+            .expired(self.clock.now_ms(), self.session_timeout_ms())
+    }
+
+    fn session_timeout_ms(&self) -> i64 {
+        i64::from(self.config.session_timeout_minutes) * 60_000
+    }
+
+    /// Takes another tab's newer identity: its session if that was active more recently (so
+    /// tabs share one session), and its visitor id after a `reset()` there.
+    pub fn merge_identity(&mut self, stored: &str) {
+        let Some(theirs) = Identity::decode(stored) else {
+            return;
+        };
+        if theirs.session.last_activity_ms > self.identity.session.last_activity_ms {
+            self.identity.session = theirs.session;
+            self.identity.visitor_id = theirs.visitor_id;
+            if self.config.client_ref.is_none() {
+                self.identity.client_ref = theirs.client_ref;
+            }
+        }
     }
 
     /// Validates, encodes and queues one event. Returns true when a batch is full and should
     /// be sent now rather than when the flush timer fires.
     pub fn track(&mut self, input: &EventInput<'_>) -> Result<bool, TrackError> {
-        let err = |e: schema::EventError| TrackError(e.to_string());
-        schema::check_name(input.event_type, "eventType").map_err(err)?;
-        schema::check_name(input.action, "action").map_err(err)?;
+        let invalid = |e: schema::EventError| TrackError::Invalid(e.to_string());
+        schema::check_name(input.event_type, "eventType").map_err(invalid)?;
+        schema::check_name(input.action, "action").map_err(invalid)?;
         if input.entities.len() > schema::limits::MAX_ENTITIES {
-            return Err(err(schema::EventError::TooManyEntities {
+            return Err(invalid(schema::EventError::TooManyEntities {
                 count: input.entities.len(),
                 limit: schema::limits::MAX_ENTITIES,
             }));
         }
         for e in input.entities {
-            schema::check_name(&e.kind, "relatedEntities[].type").map_err(err)?;
-            schema::check_id(&e.id, "relatedEntities[].id").map_err(err)?;
+            schema::check_name(&e.kind, "relatedEntities[].type").map_err(invalid)?;
+            schema::check_id(&e.id, "relatedEntities[].id").map_err(invalid)?;
+        }
+        if self.consent() == Consent::Denied {
+            return Err(TrackError::NotRecorded);
         }
         let now = self.clock.now_ms();
-        let timeout = i64::from(self.config.session_timeout_minutes) * 60_000;
-        if self.session.touch(now, timeout) {
+        let timeout = self.session_timeout_ms();
+        if self.identity.session.touch(now, timeout) {
             let id = new_id(&mut self.entropy);
-            self.session.restart(id, now);
+            self.identity.session.restart(id, now);
         }
+        self.identity_changed = true;
         let event_id = new_id(&mut self.entropy);
         let env = Envelope {
             client_key: &self.config.client_key,
             event_id: &event_id,
             created_at: Timestamp(input.timestamp.unwrap_or(now)),
-            session_id: &self.session.id,
-            client_ref: self.config.client_ref.as_deref(),
-            anonymous_id: &self.anonymous_id,
+            session_id: &self.identity.session.id,
+            client_ref: self.identity.client_ref.as_deref(),
+            anonymous_id: &self.identity.visitor_id,
         };
         let encoded = encode_event_with(&env, input);
         if encoded.len() > MAX_EVENT_BYTES {
-            return Err(err(schema::EventError::TooLarge {
+            return Err(invalid(schema::EventError::TooLarge {
                 size: encoded.len(),
                 limit: MAX_EVENT_BYTES,
             }));
         }
         self.queue.push(encoded);
-        Ok(self.queue.len() >= self.config.max_events as usize && !self.backing_off())
+        self.queue_changed = true;
+        Ok(self.queue.len() >= self.config.max_events as usize && self.can_send_now())
     }
 
     /// Sets (or with `None` clears) the customer's user id carried by later events.
     pub fn set_client_ref(&mut self, client_ref: Option<String>) -> Result<(), TrackError> {
         if let Some(r) = &client_ref {
-            schema::check_id(r, "clientRef").map_err(|e| TrackError(e.to_string()))?;
+            schema::check_id(r, "clientRef").map_err(|e| TrackError::Invalid(e.to_string()))?;
         }
-        self.config.client_ref = client_ref;
+        self.config.client_ref.clone_from(&client_ref);
+        self.identity.client_ref = client_ref;
+        self.identity_changed = true;
         Ok(())
     }
 
-    /// The next batch to send, stamped with `sent_at` now, or `None` when nothing is queued.
+    /// Forgets who is browsing, for a logout: a new visitor id, a new session, no user id.
+    /// Events already queued keep the identity they were recorded with.
+    pub fn reset(&mut self) {
+        let now = self.clock.now_ms();
+        self.identity = Identity {
+            visitor_id: new_id(&mut self.entropy),
+            session: Session::new(new_id(&mut self.entropy), now),
+            client_ref: None,
+        };
+        self.config.client_ref = None;
+        self.identity_changed = true;
+    }
+
+    /// Changes consent; returns how many unsent events a denial discarded. Under Do Not Track
+    /// nothing changes.
+    pub fn set_consent(&mut self, consent: Consent) -> usize {
+        self.consent = consent;
+        self.identity_changed = true;
+        if self.consent() != Consent::Denied {
+            return 0;
+        }
+        let dropped = self.queue.len();
+        self.queue.clear();
+        self.queue_changed = true;
+        dropped
+    }
+
+    /// Puts events another tab left behind (see `web::tabs`) in front of this tab's queue,
+    /// oldest first; returns how many were taken.
+    pub fn adopt(&mut self, record: &str) -> usize {
+        let events = decode_queue(record);
+        let n = events.len();
+        if n > 0 && self.consent() != Consent::Denied {
+            self.queue.requeue(events);
+            self.queue_changed = true;
+        }
+        n
+    }
+
+    /// The queue as stored: in-flight batches first (their fate is unknown until ingest
+    /// answers), then queued events, one per line. `None` when it has not changed since the
+    /// last call.
+    pub fn take_queue_record(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.queue_changed) {
+            return None;
+        }
+        let in_flight = self.in_flight.iter().flat_map(|(_, e)| e.iter());
+        Some(encode_queue(in_flight.chain(self.queue.iter())))
+    }
+
+    /// The identity line to store, when it changed since the last call.
+    pub fn take_identity_record(&mut self) -> Option<String> {
+        std::mem::take(&mut self.identity_changed).then(|| self.identity.encode())
+    }
+
+    /// The next batch to send, stamped with `sent_at` now, or `None` when nothing is queued
+    /// or sending is not allowed (consent pending or refused).
     pub fn next_batch(&mut self) -> Option<Outgoing> {
         let max_bytes = self.config.max_bytes as usize - BATCH_OVERHEAD;
-        let events = self.queue.take(self.config.max_events as usize, max_bytes);
+        self.take_batch(self.config.max_events as usize, max_bytes)
+    }
+
+    fn take_batch(&mut self, max_events: usize, max_bytes: usize) -> Option<Outgoing> {
+        if self.consent() != Consent::Granted {
+            return None;
+        }
+        let events = self.queue.take(max_events, max_bytes);
         if events.is_empty() {
             return None;
         }
@@ -155,23 +326,52 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
             Timestamp(self.clock.now_ms()),
             events.iter().map(String::as_str),
         );
-        self.in_flight += events.len();
-        Some(Outgoing { body, events })
+        let id = self.next_batch_id;
+        self.next_batch_id = self.next_batch_id.wrapping_add(1);
+        let count = events.len();
+        self.in_flight.push((id, events));
+        Some(Outgoing { id, body, count })
     }
 
-    /// Settles a batch by ingest's answer (and its `Retry-After`, in ms); returns what
+    /// Everything queued, as batches of at most [`BEACON_BYTES`] for the page's last moments
+    /// (`pagehide`, or the tab going to the background). Report each with
+    /// [`Tracker::beaconed`].
+    pub fn beacon_batches(&mut self) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        while let Some(b) = self.take_batch(MAX_EVENTS_PER_BATCH, BEACON_BYTES - BATCH_OVERHEAD) {
+            out.push(b);
+        }
+        out
+    }
+
+    /// Whether the browser took a beacon. A beacon's answer is never seen, so a taken one is
+    /// forgotten (ingest deduplicates by `event_id` if it also arrives some other way) and a
+    /// refused one is queued again, without backing off.
+    pub fn beaconed(&mut self, id: u32, taken: bool) {
+        if let Some(events) = self.remove_in_flight(id) {
+            if !taken {
+                self.queue.requeue(events);
+            }
+            self.queue_changed = true;
+        }
+    }
+
+    fn remove_in_flight(&mut self, id: u32) -> Option<Vec<String>> {
+        let i = self.in_flight.iter().position(|(b, _)| *b == id)?;
+        Some(self.in_flight.swap_remove(i).1)
+    }
+
+    /// Settles batch `id` by ingest's answer (and its `Retry-After`, in ms); returns what
     /// happened to it.
-    pub fn settle(
-        &mut self,
-        batch: Outgoing,
-        status: u16,
-        retry_after_ms: Option<u64>,
-    ) -> Delivery {
+    pub fn settle(&mut self, id: u32, status: u16, retry_after_ms: Option<u64>) -> Delivery {
         let delivery = classify(status);
-        self.in_flight = self.in_flight.saturating_sub(batch.events.len());
+        let Some(events) = self.remove_in_flight(id) else {
+            return delivery;
+        };
+        self.queue_changed = true;
         match delivery {
             Delivery::Retry => {
-                self.queue.requeue(batch.events);
+                self.queue.requeue(events);
                 let mut bytes = [0u8; 16];
                 self.entropy.fill(&mut bytes);
                 let jitter =
@@ -200,6 +400,32 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
     pub fn backing_off(&self) -> bool {
         self.retry_in.is_some()
     }
+
+    /// Whether a full batch may go out at once.
+    fn can_send_now(&self) -> bool {
+        !self.backing_off() && self.consent() == Consent::Granted
+    }
+}
+
+/// Stored queues hold one encoded event per line: encoded JSON never contains a raw newline.
+pub fn encode_queue<'a>(events: impl Iterator<Item = &'a String>) -> String {
+    let mut out = String::new();
+    for e in events {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(e);
+    }
+    out
+}
+
+/// Reads a stored queue, skipping lines that are not an encoded event (a truncated write).
+pub fn decode_queue(record: &str) -> Vec<String> {
+    record
+        .split('\n')
+        .filter(|l| l.starts_with('{') && l.ends_with('}'))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn new_id(entropy: &mut impl Entropy) -> String {
@@ -237,7 +463,10 @@ mod tests {
     fn tracker(config: Config) -> (Tracker<ManualClock, Counter>, ManualClock) {
         let clock = ManualClock::default();
         clock.0.set(T0);
-        (Tracker::new(config, clock.clone(), Counter(0)), clock)
+        (
+            Tracker::new(config, clock.clone(), Counter(0), None, false),
+            clock,
+        )
     }
 
     fn viewed(ticker: &str) -> (Vec<EntityRef>, &'static str) {
@@ -352,7 +581,7 @@ mod tests {
                 timestamp: None,
             };
             let e = t.track(&input).unwrap_err();
-            assert!(e.0.contains(field), "{e} does not name {field}");
+            assert!(e.to_string().contains(field), "{e} does not name {field}");
         }
         let big = format!("{{\"note\":\"{}\"}}", "x".repeat(MAX_EVENT_BYTES));
         let input = EventInput {
@@ -362,7 +591,7 @@ mod tests {
             entities: &[],
             timestamp: None,
         };
-        assert!(t.track(&input).unwrap_err().0.contains("32768"));
+        assert!(t.track(&input).unwrap_err().to_string().contains("32768"));
         assert!(t.queue().is_empty(), "nothing invalid was queued");
     }
 
@@ -390,13 +619,17 @@ mod tests {
                 "original time kept"
             );
             assert_eq!(t.pending(), 1, "in flight counts as pending");
-            assert_eq!(t.settle(batch, status, None), expected, "status {status}");
+            assert_eq!(
+                t.settle(batch.id, status, None),
+                expected,
+                "status {status}"
+            );
             assert_eq!(t.queue().len(), left);
             assert_eq!(t.pending(), left);
         }
         t.track(&input).unwrap();
         let batch = t.next_batch().unwrap();
-        assert_eq!(t.settle(batch, 200, None), Delivery::Delivered);
+        assert_eq!(t.settle(batch.id, 200, None), Delivery::Delivered);
         assert!(t.queue().is_empty());
     }
 
@@ -419,7 +652,7 @@ mod tests {
         let mut sizes = Vec::new();
         while let Some(batch) = t.next_batch() {
             assert!(batch.body.len() <= 40_000, "{} bytes", batch.body.len());
-            sizes.push(batch.events.len());
+            sizes.push(batch.count);
         }
         assert_eq!(sizes, [2, 2, 1]);
     }
@@ -438,7 +671,7 @@ mod tests {
         };
         assert_eq!(t.track(&input), Ok(true), "a full batch goes at once");
         let batch = t.next_batch().unwrap();
-        assert_eq!(t.settle(batch, 429, Some(30_000)), Delivery::Retry);
+        assert_eq!(t.settle(batch.id, 429, Some(30_000)), Delivery::Retry);
         assert!(t.next_send_in_ms() >= 30_000, "Retry-After is a floor");
         assert_eq!(
             t.track(&input),
@@ -446,14 +679,183 @@ mod tests {
             "while backing off, full batches wait for the timer"
         );
         let batch = t.next_batch().unwrap();
-        assert_eq!(t.settle(batch, 0, None), Delivery::Retry);
+        assert_eq!(t.settle(batch.id, 0, None), Delivery::Retry);
         assert!(
             t.next_send_in_ms() <= 2_000,
             "second failure: jittered under a 2 s ceiling"
         );
         let batch = t.next_batch().unwrap();
-        assert_eq!(t.settle(batch, 200, None), Delivery::Delivered);
+        assert_eq!(t.settle(batch.id, 200, None), Delivery::Delivered);
         assert_eq!(t.next_send_in_ms(), 1_000, "back to the flush interval");
         assert!(!t.backing_off());
+    }
+
+    fn plain() -> EventInput<'static> {
+        EventInput {
+            event_type: "page",
+            action: "viewed",
+            meta_json: None,
+            entities: &[],
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn pending_consent_holds_events_in_memory_and_grant_sends_them_as_recorded() {
+        let mut config = test_config();
+        config.consent = Consent::Pending;
+        let (mut t, clock) = tracker(config);
+        assert_eq!(t.track(&plain()), Ok(false));
+        assert_eq!(t.persists(), (false, false), "nothing on the device yet");
+        assert!(t.next_batch().is_none(), "nothing sent while pending");
+        clock.0.set(T0 + 60_000);
+        assert_eq!(t.set_consent(Consent::Granted), 0);
+        assert_eq!(t.persists(), (true, true));
+        let batch = t.next_batch().unwrap();
+        assert_eq!(
+            events_of(&batch)[0].created_at,
+            Timestamp(T0),
+            "original time"
+        );
+    }
+
+    #[test]
+    fn denied_consent_and_do_not_track_record_nothing() {
+        let (mut t, _) = tracker(test_config());
+        t.track(&plain()).unwrap();
+        t.track(&plain()).unwrap();
+        assert_eq!(
+            t.set_consent(Consent::Denied),
+            2,
+            "unsent events are discarded"
+        );
+        assert_eq!(t.track(&plain()), Err(TrackError::NotRecorded));
+        let wrong = t.track(&EventInput {
+            event_type: "Bad",
+            ..plain()
+        });
+        assert!(
+            wrong.unwrap_err().to_string().contains("eventType"),
+            "a wrong call is still reported as wrong"
+        );
+        assert!(t.next_batch().is_none());
+        assert_eq!(t.persists(), (false, false));
+        assert_eq!(
+            t.take_queue_record().as_deref(),
+            Some(""),
+            "stored queue emptied"
+        );
+
+        let clock = ManualClock::default();
+        let mut dnt = Tracker::new(test_config(), clock, Counter(0), None, true);
+        assert_eq!(dnt.set_consent(Consent::Granted), 0);
+        assert_eq!(
+            dnt.consent(),
+            Consent::Denied,
+            "Do Not Track wins over consent"
+        );
+        assert_eq!(dnt.track(&plain()), Err(TrackError::NotRecorded));
+    }
+
+    #[test]
+    fn a_reload_keeps_visitor_and_live_session_and_the_queue_including_in_flight() {
+        let (mut t, clock) = tracker(test_config());
+        for _ in 0..3 {
+            t.track(&plain()).unwrap();
+        }
+        let identity = t.take_identity_record().unwrap();
+        assert!(t.take_identity_record().is_none(), "unchanged since");
+        let sent = t.next_batch().unwrap();
+        assert_eq!(sent.count, 3);
+        let record = t.take_queue_record().unwrap();
+        assert_eq!(decode_queue(&record).len(), 3, "in-flight events are kept");
+
+        clock.0.set(T0 + 10 * 60_000);
+        let mut reloaded = Tracker::new(
+            test_config(),
+            clock.clone(),
+            Counter(50),
+            Some(&identity),
+            false,
+        );
+        assert_eq!(reloaded.session_id(), t.session_id());
+        assert_eq!(reloaded.identity().visitor_id, t.identity().visitor_id);
+        assert_eq!(reloaded.adopt(&record), 3);
+        let batch = reloaded.next_batch().unwrap();
+        let before: Vec<_> = events_of(&batch)
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect();
+        let after: Vec<_> = decode_queue(&record)
+            .iter()
+            .map(|l| {
+                let raw: Box<serde_json::value::RawValue> = serde_json::from_str(l).unwrap();
+                schema::Event::from_raw(&raw).unwrap().event_id
+            })
+            .collect();
+        assert_eq!(before, after, "same events, same ids, same order");
+
+        clock.0.set(T0 + 40 * 60_000);
+        let late = Tracker::new(test_config(), clock, Counter(90), Some(&identity), false);
+        assert!(
+            late.session_expired(),
+            "30 idle minutes end the stored session"
+        );
+        assert_eq!(late.identity().visitor_id, t.identity().visitor_id);
+    }
+
+    #[test]
+    fn tabs_share_the_most_recent_session_and_reset_starts_over() {
+        let (mut a, clock) = tracker(test_config());
+        let mut b = Tracker::new(test_config(), clock.clone(), Counter(100), None, false);
+        clock.0.set(T0 + 5_000);
+        a.track(&plain()).unwrap();
+        b.merge_identity(&a.identity().encode());
+        assert_eq!(b.session_id(), a.session_id());
+        assert_eq!(b.identity().visitor_id, a.identity().visitor_id);
+        let older = b.identity().encode();
+        a.merge_identity(&older);
+        assert_eq!(a.session_id(), b.session_id(), "not older: unchanged");
+
+        a.set_client_ref(Some("user-1".into())).unwrap();
+        let (visitor, session) = (a.identity().visitor_id.clone(), a.session_id().to_owned());
+        a.reset();
+        assert_ne!(a.identity().visitor_id, visitor);
+        assert_ne!(a.session_id(), session);
+        assert_eq!(a.identity().client_ref, None);
+    }
+
+    #[test]
+    fn beacons_take_everything_queued_in_chunks_and_refused_ones_come_back() {
+        let (mut t, _) = tracker(test_config());
+        let meta = format!("{{\"note\":\"{}\"}}", "x".repeat(20_000));
+        let input = EventInput {
+            meta_json: Some(&meta),
+            ..plain()
+        };
+        for _ in 0..7 {
+            t.track(&input).unwrap();
+        }
+        let in_flight = t.next_batch().unwrap();
+        let beacons = t.beacon_batches();
+        assert!(beacons.iter().all(|b| b.body.len() <= BEACON_BYTES));
+        assert_eq!(
+            beacons.iter().map(|b| b.count).sum::<usize>(),
+            7 - in_flight.count
+        );
+        assert!(beacons.len() >= 2);
+        t.beaconed(beacons[0].id, true);
+        t.beaconed(beacons[1].id, false);
+        assert_eq!(t.queue().len(), beacons[1].count, "refused beacon requeued");
+        assert!(
+            !t.backing_off(),
+            "a refused beacon is no failure to back off from"
+        );
+        let record = t.take_queue_record().unwrap();
+        assert_eq!(
+            decode_queue(&record).len(),
+            in_flight.count + beacons[1..].iter().map(|b| b.count).sum::<usize>(),
+            "what a beacon took is no longer stored"
+        );
     }
 }

@@ -1,17 +1,25 @@
-//! Browser glue: the page's clock, crypto, timers and `fetch`, around the pure core. Kept
-//! thin on purpose: everything that can be decided without a browser lives in `core`.
+//! Browser glue: the page's clock, crypto, storage, timers, lifecycle events and `fetch`,
+//! around the pure core. Kept thin on purpose: everything that can be decided without a
+//! browser lives in `core`.
+//!
+//! One rule runs through it: the state is borrowed only inside [`with_state`], and no page
+//! callback (`onBatch`, `onError`) is called while it is, because a callback may call back
+//! into the tracker.
 
+mod autocapture;
 mod options;
+mod storage;
 mod transport;
 
 use std::cell::RefCell;
 
-use js_sys::{Object, Reflect};
+use js_sys::{Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::core::{Clock, Config, Delivery, Entropy, Tracker};
+use crate::core::{Clock, Consent, Delivery, Entropy, EventInput, TrackError, Tracker, uuid_v4};
+use storage::Store;
 
-pub(crate) use options::read_event;
+pub(crate) use options::{read_config, read_event};
 
 struct BrowserClock;
 
@@ -38,12 +46,25 @@ impl Entropy for BrowserEntropy {
     }
 }
 
+/// A random UUID, for ids the core does not make (tab ids).
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    BrowserEntropy(web_sys::window().and_then(|w| w.crypto().ok())).fill(&mut bytes);
+    uuid_v4(bytes)
+}
+
 struct State {
     tracker: Tracker<BrowserClock, BrowserEntropy>,
+    store: Store,
     timer: Option<i32>,
     /// Which `init()` made this state; a batch sent before a re-init settles with its own.
     generation: u32,
-    on_batch: Option<js_sys::Function>,
+    on_batch: Option<Function>,
+    on_error: Option<Function>,
+    persist_scheduled: bool,
+    /// Queue drops already reported to `onError`.
+    drops_reported: u64,
+    autocapture: autocapture::Autocapture,
 }
 
 thread_local! {
@@ -54,10 +75,52 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
     STATE.with(|s| s.borrow_mut().as_mut().map(f))
 }
 
-/// Starts the tracker; `on_batch` is called with each batch's [`Summary`] once ingest answered.
-pub(crate) fn init(config: Config, on_batch: Option<js_sys::Function>) {
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
-    let tracker = Tracker::new(config, BrowserClock, BrowserEntropy(crypto));
+fn current_generation() -> Option<u32> {
+    with_state(|s| s.generation)
+}
+
+/// True when the browser sends Do Not Track or Global Privacy Control.
+fn do_not_track(window: &web_sys::Window) -> bool {
+    let navigator = window.navigator();
+    let get = |target: &JsValue, key: &str| Reflect::get(target, &key.into()).ok();
+    let dnt = |v: Option<JsValue>| {
+        v.and_then(|v| v.as_string())
+            .is_some_and(|s| s == "1" || s == "yes")
+    };
+    dnt(get(&navigator, "doNotTrack"))
+        || dnt(get(window, "doNotTrack"))
+        || get(&navigator, "globalPrivacyControl").and_then(|v| v.as_bool()) == Some(true)
+}
+
+/// Starts (or restarts) the tracker from `init()`'s options.
+pub(crate) fn init(options: options::Options) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let options::Options {
+        config,
+        on_batch,
+        on_error,
+    } = options;
+    let dnt = config.respect_do_not_track && do_not_track(&window);
+    let store = Store::open(config.storage, &config.client_key);
+    let stored = if config.consent == Consent::Denied || dnt {
+        store.remove_all();
+        None
+    } else {
+        store.read_identity()
+    };
+    let crypto = window.crypto().ok();
+    let client_key = config.client_key.clone();
+    let switches = config.autocapture;
+    let persists_queue = config.storage == crate::core::Storage::LocalStorage;
+    let tracker = Tracker::new(
+        config,
+        BrowserClock,
+        BrowserEntropy(crypto),
+        stored.as_deref(),
+        dnt,
+    );
     let old = STATE.with(|s| {
         let generation = s
             .borrow()
@@ -65,20 +128,65 @@ pub(crate) fn init(config: Config, on_batch: Option<js_sys::Function>) {
             .map_or(0, |old| old.generation.wrapping_add(1));
         s.borrow_mut().replace(State {
             tracker,
+            store,
             timer: None,
             generation,
             on_batch,
+            on_error,
+            persist_scheduled: false,
+            drops_reported: 0,
+            autocapture: autocapture::Autocapture::new(switches),
         })
     });
-    if let Some(State {
-        timer: Some(handle),
-        ..
-    }) = old
-    {
-        if let Some(w) = web_sys::window() {
-            w.clear_timeout_with_handle(handle);
+    if let Some(mut old) = old {
+        if let Some(handle) = old.timer.take() {
+            window.clear_timeout_with_handle(handle);
         }
+        old.autocapture.stop();
     }
+    autocapture::install_listeners();
+    if persists_queue {
+        let generation = current_generation();
+        storage::claim_queue(&client_key.clone(), move |key| {
+            let own = with_state(|s| {
+                if Some(s.generation) != generation {
+                    return None;
+                }
+                s.store.queue_key = Some(key.clone());
+                Some(client_key.clone())
+            });
+            if let Some(Some(client_key)) = own {
+                if let Some(record) =
+                    storage::local_storage().and_then(|l| l.get_item(&key).ok().flatten())
+                {
+                    with_state(|s| s.tracker.adopt(&record));
+                }
+                persist_now();
+                adopt_orphans(&client_key);
+                wake();
+            }
+        });
+    }
+    autocapture::start();
+    persist_soon();
+}
+
+/// Takes over the queues of closed tabs (see [`storage`]).
+fn adopt_orphans(client_key: &str) {
+    let generation = current_generation();
+    storage::adopt_orphans(client_key, move |record| {
+        let adopted = with_state(|s| {
+            if Some(s.generation) != generation {
+                return false;
+            }
+            s.tracker.adopt(record);
+            persist(s);
+            true
+        });
+        if adopted == Some(true) {
+            wake();
+        }
+    });
 }
 
 pub(crate) fn is_initialised() -> bool {
@@ -89,32 +197,113 @@ pub(crate) fn session_id() -> Option<String> {
     with_state(|s| s.tracker.session_id().to_owned())
 }
 
+pub(crate) fn visitor_id() -> Option<String> {
+    with_state(|s| s.tracker.identity().visitor_id.clone())
+}
+
 pub(crate) fn queued() -> u32 {
     with_state(|s| s.tracker.pending() as u32).unwrap_or(0)
 }
 
-pub(crate) fn debug() -> bool {
+fn debug() -> bool {
     with_state(|s| s.tracker.config().debug).unwrap_or(false)
-}
-
-pub(crate) fn set_client_ref(client_ref: Option<String>) -> Result<(), String> {
-    with_state(|s| s.tracker.set_client_ref(client_ref).map_err(|e| e.0))
-        .unwrap_or_else(|| Err(not_initialised()))
 }
 
 pub(crate) fn not_initialised() -> String {
     "the tracker is not initialised: call init() first".to_owned()
 }
 
-/// Queues one event and arranges for it to be sent: now when the batch is full, otherwise
-/// when the flush timer fires.
-pub(crate) fn track(event_type: JsValue, action: JsValue, options: JsValue) -> Result<(), String> {
-    let event = read_event(event_type, action, options)?;
-    let full = with_state(|s| s.tracker.track(&event.input()).map_err(|e| e.0))
-        .unwrap_or_else(|| Err(not_initialised()))?;
-    if debug() {
-        log(&format!("queued {}.{}", event.event_type, event.action));
+pub(crate) fn set_client_ref(client_ref: Option<String>) -> Result<(), String> {
+    let r = with_state(|s| {
+        s.tracker
+            .set_client_ref(client_ref)
+            .map_err(|e| e.to_string())
+    })
+    .unwrap_or_else(|| Err(not_initialised()));
+    persist_soon();
+    r
+}
+
+pub(crate) fn reset() -> Result<(), String> {
+    with_state(|s| s.tracker.reset()).ok_or_else(not_initialised)?;
+    persist_soon();
+    Ok(())
+}
+
+pub(crate) fn set_consent(consent: Consent) -> Result<(), String> {
+    let dropped = with_state(|s| {
+        let dropped = s.tracker.set_consent(consent);
+        if s.tracker.consent() == Consent::Denied {
+            s.store.remove_all();
+        }
+        persist(s);
+        dropped
+    })
+    .ok_or_else(not_initialised)?;
+    if dropped > 0 && debug() {
+        log(&format!(
+            "consent denied: {dropped} unsent events discarded"
+        ));
     }
+    wake();
+    Ok(())
+}
+
+/// Queues one event from `track()` and arranges for it to be sent. The error is what is wrong
+/// with the call, or `None` when the visitor refused tracking.
+pub(crate) fn track(
+    event_type: JsValue,
+    action: JsValue,
+    options: JsValue,
+) -> Result<(), Option<String>> {
+    let event = read_event(event_type, action, options).map_err(Some)?;
+    record(&event.input()).map_err(|e| match e {
+        TrackError::Invalid(message) => Some(message),
+        TrackError::NotRecorded => None,
+    })
+}
+
+/// A `track()` call that was refused: the console says why, and so does `onError`.
+pub(crate) fn invalid_call(message: &str) {
+    warn(&["event not recorded: ", message].concat());
+    report_error("invalid_event", message, None, 1);
+}
+
+pub(crate) fn page_view() {
+    autocapture::page_view(true);
+}
+
+/// Queues one event (from the page or from autocapture): sends at once when the batch is
+/// full, otherwise when the flush timer fires.
+pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
+    let outcome = with_state(|s| {
+        if s.tracker.session_expired() {
+            // Another tab may have kept the session alive: look before starting a new one.
+            if let Some(stored) = s.store.read_identity() {
+                s.tracker.merge_identity(&stored);
+            }
+        }
+        let result = s.tracker.track(input);
+        let dropped = s.tracker.queue().dropped() - s.drops_reported;
+        s.drops_reported += dropped;
+        (result, dropped)
+    });
+    let Some((result, dropped)) = outcome else {
+        return Err(TrackError::Invalid(not_initialised()));
+    };
+    if dropped > 0 {
+        report_error(
+            "queue_full",
+            &format!("the queue is full: {dropped} oldest events dropped"),
+            None,
+            dropped as u32,
+        );
+    }
+    let full = result?;
+    if debug() {
+        log(&format!("queued {}.{}", input.event_type, input.action));
+    }
+    persist_soon();
     if full {
         wasm_bindgen_futures::spawn_local(async {
             flush().await;
@@ -123,6 +312,57 @@ pub(crate) fn track(event_type: JsValue, action: JsValue, options: JsValue) -> R
         with_state(schedule);
     }
     Ok(())
+}
+
+/// Tells the page's `onError` (and the console, in debug mode) about a problem the page
+/// cannot see from a return value.
+fn report_error(code: &str, message: &str, status: Option<u16>, events: u32) {
+    if let Some(Some(callback)) = with_state(|s| s.on_error.clone()) {
+        let error = Object::new();
+        let _ = Reflect::set(&error, &"code".into(), &code.into());
+        let _ = Reflect::set(&error, &"message".into(), &message.into());
+        let _ = Reflect::set(&error, &"events".into(), &events.into());
+        if let Some(status) = status {
+            let _ = Reflect::set(&error, &"status".into(), &status.into());
+        }
+        // A throwing callback is the page's bug; it must not stop the tracker.
+        let _ = callback.call1(&JsValue::NULL, &error);
+    }
+}
+
+/// Writes identity and queue to storage at the end of the current task, once however many
+/// events were tracked in it.
+fn persist_soon() {
+    let first = with_state(|s| !std::mem::replace(&mut s.persist_scheduled, true));
+    if first == Some(true) {
+        let callback = Closure::once_into_js(persist_now);
+        if let Some(w) = web_sys::window() {
+            w.queue_microtask(callback.unchecked_ref());
+        }
+    }
+}
+
+fn persist_now() {
+    with_state(persist);
+}
+
+fn persist(s: &mut State) {
+    s.persist_scheduled = false;
+    let (identity_allowed, queue_allowed) = s.tracker.persists();
+    if identity_allowed {
+        if let Some(record) = s.tracker.take_identity_record() {
+            s.store.write_identity(&record);
+        }
+    }
+    if queue_allowed && s.store.queue_key.is_some() {
+        if let Some(record) = s.tracker.take_queue_record() {
+            if !s.store.write_queue(&record) {
+                warn("the event queue could not be saved (storage full or blocked)");
+            }
+        }
+    } else if s.tracker.consent() == Consent::Denied {
+        let _ = s.tracker.take_queue_record();
+    }
 }
 
 /// Counts of one batch, or summed over one `flush()`, as the page sees them.
@@ -162,11 +402,24 @@ impl Summary {
     }
 }
 
+fn online() -> bool {
+    web_sys::window().is_none_or(|w| w.navigator().on_line())
+}
+
+/// Sends soon whatever is waiting: after coming online, consent, or adopting a queue.
+fn wake() {
+    wasm_bindgen_futures::spawn_local(async {
+        flush().await;
+    });
+}
+
 /// Sends everything queued, batch by batch. A batch that cannot be delivered now goes back to
 /// the front of the queue and waits for the next timer, so one flush never loops on failure.
+/// While the browser is offline nothing is sent; the `online` event starts a flush.
 pub(crate) async fn flush() -> Summary {
     let mut total = Summary::default();
-    loop {
+    let mut delivered_any = false;
+    while online() {
         let next = with_state(|s| {
             if let Some(handle) = s.timer.take() {
                 if let Some(w) = web_sys::window() {
@@ -175,12 +428,16 @@ pub(crate) async fn flush() -> Summary {
             }
             let endpoint = s.tracker.config().endpoint.clone();
             let generation = s.generation;
-            s.tracker.next_batch().map(|b| (b, endpoint, generation))
+            let batch = s.tracker.next_batch();
+            if batch.is_some() {
+                persist(s);
+            }
+            batch.map(|b| (b, endpoint, generation))
         });
         let Some(Some((batch, endpoint, generation))) = next else {
             break;
         };
-        let count = batch.events.len() as u32;
+        let count = batch.count as u32;
         let answer = transport::send(&endpoint, &batch.body).await;
         if debug() {
             log(&format!(
@@ -191,11 +448,11 @@ pub(crate) async fn flush() -> Summary {
         }
         let settled = with_state(|s| {
             (s.generation == generation).then(|| {
-                (
-                    s.tracker
-                        .settle(batch, answer.status, answer.retry_after_ms),
-                    s.on_batch.clone(),
-                )
+                let delivery = s
+                    .tracker
+                    .settle(batch.id, answer.status, answer.retry_after_ms);
+                persist(s);
+                (delivery, s.on_batch.clone())
             })
         });
         // A batch of an earlier `init()` is not reported to the later one.
@@ -208,15 +465,19 @@ pub(crate) async fn flush() -> Summary {
         };
         match delivery {
             Delivery::Delivered => {
+                delivered_any = true;
                 (summary.accepted, summary.duplicates, summary.rejected) = answer.counts();
             }
             Delivery::Retry => summary.retrying = count,
             Delivery::Drop => {
                 summary.dropped = count;
-                warn(&format!(
-                    "ingest refused {count} events with HTTP {}; they are dropped",
-                    answer.status
-                ));
+                let message = format!(
+                    "ingest refused {count} events with HTTP {}: {}; they are dropped",
+                    answer.status,
+                    answer.body.as_deref().unwrap_or("")
+                );
+                warn(&message);
+                report_error("refused", &message, Some(answer.status), count);
             }
         }
         total.add(summary);
@@ -229,7 +490,44 @@ pub(crate) async fn flush() -> Summary {
         }
     }
     with_state(schedule);
+    if delivered_any {
+        // Delivery works again: a good moment to pick up what closed tabs left.
+        if let Some(key) = with_state(|s| s.tracker.config().client_key.clone()) {
+            adopt_orphans(&key);
+        }
+    }
     total
+}
+
+/// The page is going away or to the background: hand everything queued to `sendBeacon` in
+/// chunks of at most 64 KiB, and store what the browser would not take. Offline, nothing is
+/// beaconed (it would be lost); the stored queue goes out on the next page.
+fn send_beacons() {
+    let sendable = with_state(|s| {
+        if !online() {
+            persist(s);
+            return Vec::new();
+        }
+        let endpoint = s.tracker.config().endpoint.clone();
+        let batches = s.tracker.beacon_batches();
+        let taken: Vec<(u32, bool)> = batches
+            .iter()
+            .map(|b| (b.id, transport::beacon(&endpoint, &b.body)))
+            .collect();
+        for &(id, ok) in &taken {
+            s.tracker.beaconed(id, ok);
+        }
+        persist(s);
+        taken
+    });
+    if debug() {
+        let taken = sendable.unwrap_or_default();
+        let sent = taken.iter().filter(|(_, ok)| *ok).count();
+        log(&format!(
+            "page hidden: {sent} of {} beacons taken",
+            taken.len()
+        ));
+    }
 }
 
 /// Starts the flush timer if events are waiting and none is running: after the flush

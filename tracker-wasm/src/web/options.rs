@@ -1,7 +1,72 @@
-use js_sys::{Array, JSON, Object, Reflect};
+use js_sys::{Array, Function, JSON, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::core::{EntityRef, EventInput};
+use crate::core::{Config, ConfigError, EntityRef, EventInput, Value};
+
+/// `init()`'s options: the configuration, and the page's callbacks.
+pub(crate) struct Options {
+    pub(crate) config: Config,
+    pub(crate) on_batch: Option<Function>,
+    pub(crate) on_error: Option<Function>,
+}
+
+/// Reads `init()`'s argument; the error names the key at fault.
+pub(crate) fn read_config(config: &JsValue) -> Result<Options, ConfigError> {
+    if !config.is_object() {
+        return Err(ConfigError("expected an object".into()));
+    }
+    let mut pairs = Vec::new();
+    for (key, value) in entries(config) {
+        if key == "autocapture" && value.is_object() {
+            for (sub, v) in entries(&value) {
+                pairs.push((["autocapture.", &sub].concat(), value_of(&v)));
+            }
+        } else {
+            pairs.push((key, value_of(&value)));
+        }
+    }
+    Ok(Options {
+        config: Config::parse(&pairs)?,
+        on_batch: callback(config, "onBatch")?,
+        on_error: callback(config, "onError")?,
+    })
+}
+
+fn entries(object: &JsValue) -> Vec<(String, JsValue)> {
+    Object::keys(object.unchecked_ref::<Object>())
+        .iter()
+        .filter_map(|k| {
+            let v = Reflect::get(object, &k).ok()?;
+            Some((k.as_string()?, v))
+        })
+        .collect()
+}
+
+fn value_of(v: &JsValue) -> Value {
+    if v.is_undefined() || v.is_null() {
+        Value::Absent
+    } else if let Some(s) = v.as_string() {
+        Value::Str(s)
+    } else if let Some(n) = v.as_f64() {
+        Value::Num(n)
+    } else if let Some(b) = v.as_bool() {
+        Value::Bool(b)
+    } else if v.is_function() {
+        Value::Other("a function")
+    } else if Array::is_array(v) {
+        Value::Other("an array")
+    } else {
+        Value::Other("an object")
+    }
+}
+
+fn callback(config: &JsValue, key: &str) -> Result<Option<Function>, ConfigError> {
+    match Reflect::get(config, &JsValue::from_str(key)) {
+        Ok(f) if f.is_function() => Ok(Some(f.unchecked_into())),
+        Ok(v) if v.is_undefined() || v.is_null() => Ok(None),
+        _ => Err(ConfigError(["`", key, "` must be a function"].concat())),
+    }
+}
 
 /// A `track()` call read out of JS values.
 pub(crate) struct TrackCall {
@@ -24,10 +89,17 @@ impl TrackCall {
     }
 }
 
-const OPTION_KEYS: [&str; 3] = ["eventMeta", "relatedEntities", "timestamp"];
+const OPTION_KEYS: [&str; 5] = [
+    "eventMeta",
+    "relatedEntities",
+    "timestamp",
+    "impressionId",
+    "fxcid",
+];
 
-/// Reads `track(eventType, action, { eventMeta, relatedEntities, timestamp })`; every error
-/// names the argument or option at fault.
+/// Reads `track(eventType, action, { eventMeta, relatedEntities, timestamp, impressionId,
+/// fxcid })`; every error names the argument or option at fault. `impressionId` and `fxcid`
+/// (what a conversion carries) go into `event_meta` as `impression_id` and `fxcid`.
 pub(crate) fn read_event(
     event_type: JsValue,
     action: JsValue,
@@ -54,16 +126,30 @@ pub(crate) fn read_event(
         let key = key.as_string().unwrap_or_default();
         if !OPTION_KEYS.contains(&key.as_str()) {
             return Err(format!(
-                "unknown option `{key}`; expected one of eventMeta, relatedEntities, timestamp"
+                "unknown option `{key}`; expected one of {}",
+                OPTION_KEYS.join(", ")
             ));
         }
     }
     let get = |k: &str| Reflect::get(&options, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
-    let meta = get("eventMeta");
-    if !meta.is_undefined() && !meta.is_null() {
-        if !meta.is_object() || Array::is_array(&meta) {
-            return Err("`eventMeta` must be a plain object".into());
+    let mut meta = get("eventMeta");
+    let present = |v: &JsValue| !v.is_undefined() && !v.is_null();
+    if present(&meta) && (!meta.is_object() || Array::is_array(&meta)) {
+        return Err("`eventMeta` must be a plain object".into());
+    }
+    for (option, key) in [("impressionId", "impression_id"), ("fxcid", "fxcid")] {
+        let id = get(option);
+        if !present(&id) {
+            continue;
         }
+        if id.as_string().is_none_or(|s| s.is_empty()) {
+            return Err(format!("`{option}` must be a non-empty string"));
+        }
+        let copy = Object::assign(&Object::new(), meta.unchecked_ref::<Object>());
+        let _ = Reflect::set(&copy, &key.into(), &id);
+        meta = copy.into();
+    }
+    if present(&meta) {
         let json = JSON::stringify(&meta)
             .map_err(|_| "`eventMeta` cannot be serialised to JSON (is it cyclic?)")?;
         call.meta_json = json.as_string();

@@ -1,8 +1,9 @@
-use gloo_net::http::Request;
 use js_sys::{JSON, Reflect};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{RequestInit, Response};
 
-use crate::core::parse_retry_after;
+use crate::core::{BEACON_BYTES, parse_retry_after};
 
 /// Ingest's answer; status 0 when there was none (offline, DNS, CORS, reset).
 pub(crate) struct Answer {
@@ -36,27 +37,68 @@ impl Answer {
 }
 
 /// POSTs a batch as `text/plain`, which browsers send without a CORS preflight, so each
-/// batch costs one round trip; ingest reads it as JSON all the same.
+/// batch costs one round trip; ingest reads it as JSON all the same. Small batches go with
+/// `keepalive`, so a navigation in the middle does not cancel them.
 pub(crate) async fn send(endpoint: &str, body: &str) -> Answer {
-    let request = Request::post(endpoint)
-        .header("Content-Type", "text/plain;charset=UTF-8")
-        .body(body);
     let failed = Answer {
         status: 0,
         body: None,
         retry_after_ms: None,
     };
-    let Ok(request) = request else { return failed };
-    match request.send().await {
-        Ok(response) => Answer {
-            status: response.status(),
-            retry_after_ms: response
-                .headers()
-                .get("retry-after")
-                .as_deref()
-                .and_then(parse_retry_after),
-            body: response.text().await.ok(),
-        },
-        Err(_) => failed,
+    let Some(window) = web_sys::window() else {
+        return failed;
+    };
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(body));
+    keepalive(&init, body.len() < BEACON_BYTES);
+    let Ok(response) = JsFuture::from(window.fetch_with_str_and_init(endpoint, &init)).await else {
+        return failed;
+    };
+    let Ok(response) = response.dyn_into::<Response>() else {
+        return failed;
+    };
+    let retry_after_ms = response
+        .headers()
+        .get("retry-after")
+        .ok()
+        .flatten()
+        .as_deref()
+        .and_then(parse_retry_after);
+    let text = match response.text() {
+        Ok(p) => JsFuture::from(p).await.ok().and_then(|t| t.as_string()),
+        Err(_) => None,
+    };
+    Answer {
+        status: response.status(),
+        body: text,
+        retry_after_ms,
     }
+}
+
+/// `RequestInit.keepalive`, which web-sys does not expose.
+fn keepalive(init: &RequestInit, on: bool) {
+    let _ = Reflect::set(init, &"keepalive".into(), &on.into());
+}
+
+/// Hands a batch to the browser to deliver after the page has gone: `sendBeacon`, or where it
+/// is missing a keepalive `fetch`. True when the browser took it.
+pub(crate) fn beacon(endpoint: &str, body: &str) -> bool {
+    let Some(window) = web_sys::window() else {
+        return false;
+    };
+    let navigator = window.navigator();
+    let has_beacon = Reflect::has(&navigator, &"sendBeacon".into()).unwrap_or(false);
+    if has_beacon {
+        return navigator
+            .send_beacon_with_opt_str(endpoint, Some(body))
+            .unwrap_or(false);
+    }
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(body));
+    keepalive(&init, true);
+    // The promise is dropped: nobody is left to read the answer.
+    let _ = window.fetch_with_str_and_init(endpoint, &init);
+    true
 }

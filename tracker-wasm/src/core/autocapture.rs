@@ -1,0 +1,213 @@
+//! The decisions behind autocapture, free of the DOM: when a route change is a new page
+//! view, how `data-pf-*` attributes become an event, and when an impression counts as seen.
+
+use super::EntityRef;
+
+/// Remembers the last page viewed, so `pushState`, `replaceState`, `popstate` and
+/// `hashchange` reporting one navigation (or none) give one page view.
+#[derive(Debug, Default)]
+pub struct PageViews {
+    last: Option<String>,
+}
+
+impl PageViews {
+    /// True when `url` differs from the page last viewed; it becomes the last one. Returns the
+    /// previous URL, the SPA's referrer, alongside.
+    pub fn changed(&mut self, url: &str) -> Option<Option<String>> {
+        if self.last.as_deref() == Some(url) {
+            return None;
+        }
+        Some(self.last.replace(url.to_owned()))
+    }
+}
+
+/// `data-pf-event="watchlist.added"` → `("watchlist", "added")`.
+pub fn split_event_name(name: &str) -> Result<(&str, &str), String> {
+    match name.trim().split_once('.') {
+        Some((t, a)) if !t.is_empty() && !a.is_empty() => Ok((t, a)),
+        _ => Err([
+            "data-pf-event=\"",
+            name,
+            "\" must be written `event_type.action`, e.g. `watchlist.added`",
+        ]
+        .concat()),
+    }
+}
+
+/// `data-pf-entities="ticker:AAPL ticker:MSFT"` (spaces or commas between entities).
+pub fn parse_entities(list: &str) -> Result<Vec<EntityRef>, String> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|item| match item.split_once(':') {
+            Some((kind, id)) if !kind.is_empty() && !id.is_empty() => Ok(EntityRef {
+                kind: kind.to_owned(),
+                id: id.to_owned(),
+            }),
+            _ => Err([
+                "entity `",
+                item,
+                "` must be written `type:id`, e.g. `ticker:AAPL`",
+            ]
+            .concat()),
+        })
+        .collect()
+}
+
+/// The `event_meta` key of a `data-pf-meta-*` attribute: `data-pf-meta-page-section` →
+/// `page_section`, so attribute names stay HTML-style and keys stay lower_snake.
+pub fn meta_key(attribute: &str) -> Option<String> {
+    let rest = attribute.strip_prefix("data-pf-meta-")?;
+    (!rest.is_empty()).then(|| rest.replace('-', "_"))
+}
+
+/// The attributes of an impression element that become `event_meta`, with their keys.
+/// `data-pf-position` becomes a number (the 1-based slot); the others stay strings.
+pub const IMPRESSION_ATTRIBUTES: [(&str, &str); 6] = [
+    ("data-pf-impression-id", "impression_id"),
+    ("data-pf-fxcid", "fxcid"),
+    ("data-pf-request-id", "request_id"),
+    ("data-pf-recommender", "recommender"),
+    ("data-pf-surface", "surface"),
+    ("data-pf-content-id", "content_id"),
+];
+
+/// The event type of an impression's `viewed`/`clicked`: `data-pf-type` when given, else
+/// `content` for an `fxcid` and `recommendation` for an `impression_id`.
+pub fn impression_type(explicit: Option<&str>, has_fxcid: bool) -> &str {
+    match explicit {
+        Some(t) if !t.is_empty() => t,
+        _ if has_fxcid => "content",
+        _ => "recommendation",
+    }
+}
+
+/// How much of an impression must show, and for how long, before it counts as viewed (the
+/// IAB/MRC display standard).
+pub const VIEW_RATIO: f64 = 0.5;
+pub const VIEW_MS: i64 = 1_000;
+
+/// One impression's visibility over time.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    visible_since: Option<i64>,
+    viewed: bool,
+}
+
+impl Exposure {
+    /// Records a new visible ratio at `now`; returns how long to wait before asking
+    /// [`Exposure::due`], when the element just became visible enough.
+    pub fn update(&mut self, ratio: f64, now: i64) -> Option<i64> {
+        if self.viewed {
+            return None;
+        }
+        if ratio >= VIEW_RATIO {
+            if self.visible_since.is_none() {
+                self.visible_since = Some(now);
+                return Some(VIEW_MS);
+            }
+        } else {
+            self.visible_since = None;
+        }
+        None
+    }
+
+    /// True exactly once: the first time the element has been visible enough for
+    /// [`VIEW_MS`] without interruption.
+    pub fn due(&mut self, now: i64) -> bool {
+        let due = !self.viewed && self.visible_since.is_some_and(|t| now - t >= VIEW_MS);
+        self.viewed |= due;
+        due
+    }
+
+    /// The page went to the background: visible time starts again when it comes back.
+    pub fn hidden(&mut self) {
+        self.visible_since = None;
+    }
+
+    pub fn viewed(&self) -> bool {
+        self.viewed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_one_page_view_however_often_it_is_reported() {
+        let mut p = PageViews::default();
+        assert_eq!(p.changed("https://x/a"), Some(None));
+        assert_eq!(
+            p.changed("https://x/a"),
+            None,
+            "replaceState to the same URL"
+        );
+        assert_eq!(p.changed("https://x/b"), Some(Some("https://x/a".into())));
+        assert_eq!(
+            p.changed("https://x/b#news"),
+            Some(Some("https://x/b".into()))
+        );
+        assert_eq!(
+            p.changed("https://x/b#news"),
+            None,
+            "popstate then hashchange"
+        );
+    }
+
+    #[test]
+    fn attributes_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            split_event_name("watchlist.added"),
+            Ok(("watchlist", "added"))
+        );
+        assert!(
+            split_event_name("watchlist")
+                .unwrap_err()
+                .contains("event_type.action")
+        );
+        assert!(split_event_name(".added").is_err());
+        let e = parse_entities("ticker:AAPL, ticker:MSFT  sector:tech").unwrap();
+        let ids: Vec<_> = e.iter().map(|e| (e.kind.as_str(), e.id.as_str())).collect();
+        assert_eq!(
+            ids,
+            [("ticker", "AAPL"), ("ticker", "MSFT"), ("sector", "tech")]
+        );
+        assert!(parse_entities("AAPL").unwrap_err().contains("`AAPL`"));
+        assert!(parse_entities("").unwrap().is_empty());
+        assert_eq!(
+            meta_key("data-pf-meta-page-section").as_deref(),
+            Some("page_section")
+        );
+        assert_eq!(meta_key("data-pf-meta-"), None);
+        assert_eq!(meta_key("data-pf-event"), None);
+        assert_eq!(impression_type(None, true), "content");
+        assert_eq!(impression_type(None, false), "recommendation");
+        assert_eq!(impression_type(Some("news"), true), "news");
+    }
+
+    #[test]
+    fn an_impression_is_viewed_once_after_a_second_at_half_visible() {
+        let mut e = Exposure::default();
+        assert_eq!(e.update(0.2, 0), None);
+        assert_eq!(e.update(0.6, 100), Some(VIEW_MS));
+        assert_eq!(e.update(0.9, 300), None, "still the same exposure");
+        assert!(!e.due(1_099));
+        assert!(e.due(1_100));
+        assert!(!e.due(5_000), "once only");
+        assert_eq!(e.update(0.6, 6_000), None);
+        assert!(e.viewed());
+    }
+
+    #[test]
+    fn scrolling_away_or_hiding_the_page_starts_the_second_again() {
+        let mut e = Exposure::default();
+        e.update(0.5, 0);
+        e.update(0.49, 900);
+        assert!(!e.due(1_000), "left before the second was up");
+        assert_eq!(e.update(0.7, 2_000), Some(VIEW_MS));
+        e.hidden();
+        assert!(!e.due(3_000));
+        e.update(0.7, 3_500);
+        assert!(e.due(4_500));
+    }
+}
