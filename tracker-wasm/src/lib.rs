@@ -49,16 +49,15 @@ pub fn page() {
     web::page_view();
 }
 
-/// Sends everything queued now. Resolves, never rejects, with counts:
-/// `{ batches, accepted, duplicates, rejected, retrying, dropped }`.
+/// Sends everything queued now, once flushes already under way are done. Resolves, never
+/// rejects, with the counts of the batches this flush sent (automatic flushes report theirs
+/// to `onBatch`): `{ batches, accepted, duplicates, rejected, retrying, dropped }`.
 #[wasm_bindgen]
 pub fn flush() -> js_sys::Promise {
-    wasm_bindgen_futures::future_to_promise(async {
-        if !web::is_initialised() {
-            web::warn(&web::not_initialised());
-        }
-        Ok(web::flush().await.to_js())
-    })
+    if !web::is_initialised() {
+        web::warn(&web::not_initialised());
+    }
+    web::flush()
 }
 
 /// Sets the customer's user id for later events; `null` clears it.

@@ -1,47 +1,18 @@
 //! The tracker in real browsers (`wasm-pack test --headless --chrome --firefox`), sending to
-//! a real ingest that `cargo xtask test` starts and names in `PF_TEST_ENDPOINT`.
+//! a real ingest that `cargo xtask test` starts and names in `PF_TEST_ENDPOINT`: delivery,
+//! persistence, tabs, beacons, offline, 429, consent. `autocapture.rs` covers what the
+//! tracker records by itself.
 #![cfg(target_arch = "wasm32")]
 
-use js_sys::{Object, Reflect};
-use personafin_tracker::{flush, init, queued_events, session_id, track};
+mod support;
+
+use js_sys::Reflect;
+use personafin_tracker::{init, queued_events, session_id, set_consent, track, visitor_id};
+use support::*;
 use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-const ENDPOINT: Option<&str> = option_env!("PF_TEST_ENDPOINT");
-const CLIENT_KEY: Option<&str> = option_env!("PF_TEST_CLIENT_KEY");
-/// Marks this run's events so xtask can find them in the store afterwards.
-const RUN: Option<&str> = option_env!("PF_TEST_RUN");
-
-fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = Object::new();
-    for (k, v) in pairs {
-        Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
-    }
-    o.into()
-}
-
-fn start(extra: &[(&str, JsValue)]) {
-    let endpoint =
-        ENDPOINT.expect("PF_TEST_ENDPOINT names the ingest under test; run `cargo xtask test`");
-    let client_key = CLIENT_KEY.expect("PF_TEST_CLIENT_KEY is set by `cargo xtask test`");
-    let mut pairs = vec![
-        ("clientKey", client_key.into()),
-        ("endpoint", endpoint.into()),
-        ("clientRef", "wasm-test-user".into()),
-        ("flushIntervalMs", 60_000.into()),
-    ];
-    pairs.extend_from_slice(extra);
-    init(obj(&pairs)).unwrap_or_else(|e| panic!("init: {:?}", JsValue::from(e)));
-}
-
-async fn flush_counts() -> (u32, u32, u32) {
-    let summary = JsFuture::from(flush()).await.unwrap();
-    let get = |k: &str| Reflect::get(&summary, &k.into()).unwrap().as_f64().unwrap() as u32;
-    (get("accepted"), get("duplicates"), get("rejected"))
-}
 
 fn entities(tickers: &[&str]) -> JsValue {
     let arr = js_sys::Array::new();
@@ -49,13 +20,6 @@ fn entities(tickers: &[&str]) -> JsValue {
         arr.push(&obj(&[("type", "ticker".into()), ("id", (*t).into())]));
     }
     arr.into()
-}
-
-fn meta() -> JsValue {
-    obj(&[
-        ("run", RUN.unwrap_or("").into()),
-        ("page", "/stocks/AAPL".into()),
-    ])
 }
 
 #[wasm_bindgen_test]
@@ -143,6 +107,18 @@ fn a_bad_config_throws_naming_the_key() {
     assert!(message.contains("flushIntervalMS"), "{message}");
     let message = init_error(&[("clientKey", "pk".into()), ("endpoint", "/relative".into())]);
     assert!(message.contains("endpoint"), "{message}");
+    let message = init_error(&[
+        ("clientKey", "pk".into()),
+        ("endpoint", "http://x/v1/events".into()),
+        ("storage", "indexedDB".into()),
+    ]);
+    assert!(message.contains("storage"), "{message}");
+    let message = init_error(&[
+        ("clientKey", "pk".into()),
+        ("endpoint", "http://x/v1/events".into()),
+        ("onError", "log".into()),
+    ]);
+    assert!(message.contains("onError"), "{message}");
 }
 
 #[wasm_bindgen_test]
@@ -158,20 +134,292 @@ async fn a_full_batch_is_sent_without_waiting_for_the_timer() {
         "clicked".into(),
         obj(&[("eventMeta", meta())]),
     );
-    // The second event filled the batch, so it is already on its way: poll, with a deadline,
-    // until ingest has answered for it.
-    let deadline = js_sys::Date::now() + 10_000.0;
-    while queued_events() > 0 {
-        assert!(
-            js_sys::Date::now() < deadline,
-            "the full batch was not delivered"
-        );
-        let tick = js_sys::Promise::new(&mut |resolve, _| {
-            web_sys::window()
-                .unwrap()
-                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 20)
-                .unwrap();
-        });
-        JsFuture::from(tick).await.unwrap();
+    // The second event filled the batch, so it is already on its way.
+    drained("the full batch to be delivered").await;
+}
+
+fn track_marked(event_type: &str, action: &str) -> bool {
+    track(event_type.into(), action.into(), marked())
+}
+
+/// `onBatch` summaries collected in `window[name]`, as `(accepted, retrying)` pairs.
+fn batches(name: &str) -> Vec<(u32, u32)> {
+    let list = js_sys::Array::from(&js(&format!("window.{name}")));
+    list.iter()
+        .map(|b| {
+            let n = |k: &str| get(&b, k).as_f64().unwrap() as u32;
+            (n("accepted"), n("retrying"))
+        })
+        .collect()
+}
+
+fn accepted(name: &str) -> u32 {
+    batches(name).iter().map(|(a, _)| a).sum()
+}
+
+fn queued_in_storage() -> usize {
+    stored_queues().iter().map(|(_, n)| n).sum()
+}
+
+#[wasm_bindgen_test]
+async fn queued_events_survive_a_reload() {
+    local_storage().clear().unwrap();
+    start(&[
+        ("storage", "localStorage".into()),
+        ("endpoint", DEAD_ENDPOINT.into()),
+    ]);
+    let visitor = visitor_id().unwrap();
+    let session = session_id().unwrap();
+    assert!(track_marked("instrument", "viewed"));
+    assert!(track_marked("instrument", "clicked"));
+    let summary = flush_summary().await;
+    assert_eq!(
+        get(&summary, "retrying").as_f64(),
+        Some(2.0),
+        "ingest unreachable"
+    );
+    wait_until("the queue to be stored", 5_000.0, || {
+        queued_in_storage() == 2
+    })
+    .await;
+
+    // What a reload does: a fresh tracker reading the same storage.
+    let on_batch = recorder("reloadBatches");
+    start(&[("storage", "localStorage".into()), ("onBatch", on_batch)]);
+    assert_eq!(visitor_id().unwrap(), visitor, "same visitor");
+    assert_eq!(session_id().unwrap(), session, "same live session");
+    drained("the stored events to be sent").await;
+    assert_eq!(accepted("reloadBatches"), 2);
+    wait_until("the stored queue to empty", 5_000.0, || {
+        queued_in_storage() == 0
+    })
+    .await;
+}
+
+#[wasm_bindgen_test]
+async fn a_closed_tabs_queue_is_adopted_once_and_a_live_tabs_is_left_alone() {
+    local_storage().clear().unwrap();
+    start(&[
+        ("storage", "localStorage".into()),
+        ("endpoint", DEAD_ENDPOINT.into()),
+    ]);
+    assert!(track_marked("watchlist", "added"));
+    assert!(track_marked("watchlist", "removed"));
+    flush_summary().await;
+    wait_until("the queue to be stored", 5_000.0, || {
+        queued_in_storage() == 2
+    })
+    .await;
+    let (own, _) = stored_queues().remove(0);
+    let record = local_storage().get_item(&own).unwrap().unwrap();
+    local_storage().remove_item(&own).unwrap();
+    // A tab that closed left these two behind; its lock is free.
+    let prefix = format!("pf_{}_q_", client_key());
+    let closed = format!("{prefix}closed-tab");
+    local_storage().set_item(&closed, &record).unwrap();
+    // A tab that is still open holds its lock: its queue is its own business.
+    let live = format!("{prefix}live-tab");
+    let first_line = record.lines().next().unwrap().to_owned();
+    local_storage().set_item(&live, &first_line).unwrap();
+    js(&format!(
+        "new Promise((granted) => navigator.locks.request('{live}', () => \
+           new Promise((release) => {{ window.releaseLiveTab = release; granted(); }})))"
+    ));
+    wait_until("the live tab's lock", 5_000.0, || {
+        !js("window.releaseLiveTab").is_undefined()
+    })
+    .await;
+
+    let on_batch = recorder("tabBatches");
+    start(&[("storage", "localStorage".into()), ("onBatch", on_batch)]);
+    wait_until("the closed tab's queue to be adopted", 5_000.0, || {
+        local_storage().get_item(&closed).unwrap().is_none()
+    })
+    .await;
+    drained("the adopted events to be sent").await;
+    let (accepted, duplicates, _) = flush_counts().await;
+    assert_eq!((accepted, duplicates), (0, 0), "nothing left to send");
+    assert_eq!(
+        self::accepted("tabBatches"),
+        2,
+        "each adopted event sent once"
+    );
+    assert_eq!(
+        local_storage().get_item(&live).unwrap().as_deref(),
+        Some(first_line.as_str()),
+        "the live tab's queue is untouched"
+    );
+    js("window.releaseLiveTab()");
+    local_storage().remove_item(&live).unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn offline_pauses_delivery_and_online_resumes_it() {
+    js("Object.defineProperty(navigator, 'onLine', { configurable: true, get: () => false })");
+    js("window.dispatchEvent(new Event('offline'))");
+    let on_batch = recorder("offlineBatches");
+    start(&[("onBatch", on_batch)]);
+    assert!(track_marked("alert", "created"));
+    assert!(track_marked("trade", "ticket_opened"));
+    let summary = flush_summary().await;
+    assert_eq!(
+        get(&summary, "batches").as_f64(),
+        Some(0.0),
+        "nothing sent offline"
+    );
+    assert_eq!(queued_events(), 2);
+    js("delete navigator.onLine");
+    js("window.dispatchEvent(new Event('online'))");
+    drained("delivery after coming online").await;
+    assert_eq!(accepted("offlineBatches"), 2);
+}
+
+#[wasm_bindgen_test]
+async fn a_429_is_retried_no_sooner_than_retry_after() {
+    let Some(limited) = LIMITED_ENDPOINT else {
+        panic!("PF_TEST_LIMITED_ENDPOINT is set by `cargo xtask test`");
+    };
+    let on_batch = recorder("limitedBatches");
+    start(&[
+        ("endpoint", limited.into()),
+        ("maxEvents", 2.into()),
+        ("onBatch", on_batch),
+    ]);
+    // The limited ingest allows a burst of two events, then one a second.
+    assert!(track_marked("instrument", "viewed"));
+    assert!(track_marked("instrument", "viewed"));
+    drained("the first batch").await;
+    assert!(track_marked("instrument", "viewed"));
+    assert!(track_marked("instrument", "viewed"));
+    wait_until("a 429", 5_000.0, || batches("limitedBatches").len() == 2).await;
+    let refused_at = js_sys::Date::now();
+    assert_eq!(
+        batches("limitedBatches")[1],
+        (0, 2),
+        "rate-limited, kept for a retry"
+    );
+    drained("the retried batch").await;
+    let waited = js_sys::Date::now() - refused_at;
+    // Without Retry-After the first retry would come within a second (full jitter).
+    assert!(waited >= 1_000.0, "retried after {waited} ms");
+    assert_eq!(batches("limitedBatches"), [(2, 0), (0, 2), (2, 0)]);
+}
+
+#[wasm_bindgen_test]
+async fn leaving_the_page_hands_the_queue_to_beacons_once() {
+    start(&[]);
+    assert!(track_marked("content", "read"));
+    assert!(track_marked("content", "shared"));
+    js("window.dispatchEvent(new Event('pagehide'))");
+    assert_eq!(queued_events(), 0, "beaconed at once");
+    let summary = flush_summary().await;
+    assert_eq!(
+        get(&summary, "batches").as_f64(),
+        Some(0.0),
+        "not sent again"
+    );
+
+    assert!(track_marked("content", "viewed"));
+    js(
+        "Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' })",
+    );
+    js("Object.defineProperty(document, 'hidden', { configurable: true, get: () => true })");
+    js("document.dispatchEvent(new Event('visibilitychange'))");
+    js("delete document.visibilityState; delete document.hidden");
+    assert_eq!(
+        queued_events(),
+        0,
+        "beaconed when the tab went to the background"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn pending_consent_sends_on_grant_and_denial_forgets() {
+    local_storage().clear().unwrap();
+    let on_batch = recorder("consentBatches");
+    start(&[
+        ("storage", "localStorage".into()),
+        ("consent", "pending".into()),
+        ("onBatch", on_batch),
+    ]);
+    assert!(track_marked("search", "submitted"));
+    sleep(50).await;
+    let summary = flush_summary().await;
+    assert_eq!(
+        get(&summary, "batches").as_f64(),
+        Some(0.0),
+        "nothing sent while pending"
+    );
+    assert_eq!(queued_events(), 1, "held while pending");
+    assert_eq!(
+        local_storage().length().unwrap(),
+        0,
+        "nothing written to the device"
+    );
+    set_consent("granted").unwrap();
+    drained("delivery on grant").await;
+    assert_eq!(accepted("consentBatches"), 1);
+    let identity_key = format!("pf_{}", client_key());
+    assert!(local_storage().get_item(&identity_key).unwrap().is_some());
+
+    set_consent("denied").unwrap();
+    assert!(!track_marked("search", "submitted"), "nothing recorded");
+    assert_eq!(
+        local_storage().get_item(&identity_key).unwrap(),
+        None,
+        "identity forgotten"
+    );
+    assert!(set_consent("maybe").is_err());
+}
+
+#[wasm_bindgen_test]
+async fn global_privacy_control_is_respected_when_asked() {
+    js(
+        "Object.defineProperty(navigator, 'globalPrivacyControl', { configurable: true, get: () => true })",
+    );
+    start(&[("respectDoNotTrack", true.into())]);
+    assert!(!track_marked("instrument", "viewed"));
+    set_consent("granted").unwrap();
+    assert!(
+        !track_marked("instrument", "viewed"),
+        "the browser's signal wins"
+    );
+    assert_eq!(flush_counts().await, (0, 0, 0), "and nothing is sent");
+    start(&[]);
+    assert!(track_marked("instrument", "viewed"), "off unless asked");
+    js("delete navigator.globalPrivacyControl");
+    assert_eq!(flush_counts().await, (1, 0, 0));
+}
+
+#[wasm_bindgen_test]
+fn errors_reach_on_error() {
+    let on_error = recorder("errors");
+    start(&[
+        ("onError", on_error),
+        ("maxQueuedEvents", 20.into()),
+        ("maxEvents", 20.into()),
+    ]);
+    assert!(!track(
+        "Bad Name".into(),
+        "viewed".into(),
+        JsValue::UNDEFINED
+    ));
+    for _ in 0..21 {
+        track("page".into(), "viewed".into(), JsValue::UNDEFINED);
     }
+    let errors = js_sys::Array::from(&js("window.errors"));
+    let codes: Vec<String> = errors
+        .iter()
+        .map(|e| get(&e, "code").as_string().unwrap())
+        .collect();
+    assert_eq!(codes, ["invalid_event", "queue_full"]);
+    assert!(
+        Reflect::get(&errors.get(0), &"message".into())
+            .unwrap()
+            .as_string()
+            .unwrap()
+            .contains("eventType")
+    );
+    // A fresh tracker with nothing queued, so the next test starts clean.
+    start(&[]);
 }

@@ -29,8 +29,19 @@ pub(crate) struct Ingest {
 
 impl Ingest {
     pub(crate) fn start(data_dir: &Path, listen: &str) -> anyhow::Result<Ingest> {
+        Ingest::start_with(data_dir, listen, &[])
+    }
+
+    /// Starts ingest with extra `serve` flags.
+    pub(crate) fn start_with(
+        data_dir: &Path,
+        listen: &str,
+        flags: &[&str],
+    ) -> anyhow::Result<Ingest> {
         let dir = data_dir.to_str().context("non-UTF-8 data dir")?;
-        let mut child = cmd(binary(), &["serve", "--listen", listen, "--data-dir", dir])
+        let mut args = vec!["serve", "--listen", listen, "--data-dir", dir];
+        args.extend_from_slice(flags);
+        let mut child = cmd(binary(), &args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

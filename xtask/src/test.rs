@@ -9,9 +9,10 @@ use crate::cmd::{cargo_bin, cmd, root, run};
 use crate::ingest::{self, Ingest};
 use crate::install;
 
-/// Events each browser's run of `tracker-wasm/tests/web.rs` stores: three in
-/// `a_batch_reaches_ingest_and_is_stored`, two in `a_full_batch_is_sent_without_waiting_for_the_timer`.
-const EVENTS_PER_BROWSER_RUN: usize = 5;
+/// Events each browser's run of `tracker-wasm/tests/` stores with its run marker in
+/// `event_meta.run`: 16 from `web.rs` (the 429 test sends to the rate-limited ingest), 4 from
+/// `autocapture.rs` (page views carry the marker in their path instead).
+const EVENTS_PER_BROWSER_RUN: usize = 20;
 
 pub(crate) fn all() -> anyhow::Result<()> {
     install::for_tests()?;
@@ -91,6 +92,15 @@ fn browser_unit_tests() -> anyhow::Result<()> {
     ingest::add_tenant(&data_dir, client_key)?;
     let server = Ingest::start(&data_dir, "127.0.0.1:0")?;
     let endpoint = format!("{}/v1/events", server.url);
+    // A second ingest that allows a burst of two events, then one a second: the 429 test.
+    let limited_dir = scratch_dir("wasm-test-limited")?;
+    ingest::add_tenant(&limited_dir, client_key)?;
+    let limited = Ingest::start_with(
+        &limited_dir,
+        "127.0.0.1:0",
+        &["--rate-limit", "1", "--rate-burst", "2"],
+    )?;
+    let limited_endpoint = format!("{}/v1/events", limited.url);
     let run_id = format!("run-{}", std::process::id());
     let geckodriver = cargo_bin().join("geckodriver");
     let browsers: [(&str, &[&str]); 2] = [
@@ -113,13 +123,22 @@ fn browser_unit_tests() -> anyhow::Result<()> {
         let marker = format!("{run_id}-{name}");
         run(wasm_pack(&args)
             .env("PF_TEST_ENDPOINT", &endpoint)
+            .env("PF_TEST_LIMITED_ENDPOINT", &limited_endpoint)
             .env("PF_TEST_CLIENT_KEY", client_key)
             .env("PF_TEST_RUN", &marker))?;
         let needle = format!("\"run\":\"{marker}\"");
-        let stored = ingest::events(&data_dir, client_key)?
-            .iter()
-            .filter(|e| e.contains(&needle))
-            .count();
+        // Beacons from the last test may still be on their way: wait for them, a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let stored = loop {
+            let stored = ingest::events(&data_dir, client_key)?
+                .iter()
+                .filter(|e| e.contains(&needle))
+                .count();
+            if stored >= EVENTS_PER_BROWSER_RUN || std::time::Instant::now() > deadline {
+                break stored;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
         if stored != EVENTS_PER_BROWSER_RUN {
             bail!(
                 "{name}: ingest stored {stored} of the {EVENTS_PER_BROWSER_RUN} events the browser tests sent"
@@ -127,8 +146,9 @@ fn browser_unit_tests() -> anyhow::Result<()> {
         }
         eprintln!("{name}: ingest stored all {stored} events the browser tests sent");
     }
-    drop(server);
+    drop((server, limited));
     let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_dir_all(&limited_dir);
     Ok(())
 }
 

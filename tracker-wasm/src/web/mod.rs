@@ -69,6 +69,9 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    /// The latest flush; each flush starts when the one before it has finished, so one batch
+    /// at a time is in flight and `await flush()` means everything queued before it was tried.
+    static LAST_FLUSH: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
 }
 
 fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
@@ -305,9 +308,7 @@ pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
     }
     persist_soon();
     if full {
-        wasm_bindgen_futures::spawn_local(async {
-            flush().await;
-        });
+        wake();
     } else {
         with_state(schedule);
     }
@@ -408,15 +409,26 @@ fn online() -> bool {
 
 /// Sends soon whatever is waiting: after coming online, consent, or adopting a queue.
 fn wake() {
-    wasm_bindgen_futures::spawn_local(async {
-        flush().await;
+    let _ = flush();
+}
+
+/// Starts a flush after the ones already started; resolves with its [`Summary`] as JS.
+pub(crate) fn flush() -> js_sys::Promise {
+    let previous = LAST_FLUSH.with(|l| l.borrow_mut().take());
+    let this = wasm_bindgen_futures::future_to_promise(async move {
+        if let Some(previous) = previous {
+            let _ = wasm_bindgen_futures::JsFuture::from(previous).await;
+        }
+        Ok(send_queued().await.to_js())
     });
+    LAST_FLUSH.with(|l| *l.borrow_mut() = Some(this.clone()));
+    this
 }
 
 /// Sends everything queued, batch by batch. A batch that cannot be delivered now goes back to
 /// the front of the queue and waits for the next timer, so one flush never loops on failure.
 /// While the browser is offline nothing is sent; the `online` event starts a flush.
-pub(crate) async fn flush() -> Summary {
+async fn send_queued() -> Summary {
     let mut total = Summary::default();
     let mut delivered_any = false;
     while online() {
@@ -541,9 +553,7 @@ fn schedule(state: &mut State) {
     };
     let callback = Closure::once_into_js(|| {
         with_state(|s| s.timer = None);
-        wasm_bindgen_futures::spawn_local(async {
-            flush().await;
-        });
+        wake();
     });
     let delay = state.tracker.next_send_in_ms().min(i32::MAX as u64) as i32;
     state.timer = window

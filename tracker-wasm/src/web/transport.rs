@@ -52,6 +52,9 @@ pub(crate) async fn send(endpoint: &str, body: &str) -> Answer {
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
     keepalive(&init, body.len() < BEACON_BYTES);
+    if let Some(signal) = timeout_signal() {
+        let _ = Reflect::set(&init, &"signal".into(), &signal);
+    }
     let Ok(response) = JsFuture::from(window.fetch_with_str_and_init(endpoint, &init)).await else {
         return failed;
     };
@@ -74,6 +77,18 @@ pub(crate) async fn send(endpoint: &str, body: &str) -> Answer {
         body: text,
         retry_after_ms,
     }
+}
+
+/// How long a send may take before it counts as failed (and is retried), so a hung
+/// connection never stalls delivery.
+const SEND_TIMEOUT_MS: u32 = 30_000;
+
+/// `AbortSignal.timeout(SEND_TIMEOUT_MS)`, where the browser has it.
+fn timeout_signal() -> Option<JsValue> {
+    let class = Reflect::get(&js_sys::global(), &"AbortSignal".into()).ok()?;
+    let timeout = Reflect::get(&class, &"timeout".into()).ok()?;
+    let timeout = timeout.dyn_ref::<js_sys::Function>()?;
+    timeout.call1(&class, &SEND_TIMEOUT_MS.into()).ok()
 }
 
 /// `RequestInit.keepalive`, which web-sys does not expose.
