@@ -31,9 +31,7 @@ function onBatch(result) {
   log(text, result.retrying || result.dropped ? "error" : "stored");
 }
 
-// Calls made before init() has loaded the wasm are queued and keep their timestamps.
-record("page", "viewed", { eventMeta: { page: location.pathname } });
-
+// The page view is recorded by the tracker itself (autocapture), as are SPA route changes.
 init({ clientKey, endpoint, clientRef: "demo-user-1", flushIntervalMs: 1500, onBatch })
   .then(() => {
     $("status").textContent = `ready · sending to ${endpoint}`;

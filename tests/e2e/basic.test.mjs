@@ -52,7 +52,8 @@ test("clicks become stored, pseudonymised events", async () => {
   assert.ok(!users.has("demo-user-1"), "client_ref is stored only as a pseudonym");
   assert.match([...users][0], /^[0-9a-f]{32}$/);
   assert.equal(new Set(events.map((e) => e.channel_meta.session_id)).size, 1);
-  // The page view was tracked before the wasm loaded and keeps that earlier time.
+  // The page view was recorded by autocapture, with the page's path.
+  assert.equal(events[0].event_meta.path, "/examples/basic/");
   assert.ok(Date.parse(events[0].created_at) <= Date.parse(events[1].created_at));
   assert.deepEqual(page.errors, []);
   await page.close();

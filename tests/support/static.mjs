@@ -14,7 +14,7 @@ const TYPES = {
   ".wasm": "application/wasm",
   ".json": "application/json",
 };
-const SERVED = ["examples/", "js-wrapper/"];
+const SERVED = ["examples/", "js-wrapper/", "tests/e2e/fixtures/"];
 
 export async function startStatic() {
   const server = createServer(async (req, res) => {

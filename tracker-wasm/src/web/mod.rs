@@ -512,11 +512,12 @@ async fn send_queued() -> Summary {
 }
 
 /// The page is going away or to the background: hand everything queued to `sendBeacon` in
-/// chunks of at most 64 KiB, and store what the browser would not take. Offline, nothing is
-/// beaconed (it would be lost); the stored queue goes out on the next page.
+/// chunks of at most 64 KiB, and store what the browser would not take. A beacon's answer is
+/// never seen, so nothing is beaconed while offline or while ingest is failing (backing off):
+/// it would be lost, whereas the stored queue goes out from the next page.
 fn send_beacons() {
     let sendable = with_state(|s| {
-        if !online() {
+        if !online() || s.tracker.backing_off() {
             persist(s);
             return Vec::new();
         }
