@@ -249,8 +249,10 @@ async fn a_closed_tabs_queue_is_adopted_once_and_a_live_tabs_is_left_alone() {
         Some(first_line.as_str()),
         "the live tab's queue is untouched"
     );
-    js("window.releaseLiveTab()");
+    // Its queue gone first, so that when it "closes" this page (waiting for its lock) finds
+    // nothing to adopt.
     local_storage().remove_item(&live).unwrap();
+    js("window.releaseLiveTab()");
 }
 
 #[wasm_bindgen_test]

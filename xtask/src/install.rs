@@ -103,13 +103,18 @@ fn apt() -> anyhow::Result<()> {
 
 /// `npm ci` when `node_modules` does not match `package-lock.json` (a stamp remembers).
 fn npm() -> anyhow::Result<()> {
-    let lock =
-        std::fs::read(root().join("package-lock.json")).context("package-lock.json is missing")?;
-    let stamp = root().join("node_modules/.xtask-installed-lock");
+    npm_ci(&root())
+}
+
+/// `npm ci` in `dir` when its `node_modules` does not match its `package-lock.json`.
+pub(crate) fn npm_ci(dir: &std::path::Path) -> anyhow::Result<()> {
+    let lock = std::fs::read(dir.join("package-lock.json"))
+        .with_context(|| format!("{}/package-lock.json is missing", dir.display()))?;
+    let stamp = dir.join("node_modules/.xtask-installed-lock");
     if std::fs::read(&stamp).ok().as_deref() == Some(&lock[..]) {
         return Ok(());
     }
-    run(&mut cmd("npm", &["ci", "--no-audit", "--no-fund"]))?;
+    run(cmd("npm", &["ci", "--no-audit", "--no-fund"]).current_dir(dir))?;
     std::fs::write(&stamp, &lock)?;
     Ok(())
 }

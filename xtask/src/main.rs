@@ -4,8 +4,9 @@
 //! - `test`: install what is missing, then run every check and test (`.ci/run` calls this).
 //! - `build-wasm`: build the optimised tracker package and the npm wrapper; print sizes.
 //! - `gen-types`: write the wrapper's wire-format TypeScript types from the `schema` crate.
-//! - `bench ingest|datasets`: measure ingest against its baselines, or the datasets engine
-//!   and query API against their targets; the reports go to `target/bench/`.
+//! - `bench ingest|datasets|tracker`: measure ingest against its baselines, the datasets
+//!   engine and query API against their targets, or the browser package beside the peer
+//!   trackers; the reports go to `target/bench/`.
 
 mod build;
 mod cmd;
@@ -16,6 +17,7 @@ mod test;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -55,6 +57,29 @@ enum Bench {
     /// The datasets engine on 1 M synthetic events, materialisation, and query latency
     /// under concurrent ingest.
     Datasets,
+    /// Bytes a page loads and `track()` main-thread cost in headless Chromium, beside the
+    /// peer trackers from npm.
+    Tracker,
+}
+
+/// Builds the optimised package, installs the peer trackers (once), and runs the
+/// measurement in `bench/tracker/run.mjs`.
+fn tracker_bench() -> anyhow::Result<()> {
+    install::for_tests()?;
+    let sizes = build::package()?;
+    eprintln!("browser package:\n{sizes}");
+    let bench = cmd::root().join("bench/tracker");
+    install::npm_ci(&bench)?;
+    let report = cmd::root().join("target/bench/tracker.md");
+    cmd::run(&mut cmd::cmd(
+        "node",
+        &[
+            "bench/tracker/run.mjs",
+            report.to_str().context("non-UTF-8 path")?,
+        ],
+    ))?;
+    eprintln!("\nreport written to {}", report.display());
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             let bench = match what {
                 Bench::Ingest => "throughput",
                 Bench::Datasets => "datasets",
+                Bench::Tracker => return tracker_bench(),
             };
             cmd::run(&mut cmd::cmd(
                 "cargo",

@@ -71,7 +71,6 @@ fn schema_has_no_io_dependencies() {
                 "wasm-bindgen",
                 "web-sys",
                 "js-sys",
-                "gloo-net",
             ],
         );
     }
@@ -169,11 +168,7 @@ fn tracker_never_depends_on_tokio_or_axum() {
 
 #[test]
 fn ingest_never_depends_on_browser_crates() {
-    assert_none_of(
-        "ingest",
-        None,
-        &["web-sys", "js-sys", "wasm-bindgen", "gloo-net"],
-    );
+    assert_none_of("ingest", None, &["web-sys", "js-sys", "wasm-bindgen"]);
 }
 
 #[test]

@@ -109,6 +109,12 @@ pub(crate) fn install_listeners() {
         with_state(|s| visibility_changed(s, hidden));
     });
     listen(&window, "online", false, |_| wake());
+    listen(&window, "storage", false, |event| {
+        let key = js_sys::Reflect::get(&event, &"key".into()).ok();
+        if let Some(key) = key.and_then(|k| k.as_string()) {
+            super::storage_changed(&key);
+        }
+    });
     listen(&window, "popstate", false, |_| page_view(false));
     listen(&window, "hashchange", false, |_| page_view(false));
     listen(&doc, "click", true, |event| {

@@ -62,6 +62,8 @@ struct State {
     on_batch: Option<Function>,
     on_error: Option<Function>,
     persist_scheduled: bool,
+    /// A full batch asked for a flush that has not started yet: more full batches need none.
+    send_requested: bool,
     /// Queue drops already reported to `onError`.
     drops_reported: u64,
     autocapture: autocapture::Autocapture,
@@ -137,6 +139,7 @@ pub(crate) fn init(options: options::Options) {
             on_batch,
             on_error,
             persist_scheduled: false,
+            send_requested: false,
             drops_reported: 0,
             autocapture: autocapture::Autocapture::new(switches),
         })
@@ -174,22 +177,27 @@ pub(crate) fn init(options: options::Options) {
     persist_soon();
 }
 
-/// Takes over the queues of closed tabs (see [`storage`]).
+/// Takes over the queues of closed tabs, now or when they close (see [`storage`]).
 fn adopt_orphans(client_key: &str) {
-    let generation = current_generation();
-    storage::adopt_orphans(client_key, move |record| {
+    storage::adopt_orphans(client_key, |record| {
         let adopted = with_state(|s| {
-            if Some(s.generation) != generation {
-                return false;
-            }
             s.tracker.adopt(record);
             persist(s);
-            true
         });
-        if adopted == Some(true) {
+        if adopted.is_some() {
             wake();
         }
     });
+}
+
+/// Another tab wrote to storage: if it is a queue this page does not know yet, wait for it.
+pub(crate) fn storage_changed(key: &str) {
+    let client_key = with_state(|s| s.tracker.config().client_key.clone());
+    if let Some(client_key) = client_key {
+        if key.starts_with(&Store::queue_prefix(&client_key)) {
+            adopt_orphans(&client_key);
+        }
+    }
 }
 
 pub(crate) fn is_initialised() -> bool {
@@ -286,7 +294,11 @@ pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
                 s.tracker.merge_identity(&stored);
             }
         }
-        let result = s.tracker.track(input);
+        let result = s.tracker.track(input).map(|full| {
+            let send = full && !s.send_requested;
+            s.send_requested |= send;
+            send
+        });
         let dropped = s.tracker.queue().dropped() - s.drops_reported;
         s.drops_reported += dropped;
         (result, dropped)
@@ -302,12 +314,12 @@ pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
             dropped as u32,
         );
     }
-    let full = result?;
+    let send_now = result?;
     if debug() {
         log(&format!("queued {}.{}", input.event_type, input.action));
     }
     persist_soon();
-    if full {
+    if send_now {
         wake();
     } else {
         with_state(schedule);
@@ -331,15 +343,26 @@ fn report_error(code: &str, message: &str, status: Option<u16>, events: u32) {
     }
 }
 
-/// Writes identity and queue to storage at the end of the current task, once however many
-/// events were tracked in it.
+/// How long changes wait before they are written to storage, so a burst of events costs one
+/// write. Leaving or hiding the page writes at once, so only a crash of the browser itself
+/// can lose that much; what was sent and is written again as unsent is deduplicated by ingest.
+const PERSIST_DELAY_MS: i32 = 300;
+
+/// Writes identity and queue to storage shortly, once however many changes come meanwhile.
 fn persist_soon() {
-    let first = with_state(|s| !std::mem::replace(&mut s.persist_scheduled, true));
-    if first == Some(true) {
-        let callback = Closure::once_into_js(persist_now);
-        if let Some(w) = web_sys::window() {
-            w.queue_microtask(callback.unchecked_ref());
-        }
+    with_state(persist_later);
+}
+
+fn persist_later(s: &mut State) {
+    if std::mem::replace(&mut s.persist_scheduled, true) {
+        return;
+    }
+    let callback = Closure::once_into_js(persist_now);
+    if let Some(w) = web_sys::window() {
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(
+            callback.unchecked_ref(),
+            PERSIST_DELAY_MS,
+        );
     }
 }
 
@@ -429,6 +452,7 @@ pub(crate) fn flush() -> js_sys::Promise {
 /// the front of the queue and waits for the next timer, so one flush never loops on failure.
 /// While the browser is offline nothing is sent; the `online` event starts a flush.
 async fn send_queued() -> Summary {
+    with_state(|s| s.send_requested = false);
     let mut total = Summary::default();
     let mut delivered_any = false;
     while online() {
@@ -440,11 +464,8 @@ async fn send_queued() -> Summary {
             }
             let endpoint = s.tracker.config().endpoint.clone();
             let generation = s.generation;
-            let batch = s.tracker.next_batch();
-            if batch.is_some() {
-                persist(s);
-            }
-            batch.map(|b| (b, endpoint, generation))
+            // Taking a batch leaves the stored queue as it was: in-flight events stay in it.
+            s.tracker.next_batch().map(|b| (b, endpoint, generation))
         });
         let Some(Some((batch, endpoint, generation))) = next else {
             break;
@@ -463,7 +484,7 @@ async fn send_queued() -> Summary {
                 let delivery = s
                     .tracker
                     .settle(batch.id, answer.status, answer.retry_after_ms);
-                persist(s);
+                persist_later(s);
                 (delivery, s.on_batch.clone())
             })
         });

@@ -3,9 +3,10 @@
 //! The identity line (visitor id, session, user id) is one key every tab of the site reads and
 //! writes. Queues are per tab: `pf_<clientKey>_q_<tab>`, written only by the tab that holds the
 //! Web Lock of the same name. A tab keeps its tab id in `sessionStorage`, so a reload finds its
-//! own queue again; a tab that closes releases its lock, and the next tab to look adopts the
-//! queue it left under that lock and deletes it, so no two tabs ever send the same stored
-//! event. Without Web Locks (an insecure context), each tab keeps to its own queue.
+//! own queue again. Every tab waits for the locks of the other tabs' queues it sees; a tab
+//! that closes releases its lock, one waiting tab is granted it, adopts the queue left behind
+//! and deletes it under that lock, so no two tabs ever send the same stored event. Without Web
+//! Locks (an insecure context), each tab keeps to its own queue.
 
 use std::cell::RefCell;
 
@@ -142,6 +143,8 @@ struct Held {
 
 thread_local! {
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+    /// Other tabs' queue keys whose lock this page is waiting for.
+    static WAITING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `navigator.locks`, where the browser has it (secure contexts only).
@@ -151,14 +154,20 @@ fn locks() -> Option<JsValue> {
     (!locks.is_undefined()).then_some(locks)
 }
 
-/// Calls `navigator.locks.request(name, { ifAvailable: true }, callback)`; the callback gets
-/// the lock or `null`, and the lock is held until the promise it returns settles.
-fn request_lock(locks: &JsValue, name: &str, callback: impl FnOnce(bool) -> JsValue + 'static) {
+/// Calls `navigator.locks.request(name, { ifAvailable }, callback)`; the callback gets the
+/// lock, or (only with `if_available`) `null` when another page holds it. The lock is held
+/// until the promise the callback returns settles.
+fn request_lock(
+    locks: &JsValue,
+    name: &str,
+    if_available: bool,
+    callback: impl FnOnce(bool) -> JsValue + 'static,
+) {
     let Ok(request) = Reflect::get(locks, &"request".into()) else {
         return;
     };
     let options = Object::new();
-    let _ = Reflect::set(&options, &"ifAvailable".into(), &true.into());
+    let _ = Reflect::set(&options, &"ifAvailable".into(), &if_available.into());
     let callback = Closure::once_into_js(move |lock: JsValue| callback(!lock.is_null()));
     if let Ok(request) = request.dyn_into::<Function>() {
         let _ = request.call3(locks, &name.into(), &options, &callback);
@@ -211,7 +220,7 @@ fn try_tab(
     let key = [prefix.as_str(), &tab].concat();
     let name = key.clone();
     let locks2 = locks.clone();
-    request_lock(&locks, &name, move |granted| {
+    request_lock(&locks, &name, true, move |granted| {
         if !granted {
             // Another page holds this tab id: a duplicated tab. A new random id is free.
             if !fresh {
@@ -237,30 +246,37 @@ fn try_tab(
     });
 }
 
-/// Looks for queues other tabs left behind (their lock is free) and hands each to `adopt`,
-/// under that queue's lock, then deletes it. `adopt` must store what it took before returning.
+/// Takes over the queues of other tabs once they are gone. For every other tab's queue key in
+/// storage, this page asks for that tab's lock and waits: the browser grants it at once if the
+/// tab has closed, or the moment it closes. Then, under the lock, `adopt` takes the events (and
+/// must store them before returning) and the key is deleted. Keys already waited on are
+/// skipped, so this can run as often as storage changes.
 pub(crate) fn adopt_orphans(client_key: &str, adopt: impl Fn(&str) + Clone + 'static) {
     let (Some(locks), Some(local)) = (locks(), local_storage()) else {
         return;
     };
     let prefix = Store::queue_prefix(client_key);
     let own = HELD.with(|h| h.borrow().as_ref().map(|h| h.key.clone()));
+    if own.is_none() {
+        return;
+    }
     let len = local.length().unwrap_or(0);
     let keys: Vec<String> = (0..len)
         .filter_map(|i| local.key(i).ok().flatten())
         .filter(|k| k.starts_with(&prefix) && Some(k) != own.as_ref())
+        .filter(|k| WAITING.with(|w| !w.borrow().contains(k)))
         .collect();
     for key in keys {
+        WAITING.with(|w| w.borrow_mut().push(key.clone()));
         let adopt = adopt.clone();
         let name = key.clone();
-        request_lock(&locks, &name, move |granted| {
-            if granted {
-                if let Some(local) = local_storage() {
-                    if let Ok(Some(record)) = local.get_item(&key) {
-                        adopt(&record);
-                    }
-                    let _ = local.remove_item(&key);
+        request_lock(&locks, &name, false, move |_| {
+            WAITING.with(|w| w.borrow_mut().retain(|k| *k != key));
+            if let Some(local) = local_storage() {
+                if let Ok(Some(record)) = local.get_item(&key) {
+                    adopt(&record);
                 }
+                let _ = local.remove_item(&key);
             }
             JsValue::UNDEFINED
         });
