@@ -16,16 +16,21 @@ const TYPES = {
 };
 const SERVED = ["examples/", "js-wrapper/", "tests/e2e/fixtures/"];
 
-export async function startStatic() {
+/**
+ * Serves the repository's example and package folders, or with `dir` everything under that
+ * directory (a built app).
+ */
+export async function startStatic({ dir } = {}) {
+  const base = dir ?? root;
   const server = createServer(async (req, res) => {
     let path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^\/+/, "");
     if (path.endsWith("/") || path === "") path += "index.html";
-    if (!SERVED.some((p) => path.startsWith(p))) {
+    if (path.startsWith("..") || (!dir && !SERVED.some((p) => path.startsWith(p)))) {
       res.writeHead(404).end();
       return;
     }
     try {
-      const body = await readFile(join(root, path));
+      const body = await readFile(join(base, path));
       res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
     } catch {
       res.writeHead(404).end();
