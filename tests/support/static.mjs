@@ -14,7 +14,7 @@ const TYPES = {
   ".wasm": "application/wasm",
   ".json": "application/json",
 };
-const SERVED = ["examples/", "js-wrapper/", "tests/e2e/fixtures/"];
+const SERVED = ["examples/", "js-wrapper/", "tests/e2e/fixtures/", "target/e2e-pages/"];
 
 /**
  * Serves the repository's example and package folders, or with `dir` everything under that

@@ -80,6 +80,13 @@ fn sizes() -> anyhow::Result<String> {
         "  total: {total} bytes, {total_gz} gzip ({:.1} KiB)\n",
         total_gz as f64 / 1024.0
     ));
+    let script = root().join("js-wrapper/dist/personafin.js");
+    let raw = std::fs::read(&script).context("js-wrapper/dist/personafin.js was not built")?;
+    report.push_str(&format!(
+        "  script-tag build, wasm inlined (js-wrapper/dist/personafin.js): {} bytes, {} gzip\n",
+        raw.len(),
+        gzip_len(&raw)?
+    ));
     Ok(report)
 }
 
