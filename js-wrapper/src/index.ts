@@ -49,6 +49,16 @@ export interface TrackerConfig {
   consent?: Consent;
   /** What is recorded without code: `false` turns all of it off. */
   autocapture?: boolean | AutocaptureSwitches;
+  /**
+   * On a host page: origins of embedded iframe components (e.g. `"https://widgets.example.com"`)
+   * that may ask for this visitor's session and user id, so their events join this session.
+   */
+  iframeOrigins?: string[];
+  /**
+   * In an iframe component: origins of the host pages whose session and user id it takes.
+   * Events are held (at most 1.5 s) until the host answers; messages from other origins are ignored.
+   */
+  hostOrigins?: string[];
   /** Told about each batch once ingest has answered (or could not be reached). */
   onBatch?: (result: FlushResult) => void;
   /** Told about what the page cannot see from a return value: refused batches, queue overflow, bad attributes. */

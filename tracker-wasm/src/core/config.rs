@@ -10,6 +10,8 @@ pub enum Value {
     Str(String),
     Num(f64),
     Bool(bool),
+    /// An array; its items as values.
+    List(Vec<Value>),
     /// `null` or `undefined`: the key's default.
     Absent,
     /// Anything else, by its JS type name, for the error message.
@@ -86,11 +88,16 @@ pub struct Config {
     pub respect_do_not_track: bool,
     pub consent: Consent,
     pub autocapture: Autocapture,
+    /// On a host page: the origins of embedded iframes (our components) that may ask for the
+    /// visitor's session and user id.
+    pub iframe_origins: Vec<String>,
+    /// In an iframe component: the origins of host pages whose session and user id it adopts.
+    pub host_origins: Vec<String>,
 }
 
 /// Every key `init()` accepts, in the order the docs list them. `autocapture` takes `true`,
 /// `false` or an object of the `autocapture.*` switches.
-pub const KNOWN_KEYS: [&str; 15] = [
+pub const KNOWN_KEYS: [&str; 17] = [
     "clientKey",
     "endpoint",
     "clientRef",
@@ -106,6 +113,8 @@ pub const KNOWN_KEYS: [&str; 15] = [
     "onError",
     "onBatch",
     "autocapture",
+    "iframeOrigins",
+    "hostOrigins",
 ];
 
 /// The switches an `autocapture` object may hold.
@@ -144,6 +153,8 @@ impl Default for Config {
                 data_attributes: true,
                 impressions: true,
             },
+            iframe_origins: Vec::new(),
+            host_origins: Vec::new(),
         }
     }
 }
@@ -195,6 +206,8 @@ impl Config {
                 "autocapture.pageViews" => c.autocapture.page_views = boolean(k, v)?,
                 "autocapture.dataAttributes" => c.autocapture.data_attributes = boolean(k, v)?,
                 "autocapture.impressions" => c.autocapture.impressions = boolean(k, v)?,
+                "iframeOrigins" => c.iframe_origins = origins(k, v)?,
+                "hostOrigins" => c.host_origins = origins(k, v)?,
                 // Callbacks, read by the browser glue.
                 "onError" | "onBatch" => {}
                 _ => return Err(unknown_key(k)),
@@ -254,6 +267,7 @@ fn type_error(key: &str, expected: &str, v: &Value) -> ConfigError {
         Value::Str(_) => "a string",
         Value::Num(_) => "a number",
         Value::Bool(_) => "a boolean",
+        Value::List(_) => "an array",
         Value::Absent => "nothing",
         Value::Other(t) => t,
     };
@@ -269,6 +283,38 @@ fn string(key: &str, v: &Value) -> Result<String, ConfigError> {
         Value::Str(s) => Ok(s.clone()),
         _ => Err(type_error(key, "a string", v)),
     }
+}
+
+/// A list of origins such as `https://app.example.com`: scheme, host and optional port, no
+/// path, because `postMessage` compares exactly that.
+fn origins(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
+    let Value::List(items) = v else {
+        return Err(type_error(key, "an array of origins", v));
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Str(o) if is_origin(o) => Ok(o.clone()),
+            Value::Str(o) => Err(ConfigError(
+                [
+                    "`",
+                    key,
+                    "` holds origins like 'https://app.example.com' (no path, no trailing slash), not '",
+                    o,
+                    "'",
+                ]
+                .concat(),
+            )),
+            other => Err(type_error(key, "an array of origin strings", other)),
+        })
+        .collect()
+}
+
+fn is_origin(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    rest.is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#', ' ']))
 }
 
 fn boolean(key: &str, v: &Value) -> Result<bool, ConfigError> {
@@ -335,8 +381,18 @@ mod tests {
             ("autocapture", Value::Bool(false)),
             ("autocapture.impressions", Value::Bool(true)),
             ("onError", Value::Absent),
+            (
+                "iframeOrigins",
+                Value::List(vec![Value::Str("https://widgets.example".into())]),
+            ),
+            (
+                "hostOrigins",
+                Value::List(vec![Value::Str("http://127.0.0.1:8080".into())]),
+            ),
         ]))
         .unwrap();
+        assert_eq!(c.iframe_origins, ["https://widgets.example"]);
+        assert_eq!(c.host_origins, ["http://127.0.0.1:8080"]);
         assert_eq!(c.client_ref.as_deref(), Some("user-42"));
         assert_eq!(c.storage, Storage::Cookie);
         assert_eq!(
@@ -374,7 +430,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_naming_the_key() {
-        let cases: [(&str, Value); 12] = [
+        let cases: [(&str, Value); 15] = [
+            ("iframeOrigins", Value::Str("https://a.example".into())),
+            (
+                "iframeOrigins",
+                Value::List(vec![Value::Str("https://a.example/".into())]),
+            ),
+            ("hostOrigins", Value::List(vec![Value::Num(1.0)])),
             ("endpoint", Value::Str("/v1/events".into())),
             ("clientKey", Value::Str(String::new())),
             ("clientKey", Value::Num(3.0)),

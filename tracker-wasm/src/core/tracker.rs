@@ -265,6 +265,30 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         self.identity_changed = true;
     }
 
+    /// Takes the visitor, session and user id of the host page this tracker is embedded in
+    /// (an iframe component), so its events join the host's session.
+    pub fn adopt_host(
+        &mut self,
+        visitor_id: &str,
+        session_id: &str,
+        client_ref: Option<&str>,
+    ) -> Result<(), TrackError> {
+        let invalid = |e: schema::EventError| TrackError::Invalid(e.to_string());
+        schema::check_id(visitor_id, "visitorId").map_err(invalid)?;
+        schema::check_id(session_id, "sessionId").map_err(invalid)?;
+        if let Some(r) = client_ref {
+            schema::check_id(r, "clientRef").map_err(invalid)?;
+        }
+        self.identity = Identity {
+            visitor_id: visitor_id.to_owned(),
+            session: Session::new(session_id.to_owned(), self.clock.now_ms()),
+            client_ref: client_ref.map(str::to_owned),
+        };
+        self.config.client_ref = self.identity.client_ref.clone();
+        self.identity_changed = true;
+        Ok(())
+    }
+
     /// Changes consent; returns how many unsent events a denial discarded. Under Do Not Track
     /// nothing changes.
     pub fn set_consent(&mut self, consent: Consent) -> usize {
@@ -857,5 +881,19 @@ mod tests {
             in_flight.count + beacons[1..].iter().map(|b| b.count).sum::<usize>(),
             "what a beacon took is no longer stored"
         );
+    }
+
+    #[test]
+    fn an_iframe_takes_its_hosts_identity_and_refuses_a_malformed_one() {
+        let (mut t, _) = tracker(test_config());
+        t.adopt_host("host-visitor", "host-session", Some("user-9"))
+            .unwrap();
+        t.track(&plain()).unwrap();
+        let event = &events_of(&t.next_batch().unwrap())[0];
+        assert_eq!(event.channel_meta.session_id, "host-session");
+        assert_eq!(event.channel_meta.client_ref.as_deref(), Some("user-9"));
+        let e = t.adopt_host("v", "has space", None).unwrap_err();
+        assert!(e.to_string().contains("sessionId"), "{e}");
+        assert_eq!(t.session_id(), "host-session", "unchanged by a bad message");
     }
 }

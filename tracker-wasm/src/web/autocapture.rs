@@ -109,6 +109,11 @@ pub(crate) fn install_listeners() {
         with_state(|s| visibility_changed(s, hidden));
     });
     listen(&window, "online", false, |_| wake());
+    listen(&window, "message", false, |event| {
+        if let Ok(event) = event.dyn_into::<web_sys::MessageEvent>() {
+            super::bridge::received(&event);
+        }
+    });
     listen(&window, "storage", false, |event| {
         let key = js_sys::Reflect::get(&event, &"key".into()).ok();
         if let Some(key) = key.and_then(|k| k.as_string()) {

@@ -7,6 +7,7 @@
 //! into the tracker.
 
 mod autocapture;
+mod bridge;
 mod options;
 mod storage;
 mod transport;
@@ -67,6 +68,7 @@ struct State {
     /// Queue drops already reported to `onError`.
     drops_reported: u64,
     autocapture: autocapture::Autocapture,
+    bridge: bridge::Bridge,
 }
 
 thread_local! {
@@ -142,6 +144,7 @@ pub(crate) fn init(options: options::Options) {
             send_requested: false,
             drops_reported: 0,
             autocapture: autocapture::Autocapture::new(switches),
+            bridge: bridge::Bridge::default(),
         })
     });
     if let Some(mut old) = old {
@@ -173,6 +176,7 @@ pub(crate) fn init(options: options::Options) {
             }
         });
     }
+    with_state(bridge::start);
     autocapture::start();
     persist_soon();
 }
@@ -226,9 +230,12 @@ pub(crate) fn not_initialised() -> String {
 
 pub(crate) fn set_client_ref(client_ref: Option<String>) -> Result<(), String> {
     let r = with_state(|s| {
-        s.tracker
+        let r = s
+            .tracker
             .set_client_ref(client_ref)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        bridge::identity_changed(s);
+        r
     })
     .unwrap_or_else(|| Err(not_initialised()));
     persist_soon();
@@ -236,7 +243,11 @@ pub(crate) fn set_client_ref(client_ref: Option<String>) -> Result<(), String> {
 }
 
 pub(crate) fn reset() -> Result<(), String> {
-    with_state(|s| s.tracker.reset()).ok_or_else(not_initialised)?;
+    with_state(|s| {
+        s.tracker.reset();
+        bridge::identity_changed(s);
+    })
+    .ok_or_else(not_initialised)?;
     persist_soon();
     Ok(())
 }
@@ -288,6 +299,11 @@ pub(crate) fn page_view() {
 /// full, otherwise when the flush timer fires.
 pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
     let outcome = with_state(|s| {
+        if let Some(held) = s.bridge.held.as_mut() {
+            // An iframe waiting for its host's identity: recorded once it is known.
+            held.push(bridge::Held::of(input));
+            return (Ok(false), 0);
+        }
         if s.tracker.session_expired() {
             // Another tab may have kept the session alive: look before starting a new one.
             if let Some(stored) = s.store.read_identity() {

@@ -54,7 +54,7 @@ fn value_of(v: &JsValue) -> Value {
     } else if v.is_function() {
         Value::Other("a function")
     } else if Array::is_array(v) {
-        Value::Other("an array")
+        Value::List(Array::from(v).iter().map(|item| value_of(&item)).collect())
     } else {
         Value::Other("an object")
     }
