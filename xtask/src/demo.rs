@@ -1,13 +1,14 @@
 //! `cargo xtask demo`: build the browser package, start ingest on an embedded store, serve
-//! the example pages, print the URL; Ctrl-C stops both.
+//! the demo trading UI (`examples/demo/`) and the other examples, print the URLs; Ctrl-C
+//! stops both.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::Stdio;
 
-use anyhow::Context;
-use axum::Router;
-use tower_http::services::ServeDir;
+use anyhow::{Context, bail};
 
-use crate::cmd::root;
+use crate::cmd::{cmd, root};
 use crate::ingest::{self, Ingest};
 use crate::{build, install};
 
@@ -27,32 +28,61 @@ pub(crate) fn run(ingest_addr: SocketAddr, web_addr: SocketAddr) -> anyhow::Resu
         std::fs::write(&key_file, &key)?;
     }
     let api_key = std::fs::read_to_string(&key_file).unwrap_or_default();
+    if api_key.trim().is_empty() {
+        eprintln!(
+            "note: {} has no saved secret API key for {CLIENT_KEY} (its tenant predates the demo saving it), so the demo's \
+             recommendations and trending panels stay empty; delete {} to start afresh",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
     let server = Ingest::start(&data_dir, &ingest_addr.to_string())?;
+    // The demo's web server is the one the end-to-end tests start too: it serves the UI and
+    // asks the query API for it with the secret key, which never reaches the browser.
+    let mut web = cmd(
+        "node",
+        &[
+            "examples/demo/server.mjs",
+            "--port",
+            &web_addr.port().to_string(),
+            "--ingest",
+            &server.url,
+            "--client-key",
+            CLIENT_KEY,
+            "--api-key-file",
+            key_file.to_str().context("non-UTF-8 path")?,
+        ],
+    )
+    .current_dir(root())
+    .stdout(Stdio::piped())
+    .spawn()
+    .context("cannot start the demo's web server (node)")?;
+    let mut line = String::new();
+    BufReader::new(web.stdout.take().context("demo server stdout")?).read_line(&mut line)?;
+    let Some(url) = line.trim().strip_prefix("demo listening on ") else {
+        let _ = web.kill();
+        bail!(
+            "the demo's web server did not start (it printed {line:?}); pass --web-port to pick another port"
+        );
+    };
+    let dashboard = match api_key.trim() {
+        "" => format!(
+            "{}/dashboard (enter the tenant's secret API key)",
+            server.url
+        ),
+        key => format!("{}/dashboard#key={key}", server.url),
+    };
+    println!(
+        "\nPersonafin Capture demo\n  open      {url}/\n  examples  {url}/examples/basic/  {url}/examples/script-tag/  {url}/examples/iframe-widget/host.html\n  dashboard {dashboard}\n  ingest    {} (store: {})\n  events    `cargo run -q -p ingest -- events list --data-dir .data/demo --client-key {CLIENT_KEY}`\nCtrl-C stops it.",
+        server.url,
+        data_dir.display()
+    );
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(web_addr)
-            .await
-            .with_context(|| format!("cannot serve the demo on {web_addr}; pass --web-port to pick another"))?;
-        let url = format!(
-            "http://{}/examples/basic/?endpoint={}/v1/events&clientKey={CLIENT_KEY}",
-            listener.local_addr()?,
-            server.url
-        );
-        let dashboard = match api_key.trim() {
-            "" => format!("{}/dashboard (enter the tenant's secret API key)", server.url),
-            key => format!("{}/dashboard#key={key}", server.url),
-        };
-        println!("\nPersonafin Capture demo\n  open      {url}\n  dashboard {dashboard}\n  ingest    {} (store: {})\n  events    `cargo run -q -p ingest -- events list --data-dir .data/demo --client-key {CLIENT_KEY}`\nCtrl-C stops it.", server.url, data_dir.display());
-        let app = Router::new()
-            .nest_service("/examples", ServeDir::new(root().join("examples")))
-            .nest_service("/js-wrapper", ServeDir::new(root().join("js-wrapper")));
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    let _ = web.kill();
+    let _ = web.wait();
     drop(server);
     Ok(())
 }
