@@ -1,7 +1,7 @@
 // The npm install path, as a customer takes it: `npm pack` the package, install the tarball
 // into a copy of examples/npm-vite (offline: nothing comes from the registry that the root
-// install did not already cache), build with Vite 7 and no configuration, then load the built
-// app in Chromium and read what ingest stored.
+// install did not already cache), build with Vite 7 — and with webpack 5 — and no
+// configuration, then load each built app in Chromium and read what ingest stored.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -14,7 +14,17 @@ import { launch, openPage } from "../support/browser.mjs";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const CLIENT_KEY = "pk_vite";
-let ingest, site, browser, app;
+let ingest, site, webpackSite, readmeSite, browser, app;
+
+/** The README's first ```js block (the npm usage), pointed at the ingest under test. */
+function readmeApp(endpoint) {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const block = /```js\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf("## Add the tracker to a page")));
+  assert.ok(block, "the README shows the npm usage");
+  const code = block[1].replace("pk_live_northwind", "pk_readme").replace("https://ingest.northwind.example/v1/events", endpoint);
+  assert.ok(code.includes("pk_readme") && code.includes(endpoint), "placeholders replaced");
+  return code;
+}
 
 before(async () => {
   const packed = join(root, "target/npm");
@@ -36,38 +46,73 @@ before(async () => {
   const quiet = { cwd: app, stdio: ["ignore", "ignore", "inherit"] };
   execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", "--no-package-lock"], quiet);
   execFileSync("npx", ["--no-install", "vite", "build", "--logLevel", "warn"], quiet);
+  execFileSync("npx", ["--no-install", "webpack", "--mode", "production", "--entry", "./main.js", "-o", "dist-webpack"], quiet);
+  // webpack emits a classic script; the page is the example's, pointing at it.
+  const html = readFileSync(join(app, "index.html"), "utf8").replace('<script type="module" src="/main.js">', '<script src="main.js">');
+  writeFileSync(join(app, "dist-webpack/index.html"), html);
 
   site = await startStatic({ dir: join(app, "dist") });
-  ingest = await startIngest({ tenants: [{ clientKey: CLIENT_KEY, origins: [site.url] }] });
+  webpackSite = await startStatic({ dir: join(app, "dist-webpack") });
+  readmeSite = await startStatic({ dir: join(app, "dist-readme") });
+  ingest = await startIngest({
+    tenants: [
+      { clientKey: CLIENT_KEY, origins: [site.url] },
+      { clientKey: "pk_webpack", origins: [webpackSite.url] },
+      { clientKey: "pk_readme", origins: [readmeSite.url] },
+    ],
+  });
+  // The README's snippet, as the whole of an app's code, built the same way.
+  writeFileSync(join(app, "main.js"), readmeApp(ingest.endpoint));
+  execFileSync("npx", ["--no-install", "vite", "build", "--logLevel", "warn", "--outDir", "dist-readme"], quiet);
   browser = await launch();
 });
 after(async () => {
   await browser?.close();
   await ingest?.stop();
   await site?.stop();
+  await webpackSite?.stop();
+  await readmeSite?.stop();
 });
 
-test("Vite emits the wasm as an asset by itself", () => {
-  const assets = readdirSync(join(app, "dist/assets"));
-  assert.ok(assets.some((f) => f.endsWith(".wasm")), `no wasm among ${assets}`);
-});
-
-test("the built app records a page view and clicks into ingest", async () => {
+test("the README's npm snippet works as written", async () => {
   const page = await openPage(browser);
-  await page.goto(`${site.url}/?clientKey=${CLIENT_KEY}&endpoint=${encodeURIComponent(ingest.endpoint)}`);
-  await page.locator("#status").getByText("ready").waitFor();
-  await page.locator("[data-pf-event]").click();
-  await page.locator("#view-msft").click();
-  await page.locator("#stored").getByText("3", { exact: true }).waitFor({ timeout: 15_000 });
-  const events = ingest.events(CLIENT_KEY).map((e) => [
-    `${e.event_type}.${e.action}`,
-    e.related_entities.map((r) => r.id).join(),
-  ]);
-  assert.deepEqual(events, [
-    ["page.viewed", ""],
-    ["watchlist.added", "AAPL"],
-    ["instrument.viewed", "MSFT"],
-  ]);
+  await page.goto(`${readmeSite.url}/`);
+  const deadline = Date.now() + 15_000;
+  while (ingest.events("pk_readme").length < 4 && Date.now() < deadline) await page.waitForTimeout(100);
+  const events = ingest.events("pk_readme").map((e) => `${e.event_type}.${e.action}`);
+  assert.deepEqual(events, ["page.viewed", "instrument.viewed", "watchlist.added", "search.submitted"]);
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test("Vite and webpack emit the wasm as an asset by themselves", () => {
+  const assets = readdirSync(join(app, "dist/assets"));
+  assert.ok(assets.some((f) => f.endsWith(".wasm")), `no wasm among ${assets}`);
+  const packed = readdirSync(join(app, "dist-webpack"));
+  assert.ok(packed.some((f) => f.endsWith(".wasm")), `no wasm among ${packed}`);
+});
+
+for (const [bundler, clientKey, url] of [
+  ["Vite", CLIENT_KEY, () => site.url],
+  ["webpack", "pk_webpack", () => webpackSite.url],
+]) {
+  test(`the ${bundler} build records a page view and clicks into ingest`, async () => {
+    const page = await openPage(browser);
+    await page.goto(`${url()}/?clientKey=${clientKey}&endpoint=${encodeURIComponent(ingest.endpoint)}`);
+    await page.locator("#status").getByText("ready").waitFor();
+    await page.locator("[data-pf-event]").click();
+    await page.locator("#view-msft").click();
+    await page.locator("#stored").getByText("3", { exact: true }).waitFor({ timeout: 15_000 });
+    const events = ingest.events(clientKey).map((e) => [
+      `${e.event_type}.${e.action}`,
+      e.related_entities.map((r) => r.id).join(),
+    ]);
+    assert.deepEqual(events, [
+      ["page.viewed", ""],
+      ["watchlist.added", "AAPL"],
+      ["instrument.viewed", "MSFT"],
+    ]);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+}
