@@ -122,8 +122,9 @@ pub fn user_ids(
         .collect()
 }
 
-/// Ids the platform mints (impression ids, content ids) may be long random tokens; they are
-/// still scrubbed of emails and the like, but not mistaken for secrets.
+/// Ids the platform mints or the UI echoes (impression ids, content ids) may be long random
+/// tokens or digit runs; they are still scrubbed of emails and recognisable secrets, but not
+/// mistaken for card numbers, phone numbers or secrets (see `pii::scrub_id`).
 const ID_KEYS: [&str; 4] = ["impression_id", "fxcid", "request_id", "content_id"];
 
 /// Search queries shaped like personal data (as the datasets spec defines them) are dropped

@@ -12,8 +12,10 @@ struct Rule {
     placeholder: &'static str,
     /// A checksum the match must pass, where one exists, so order ids and prices survive.
     valid: fn(&str) -> bool,
-    /// Matches any long random token; not applied to the platform's own ids.
-    generic: bool,
+    /// Applied to the platform's own ids too. Digit-run rules (cards, phones, IPs) and the
+    /// random-token rule are not: an impression id such as `req-1764344400123-2` is a long
+    /// digit run that passes Luhn one time in ten, and scrubbing it would break attribution.
+    on_ids: bool,
 }
 
 fn always(_: &str) -> bool {
@@ -25,7 +27,11 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         pattern: Regex::new(pattern).expect("the PII patterns are valid"),
         placeholder,
         valid,
-        generic: false,
+        on_ids: true,
+    };
+    let not_on_ids = |rule: Rule| Rule {
+        on_ids: false,
+        ..rule
     };
     vec![
         rule(
@@ -43,18 +49,19 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             "[secret]",
             always,
         ),
-        rule(r"\b\d(?:[ -]?\d){12,18}\b", "[card]", luhn),
+        not_on_ids(rule(r"\b\d(?:[ -]?\d){12,18}\b", "[card]", luhn)),
         rule(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", "[iban]", iban),
-        rule(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[ip]", ipv4),
-        rule(
+        not_on_ids(rule(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "[ip]", ipv4)),
+        not_on_ids(rule(
             r"\+\d[\d ().-]{7,17}\d\b|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b",
             "[phone]",
             always,
-        ),
-        Rule {
-            generic: true,
-            ..rule(r"\b[A-Za-z0-9_+/-]{32,}={0,2}", "[secret]", looks_random)
-        },
+        )),
+        not_on_ids(rule(
+            r"\b[A-Za-z0-9_+/-]{32,}={0,2}",
+            "[secret]",
+            looks_random,
+        )),
     ]
 });
 
@@ -63,7 +70,8 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     scrub_with(text, true)
 }
 
-/// [`scrub`] for an identifier the platform minted: every rule but the generic random-token one.
+/// [`scrub`] for an identifier the platform minted or the UI echoes (impression, request and
+/// content ids): emails, recognisable secrets and IBANs only (see `Rule::on_ids`).
 pub fn scrub_id(text: &str) -> Cow<'_, str> {
     scrub_with(text, false)
 }
@@ -74,11 +82,11 @@ static ANY: LazyLock<RegexSet> = LazyLock::new(|| {
     RegexSet::new(RULES.iter().map(|r| r.pattern.as_str())).expect("the PII patterns are valid")
 });
 
-fn scrub_with(text: &str, generic: bool) -> Cow<'_, str> {
+fn scrub_with(text: &str, free_text: bool) -> Cow<'_, str> {
     let hits = ANY.matches(text);
     let mut out = Cow::Borrowed(text);
     for (i, rule) in RULES.iter().enumerate() {
-        if !hits.matched(i) || (rule.generic && !generic) {
+        if !hits.matched(i) || !(free_text || rule.on_ids) {
             continue;
         }
         let replaced = rule.pattern.replace_all(&out, |c: &Captures<'_>| {
@@ -209,6 +217,18 @@ mod tests {
         let id = "Xq9vLm2PzR8tYw4KjH6nBc3DfG5sAe7U";
         assert_eq!(scrub_id(id), id);
         assert_eq!(scrub_id("imp-1 a@b.co"), "imp-1 [email]");
+        // A timestamp-based id whose digits happen to pass Luhn, as a card number would.
+        let digits = "req-4111111111111111";
+        assert_eq!(
+            scrub(digits),
+            "req-[card]",
+            "in free text it is taken for a card"
+        );
+        assert_eq!(scrub_id(digits), digits, "as an id it is left alone");
+        assert_eq!(
+            scrub_id("req-1.2.3.4-+44 20 7946 0958"),
+            "req-1.2.3.4-+44 20 7946 0958"
+        );
     }
 
     #[test]
