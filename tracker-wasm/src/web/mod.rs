@@ -111,7 +111,8 @@ pub(crate) fn init(options: options::Options) {
     } = options;
     let dnt = config.respect_do_not_track && do_not_track(&window);
     let store = Store::open(config.storage, &config.client_key);
-    let stored = if config.consent == Consent::Denied || dnt {
+    let refused = config.consent == Consent::Denied || dnt;
+    let stored = if refused {
         store.remove_all();
         None
     } else {
@@ -152,11 +153,17 @@ pub(crate) fn init(options: options::Options) {
             window.clear_timeout_with_handle(handle);
         }
         old.autocapture.stop();
+        // What the old tracker had not written yet is stored now, for the new one to adopt
+        // (unless tracking was just refused, and storage emptied).
+        if !refused {
+            persist(&mut old);
+        }
     }
     autocapture::install_listeners();
     if persists_queue {
         let generation = current_generation();
-        storage::claim_queue(&client_key.clone(), move |key| {
+        let prefix_of = client_key.clone();
+        storage::claim_queue(&prefix_of, move |key| {
             let own = with_state(|s| {
                 if Some(s.generation) != generation {
                     return None;
@@ -583,7 +590,8 @@ fn send_beacons() {
 /// Starts the flush timer if events are waiting and none is running: after the flush
 /// interval, or after the backoff delay when the last send failed.
 fn schedule(state: &mut State) {
-    if state.timer.is_some() || state.tracker.queue().is_empty() {
+    let waiting = !state.tracker.queue().is_empty() && state.tracker.consent() == Consent::Granted;
+    if state.timer.is_some() || !waiting {
         return;
     }
     let Some(window) = web_sys::window() else {
