@@ -22,17 +22,6 @@ after(async () => {
   await ingest?.stop();
 });
 
-async function stored(predicate, count) {
-  const deadline = Date.now() + 15_000;
-  let events = [];
-  while (Date.now() < deadline) {
-    events = ingest.events(CLIENT_KEY).filter(predicate);
-    if (events.length >= count) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return events;
-}
-
 const named = (name) => (e) => `${e.event_type}.${e.action}` === name;
 
 test("a trading session reaches ingest, and recommendations close the loop", async () => {
@@ -61,7 +50,7 @@ test("a trading session reaches ingest, and recommendations close the loop", asy
     "watchlist.added", "alert.created", "search.submitted", "search.result_clicked", "page.viewed",
     "instrument.viewed", "trade.ticket_opened", "trade.order_placed",
   ];
-  const session = await stored(() => true, expected.length);
+  const session = await ingest.waitForEvents(CLIENT_KEY, expected.length);
   assert.deepEqual(session.map((e) => `${e.event_type}.${e.action}`), expected);
   assert.equal(session.find(named("trade.order_placed")).event_meta.quantity, 25);
   assert.equal(session.find(named("search.submitted")).event_meta.query, "tes");
@@ -80,7 +69,7 @@ test("a trading session reaches ingest, and recommendations close the loop", asy
   await page.locator("#buy").click();
   await page.locator("#place-order").click();
 
-  const loop = await stored((e) => e.event_meta.impression_id === impression, 3);
+  const loop = await ingest.waitForEvents(CLIENT_KEY, 3, (e) => e.event_meta.impression_id === impression);
   assert.deepEqual(loop.map((e) => `${e.event_type}.${e.action}`), [
     "recommendation.viewed",
     "recommendation.clicked",

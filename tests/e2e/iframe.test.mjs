@@ -23,17 +23,6 @@ after(async () => {
 
 const query = (extra = {}) => new URLSearchParams({ clientKey: CLIENT_KEY, endpoint: ingest.endpoint, ...extra }).toString();
 
-async function storedWhere(predicate, count) {
-  const deadline = Date.now() + 15_000;
-  let events = [];
-  while (Date.now() < deadline) {
-    events = ingest.events(CLIENT_KEY).filter(predicate);
-    if (events.length >= count) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return events;
-}
-
 test("the widget's events join the host page's session and user", async () => {
   const spy = `${other.url}/tests/e2e/fixtures/spy.html`;
   const page = await openPage(browser);
@@ -46,7 +35,7 @@ test("the widget's events join the host page's session and user", async () => {
   await frame.locator("li").first().click();
   await frame.locator("li").nth(1).locator("button").click();
 
-  const fromWidget = await storedWhere((e) => e.event_type === "recommendation" || e.event_type === "watchlist", 6);
+  const fromWidget = await ingest.waitForEvents(CLIENT_KEY, 6, (e) => e.event_type === "recommendation" || e.event_type === "watchlist");
   assert.deepEqual(fromWidget.map((e) => `${e.event_type}.${e.action}`).sort(), [
     "recommendation.clicked",
     "recommendation.clicked",
@@ -55,7 +44,7 @@ test("the widget's events join the host page's session and user", async () => {
     "recommendation.viewed",
     "watchlist.added",
   ]);
-  const hostEvents = await storedWhere((e) => e.event_type === "instrument", 1);
+  const hostEvents = await ingest.waitForEvents(CLIENT_KEY, 1, (e) => e.event_type === "instrument");
   const [hostView] = hostEvents;
   for (const e of fromWidget) {
     assert.equal(e.channel_meta.session_id, hostView.channel_meta.session_id, `${e.event_type}.${e.action} is in the host's session`);
@@ -80,9 +69,9 @@ test("a page on an unlisted origin cannot hand the widget its identity", async (
   const frame = page.frameLocator("#widget");
   await frame.locator("li").first().waitFor();
   await frame.locator("li").first().click();
-  const rogueUser = (await storedWhere((e) => e.event_type === "page" && e.event_meta.url?.includes("rogue-host"), 1))[0];
+  const rogueUser = (await ingest.waitForEvents(CLIENT_KEY, 1, (e) => e.event_type === "page" && e.event_meta.url?.includes("rogue-host")))[0];
   assert.ok(rogueUser, "the rogue page's own page view");
-  const clicks = await storedWhere(isClick, clicksBefore + 1);
+  const clicks = await ingest.waitForEvents(CLIENT_KEY, clicksBefore + 1, isClick);
   const widgetClick = clicks.at(-1);
   assert.notEqual(widgetClick.channel_meta.session_id, rogueUser.channel_meta.session_id, "not the rogue page's session");
   assert.notEqual(widgetClick.channel_meta.user_id, rogueUser.channel_meta.user_id, "nor its user");

@@ -46,13 +46,7 @@ const flush = (page) => page.evaluate(() => window.pf.flush());
 const cutOff = (page) => page.route(`${ingest.url}/**`, (route) => route.abort());
 
 async function storedLabels(clientKey, count) {
-  const deadline = Date.now() + 15_000;
-  let events = [];
-  while (Date.now() < deadline) {
-    events = ingest.events(clientKey);
-    if (events.length >= count) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const events = await ingest.waitForEvents(clientKey, count);
   assert.equal(new Set(events.map((e) => e.event_id)).size, events.length, "no event stored twice");
   return events.map((e) => e.event_meta.label).sort();
 }

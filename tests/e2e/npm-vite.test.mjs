@@ -77,9 +77,7 @@ after(async () => {
 test("the README's npm snippet works as written", async () => {
   const page = await openPage(browser);
   await page.goto(`${readmeSite.url}/`);
-  const deadline = Date.now() + 15_000;
-  while (ingest.events("pk_readme").length < 4 && Date.now() < deadline) await page.waitForTimeout(100);
-  const events = ingest.events("pk_readme").map((e) => `${e.event_type}.${e.action}`);
+  const events = (await ingest.waitForEvents("pk_readme", 4)).map((e) => `${e.event_type}.${e.action}`);
   assert.deepEqual(events, ["page.viewed", "instrument.viewed", "watchlist.added", "search.submitted"]);
   assert.deepEqual(page.errors, []);
   await page.close();

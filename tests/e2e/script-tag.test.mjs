@@ -37,16 +37,6 @@ function readmeSnippet() {
   return block[1];
 }
 
-async function stored(clientKey, count) {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const events = ingest.events(clientKey);
-    if (events.length >= count) return events;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return ingest.events(clientKey);
-}
-
 test("the README snippet queues calls made before the file loads and replays them in order", async () => {
   const snippet = readmeSnippet()
     .replace("https://cdn.northwind.example/personafin.js", `${site.url}/js-wrapper/dist/personafin.js`)
@@ -69,7 +59,7 @@ test("the README snippet queues calls made before the file loads and replays the
   assert.equal(await page.evaluate(() => window.queuedBeforeLoad), 2, "the stub queued both calls");
   await page.waitForFunction(() => typeof window.personafin.sessionId === "function" && window.personafin.sessionId());
   await page.evaluate(() => window.personafin.flush());
-  const events = await stored("pk_snippet", 3);
+  const events = await ingest.waitForEvents("pk_snippet", 3);
   const names = events.map((e) => `${e.event_type}.${e.action}`);
   assert.deepEqual(names, ["page.viewed", "instrument.viewed", "watchlist.added"]);
   const [pageView, first, second] = events.map((e) => Date.parse(e.created_at));
@@ -87,7 +77,7 @@ test("the script-tag example identifies the reader before load and records its c
   await page.waitForFunction(() => typeof window.personafin.sessionId === "function" && window.personafin.sessionId());
   await page.locator("[data-pf-event]").click();
   await page.evaluate(() => window.personafin.flush());
-  const events = await stored("pk_script_example", 3);
+  const events = await ingest.waitForEvents("pk_script_example", 3);
   assert.deepEqual(
     events.map((e) => `${e.event_type}.${e.action}`),
     ["page.viewed", "content.viewed", "content.shared"],

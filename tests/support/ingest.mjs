@@ -27,6 +27,18 @@ export async function startIngest({ tenants = [], serveArgs = [] } = {}) {
     events(clientKey) {
       return lines(["events", "list", "--data-dir", dataDir, "--client-key", clientKey, "--limit", "100000"]);
     },
+    /**
+     * The tenant's stored events that match `predicate`, once there are at least `count` of
+     * them — or, after 15 s, however many there are, for the test to fail on.
+     */
+    async waitForEvents(clientKey, count, predicate = () => true) {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const events = this.events(clientKey).filter(predicate);
+        if (events.length >= count || Date.now() > deadline) return events;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
     /** The tenant's rejected events, with their reasons. */
     failedEvents(clientKey) {
       return lines(["events", "list", "--failed", "--data-dir", dataDir, "--client-key", clientKey, "--limit", "100000"]);
