@@ -30,7 +30,7 @@ export interface TrackerConfig {
   storage?: "localStorage" | "cookie" | "memory";
   /** A session ends after this many idle minutes (default 30). */
   sessionTimeoutMinutes?: number;
-  /** Send as soon as this many events are queued (default 20, at most 500). */
+  /** Send as soon as this many events are queued (default 100, at most 500). */
   maxEvents?: number;
   /** Largest batch body in bytes (default 60000). */
   maxBytes?: number;

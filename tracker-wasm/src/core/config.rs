@@ -141,7 +141,7 @@ impl Default for Config {
             client_ref: None,
             storage: Storage::LocalStorage,
             session_timeout_minutes: 30,
-            max_events: 20,
+            max_events: 100,
             max_bytes: 60_000,
             flush_interval_ms: 1_000,
             max_queued_events: 1_000,
