@@ -137,7 +137,12 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
     ready = true;
     earlyEvents = 0;
     for (const call of early.splice(0)) {
-      call();
+      // One bad early call (an invalid `identify()` id) must not cost the ones after it.
+      try {
+        call();
+      } catch (e) {
+        console.warn("[personafin]", (e as Error).message);
+      }
     }
   });
   return loading;
@@ -178,7 +183,10 @@ export async function flush(): Promise<FlushResult> {
   return ready ? ((await wasm.flush()) as FlushResult) : emptyFlush();
 }
 
-/** Sets the user identifier carried by later events; `null` clears it. Throws on an invalid id. */
+/**
+ * Sets the user identifier carried by later events; `null` clears it. Throws on an invalid id
+ * (before the tracker is ready, the call waits and the error goes to the console instead).
+ */
 export function identify(clientRef: string | null): void {
   whenReady(() => wasm.identify(clientRef));
 }
