@@ -197,6 +197,40 @@ async fn queued_events_survive_a_reload() {
 }
 
 #[wasm_bindgen_test]
+async fn cookie_storage_keeps_the_visitor_in_a_cookie_and_nothing_in_local_storage() {
+    local_storage().clear().unwrap();
+    let name = format!("pf_{}", client_key());
+    let forget = format!("document.cookie = '{name}=; max-age=0; path=/'");
+    js(&forget);
+    let on_batch = recorder("cookieBatches");
+    start(&[("storage", "cookie".into()), ("onBatch", on_batch)]);
+    let visitor = visitor_id().unwrap();
+    assert!(track_marked("instrument", "viewed"));
+    wait_until("the identity cookie", 5_000.0, || {
+        js("document.cookie")
+            .as_string()
+            .unwrap()
+            .contains(&format!("{name}="))
+    })
+    .await;
+    assert_eq!(
+        local_storage().length().unwrap(),
+        0,
+        "nothing in localStorage"
+    );
+    flush_summary().await;
+    drained("the event to be sent").await;
+    assert_eq!(accepted("cookieBatches"), 1);
+    start(&[("storage", "cookie".into())]);
+    assert_eq!(
+        visitor_id().unwrap(),
+        visitor,
+        "the next page is the same visitor"
+    );
+    js(&forget);
+}
+
+#[wasm_bindgen_test]
 async fn a_closed_tabs_queue_is_adopted_once_and_a_live_tabs_is_left_alone() {
     local_storage().clear().unwrap();
     start(&[
