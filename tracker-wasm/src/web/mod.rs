@@ -164,20 +164,19 @@ pub(crate) fn init(options: options::Options) {
         let generation = current_generation();
         let prefix_of = client_key.clone();
         storage::claim_queue(&prefix_of, move |key| {
-            let own = with_state(|s| {
+            let claimed = with_state(|s| {
                 if Some(s.generation) != generation {
-                    return None;
+                    return false;
                 }
-                s.store.queue_key = Some(key.clone());
-                Some(client_key.clone())
+                s.store.queue_key = Some(key);
+                // What this tab left before a reload (or a second `init()`).
+                if let Some(record) = s.store.read_queue() {
+                    s.tracker.adopt(&record);
+                }
+                persist(s);
+                true
             });
-            if let Some(Some(client_key)) = own {
-                if let Some(record) =
-                    storage::local_storage().and_then(|l| l.get_item(&key).ok().flatten())
-                {
-                    with_state(|s| s.tracker.adopt(&record));
-                }
-                persist_now();
+            if claimed == Some(true) {
                 adopt_orphans(&client_key);
                 wake();
             }
@@ -350,8 +349,7 @@ pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
     Ok(())
 }
 
-/// Tells the page's `onError` (and the console, in debug mode) about a problem the page
-/// cannot see from a return value.
+/// Tells the page's `onError` about a problem the page cannot see from a return value.
 fn report_error(code: &str, message: &str, status: Option<u16>, events: u32) {
     if let Some(Some(callback)) = with_state(|s| s.on_error.clone()) {
         let error = Object::new();
@@ -398,7 +396,9 @@ fn persist(s: &mut State) {
     let (identity_allowed, queue_allowed) = s.tracker.persists();
     if identity_allowed {
         if let Some(record) = s.tracker.take_identity_record() {
-            s.store.write_identity(&record);
+            if !s.store.write_identity(&record) {
+                warn("the visitor id and session could not be saved (storage full or blocked)");
+            }
         }
     }
     if queue_allowed && s.store.queue_key.is_some() {
@@ -477,7 +477,6 @@ pub(crate) fn flush() -> js_sys::Promise {
 async fn send_queued() -> Summary {
     with_state(|s| s.send_requested = false);
     let mut total = Summary::default();
-    let mut delivered_any = false;
     while online() {
         let next = with_state(|s| {
             if let Some(handle) = s.timer.take() {
@@ -521,7 +520,6 @@ async fn send_queued() -> Summary {
         };
         match delivery {
             Delivery::Delivered => {
-                delivered_any = true;
                 (summary.accepted, summary.duplicates, summary.rejected) = answer.counts();
             }
             Delivery::Retry => summary.retrying = count,
@@ -546,12 +544,6 @@ async fn send_queued() -> Summary {
         }
     }
     with_state(schedule);
-    if delivered_any {
-        // Delivery works again: a good moment to pick up what closed tabs left.
-        if let Some(key) = with_state(|s| s.tracker.config().client_key.clone()) {
-            adopt_orphans(&key);
-        }
-    }
     total
 }
 

@@ -86,6 +86,14 @@ impl Store {
         }
     }
 
+    /// This tab's stored queue, once it owns its key.
+    pub(crate) fn read_queue(&self) -> Option<String> {
+        let (Some(l), Some(key)) = (&self.local, &self.queue_key) else {
+            return None;
+        };
+        l.get_item(key).ok().flatten()
+    }
+
     pub(crate) fn write_queue(&self, record: &str) -> bool {
         let (Some(l), Some(key)) = (&self.local, &self.queue_key) else {
             return true;
@@ -98,9 +106,13 @@ impl Store {
     }
 }
 
-pub(crate) fn local_storage() -> Option<web_sys::Storage> {
+fn local_storage() -> Option<web_sys::Storage> {
     // Throws in some privacy modes and sandboxed iframes: then there is none.
     web_sys::window()?.local_storage().ok().flatten()
+}
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok().flatten()
 }
 
 fn document() -> Option<web_sys::HtmlDocument> {
@@ -193,7 +205,7 @@ pub(crate) fn claim_queue(client_key: &str, owned: impl FnOnce(String) + 'static
     if let Some(key) = held {
         return owned(key);
     }
-    let session = web_sys::window().and_then(|w| w.session_storage().ok().flatten());
+    let session = session_storage();
     let tab_slot = ["pf_tab_", client_key].concat();
     let remembered = session
         .as_ref()
@@ -228,7 +240,7 @@ fn try_tab(
             }
             return JsValue::UNDEFINED;
         }
-        if let Some(s) = web_sys::window().and_then(|w| w.session_storage().ok().flatten()) {
+        if let Some(s) = session_storage() {
             let _ = s.set_item(&tab_slot, &tab);
         }
         let mut release = None;
