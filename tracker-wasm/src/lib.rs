@@ -21,9 +21,9 @@ use wasm_bindgen::prelude::*;
 /// Starts (or restarts) the tracker. Throws on a bad configuration, naming the key.
 #[wasm_bindgen]
 pub fn init(config: JsValue) -> Result<(), JsError> {
-    let options = web::read_config(&config)
+    let config = web::read_config(&config)
         .map_err(|e| JsError::new(&["invalid tracker config: ", &e.0].concat()))?;
-    web::init(options);
+    web::init(config);
     Ok(())
 }
 

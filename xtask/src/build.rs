@@ -48,6 +48,9 @@ pub(crate) fn package() -> anyhow::Result<String> {
         "--out-name",
         "personafin_tracker",
     ]))?;
+    // wasm-pack writes a `.gitignore` of `*` there, which would keep `npm pack` from taking
+    // the JS snippets (`pkg/snippets/…/host.js`); the repository's own ignores the directory.
+    let _ = std::fs::remove_file(out_dir.join(".gitignore"));
     // binaryen from npm, never Debian's: its older wasm-opt breaks current rustc output.
     let wasm = out_dir.join("personafin_tracker_bg.wasm");
     let wasm = wasm.to_str().context("non-UTF-8 path")?;

@@ -1,7 +1,7 @@
 //! The decisions behind autocapture, free of the DOM: when a route change is a new page
 //! view, how `data-pf-*` attributes become an event, and when an impression counts as seen.
 
-use super::EntityRef;
+use super::{EntityRef, Meta};
 
 /// Remembers the last page viewed, so `pushState`, `replaceState`, `popstate` and
 /// `hashchange` reporting one navigation (or none) give one page view.
@@ -129,6 +129,112 @@ impl Exposure {
     }
 }
 
+/// An element's `data-pf-*` attributes, as the browser glue reads them.
+pub type Attributes<'a> = [(&'a str, &'a str)];
+
+fn attribute<'a>(attrs: &Attributes<'a>, name: &str) -> Option<&'a str> {
+    attrs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// An event autocapture records, built from attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Captured {
+    pub event_type: String,
+    pub action: String,
+    pub meta_json: String,
+    pub entities: Vec<EntityRef>,
+}
+
+impl Captured {
+    pub fn input(&self) -> super::EventInput<'_> {
+        super::EventInput {
+            event_type: &self.event_type,
+            action: &self.action,
+            meta_json: Some(&self.meta_json),
+            entities: &self.entities,
+            timestamp: None,
+        }
+    }
+}
+
+/// The key an impression is known by: its impression id, else its `fxcid`.
+pub fn impression_key<'a>(attrs: &Attributes<'a>) -> Option<&'a str> {
+    attribute(attrs, "data-pf-impression-id").or_else(|| attribute(attrs, "data-pf-fxcid"))
+}
+
+/// A click on a `data-pf-event="type.action"` element, with `data-pf-entities` and
+/// `data-pf-meta-*`; inside an impression element (`impression`, empty when none) it carries
+/// that impression's id, so a conversion is attributed.
+pub fn declared_event(
+    declared: &Attributes<'_>,
+    impression: &Attributes<'_>,
+) -> Result<Captured, String> {
+    let name = attribute(declared, "data-pf-event").unwrap_or_default();
+    let (event_type, action) = split_event_name(name)?;
+    let entities = entities_of(declared)?;
+    let mut meta = Meta::default();
+    for (attr, key) in &IMPRESSION_ATTRIBUTES[..2] {
+        if let Some(v) = attribute(impression, attr) {
+            meta.str(key, v);
+        }
+    }
+    declared_meta(declared, &mut meta);
+    Ok(Captured {
+        event_type: event_type.to_owned(),
+        action: action.to_owned(),
+        meta_json: meta.finish(),
+        entities,
+    })
+}
+
+/// `recommendation.viewed` / `clicked` of an impression element (or `content.*` for an
+/// `fxcid`, or the type given by `data-pf-type`), with its ids, position and meta.
+pub fn impression_event(attrs: &Attributes<'_>, action: &str) -> Result<Captured, String> {
+    let entities = entities_of(attrs)?;
+    let mut meta = Meta::default();
+    for (attr, key) in IMPRESSION_ATTRIBUTES {
+        if let Some(v) = attribute(attrs, attr) {
+            meta.str(key, v);
+        }
+    }
+    if let Some(position) = attribute(attrs, "data-pf-position") {
+        match position.trim().parse::<i64>() {
+            Ok(p) => {
+                meta.int("position", p);
+            }
+            Err(_) => {
+                return Err(
+                    ["data-pf-position=\"", position, "\" must be a whole number"].concat(),
+                );
+            }
+        }
+    }
+    declared_meta(attrs, &mut meta);
+    let explicit = attribute(attrs, "data-pf-type");
+    let has_fxcid = attribute(attrs, "data-pf-fxcid").is_some();
+    Ok(Captured {
+        event_type: impression_type(explicit, has_fxcid).to_owned(),
+        action: action.to_owned(),
+        meta_json: meta.finish(),
+        entities,
+    })
+}
+
+fn entities_of(attrs: &Attributes<'_>) -> Result<Vec<EntityRef>, String> {
+    attribute(attrs, "data-pf-entities").map_or(Ok(Vec::new()), parse_entities)
+}
+
+/// Adds `data-pf-meta-*` attributes, as strings, under keys not already set.
+fn declared_meta(attrs: &Attributes<'_>, meta: &mut Meta) {
+    for (name, value) in attrs {
+        if let Some(key) = meta_key(name) {
+            if !meta.has(&key) {
+                meta.str(&key, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +315,50 @@ mod tests {
         assert!(!e.due(3_000));
         e.update(0.7, 3_500);
         assert!(e.due(4_500));
+    }
+
+    #[test]
+    fn clicks_and_impressions_become_events_from_their_attributes() {
+        let declared = [
+            ("data-pf-event", "watchlist.added"),
+            ("data-pf-entities", "ticker:AAPL"),
+            ("data-pf-meta-page-section", "hero"),
+        ];
+        let impression = [
+            ("data-pf-impression-id", "imp-1"),
+            ("data-pf-position", "2"),
+            ("data-pf-recommender", "similar"),
+            ("data-pf-meta-slot", "top"),
+        ];
+        let e = declared_event(&declared, &impression).unwrap();
+        assert_eq!(
+            (e.event_type.as_str(), e.action.as_str()),
+            ("watchlist", "added")
+        );
+        assert_eq!(
+            e.meta_json,
+            r#"{"impression_id":"imp-1","page_section":"hero"}"#
+        );
+        assert_eq!(e.entities[0].id, "AAPL");
+        let v = impression_event(&impression, "viewed").unwrap();
+        assert_eq!(v.event_type, "recommendation");
+        assert_eq!(
+            v.meta_json,
+            r#"{"impression_id":"imp-1","recommender":"similar","position":2,"slot":"top"}"#
+        );
+        assert_eq!(impression_key(&impression), Some("imp-1"));
+        let content = [("data-pf-fxcid", "fx-9")];
+        assert_eq!(
+            impression_event(&content, "clicked").unwrap().event_type,
+            "content"
+        );
+        assert_eq!(impression_key(&content), Some("fx-9"));
+        let bad = [("data-pf-fxcid", "fx-9"), ("data-pf-position", "first")];
+        assert!(
+            impression_event(&bad, "viewed")
+                .unwrap_err()
+                .contains("\"first\"")
+        );
+        assert!(declared_event(&[("data-pf-event", "nodot")], &[]).is_err());
     }
 }

@@ -85,7 +85,7 @@ impl Identity {
 }
 
 /// Writes a whole number without `core::fmt`, which would cost the wasm kilobytes.
-pub(crate) fn push_int(out: &mut String, n: i64) {
+pub fn push_int(out: &mut String, n: i64) {
     if n < 0 {
         out.push('-');
     }

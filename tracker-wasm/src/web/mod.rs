@@ -1,6 +1,7 @@
-//! Browser glue: the page's clock, crypto, storage, timers, lifecycle events and `fetch`,
-//! around the pure core. Kept thin on purpose: everything that can be decided without a
-//! browser lives in `core`.
+//! Browser glue: the tracker's state on the page, driven by what `js/host.js` reports
+//! (timers, answers from ingest, lifecycle events, clicks, observers, messages, tab locks).
+//! Kept thin on purpose: everything that can be decided without a browser lives in `core`,
+//! and everything that touches the browser lives in `host.js`.
 //!
 //! One rule runs through it: the state is borrowed only inside [`with_state`], and no page
 //! callback (`onBatch`, `onError`) is called while it is, because a callback may call back
@@ -8,16 +9,20 @@
 
 mod autocapture;
 mod bridge;
+mod host;
 mod options;
 mod storage;
-mod transport;
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
-use js_sys::{Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::core::{Clock, Consent, Delivery, Entropy, EventInput, TrackError, Tracker, uuid_v4};
+use crate::core::{
+    BEACON_BYTES, Clock, Consent, Delivery, Entropy, EventInput, TrackError, Tracker,
+    parse_retry_after, push_int, uuid_v4,
+};
+use host::{FIELD, kind};
 use storage::Store;
 
 pub(crate) use options::{read_config, read_event};
@@ -26,42 +31,32 @@ struct BrowserClock;
 
 impl Clock for BrowserClock {
     fn now_ms(&self) -> i64 {
-        js_sys::Date::now() as i64
+        host::now() as i64
     }
 }
 
-struct BrowserEntropy(Option<web_sys::Crypto>);
+struct BrowserEntropy;
 
 impl Entropy for BrowserEntropy {
     fn fill(&mut self, buf: &mut [u8; 16]) {
-        let filled = self
-            .0
-            .as_ref()
-            .is_some_and(|c| c.get_random_values_with_u8_array(buf).is_ok());
-        if !filled {
-            // Pages without Web Crypto still get distinct ids, if not unguessable ones.
-            for b in buf.iter_mut() {
-                *b = (js_sys::Math::random() * 256.0) as u8;
-            }
-        }
+        host::random(buf);
     }
 }
 
 /// A random UUID, for ids the core does not make (tab ids).
 pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
-    BrowserEntropy(web_sys::window().and_then(|w| w.crypto().ok())).fill(&mut bytes);
+    BrowserEntropy.fill(&mut bytes);
     uuid_v4(bytes)
 }
 
 struct State {
     tracker: Tracker<BrowserClock, BrowserEntropy>,
     store: Store,
-    timer: Option<i32>,
+    /// The flush timer's handle.
+    timer: Option<f64>,
     /// Which `init()` made this state; a batch sent before a re-init settles with its own.
     generation: u32,
-    on_batch: Option<Function>,
-    on_error: Option<Function>,
     persist_scheduled: bool,
     /// A full batch asked for a flush that has not started yet: more full batches need none.
     send_requested: bool,
@@ -71,11 +66,26 @@ struct State {
     bridge: bridge::Bridge,
 }
 
+/// Flushes, one batch at a time: each flush starts when the one before it has finished, so
+/// `await flush()` means everything queued before it was tried.
+#[derive(Default)]
+struct Flushes {
+    /// The batch on its way: its id, the `init()` it belongs to, its event count.
+    in_flight: Option<(u32, u32, u32)>,
+    /// Flushes asked for, oldest (the one running) first: the page's ticket for `flush()`'s
+    /// promise (0 for the tracker's own), and what it has sent so far.
+    queue: VecDeque<(u32, Summary, bool)>,
+    last_ticket: u32,
+    /// A [`wake`] is due.
+    wake_set: bool,
+}
+
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
-    /// The latest flush; each flush starts when the one before it has finished, so one batch
-    /// at a time is in flight and `await flush()` means everything queued before it was tried.
-    static LAST_FLUSH: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
+    static FLUSHES: RefCell<Flushes> = RefCell::new(Flushes::default());
+    /// What `host.js` reports through; made once, lives as long as the page.
+    static DISPATCH: Closure<dyn Fn(u32, f64, Option<String>) -> Option<String>> =
+        Closure::new(dispatch);
 }
 
 fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
@@ -86,30 +96,80 @@ fn current_generation() -> Option<u32> {
     with_state(|s| s.generation)
 }
 
-/// True when the browser sends Do Not Track or Global Privacy Control.
-fn do_not_track(window: &web_sys::Window) -> bool {
-    let navigator = window.navigator();
-    let get = |target: &JsValue, key: &str| Reflect::get(target, &key.into()).ok();
-    let dnt = |v: Option<JsValue>| {
-        v.and_then(|v| v.as_string())
-            .is_some_and(|s| s == "1" || s == "yes")
-    };
-    dnt(get(&navigator, "doNotTrack"))
-        || dnt(get(window, "doNotTrack"))
-        || get(&navigator, "globalPrivacyControl").and_then(|v| v.as_bool()) == Some(true)
+/// Timers, by tag: the low two bits say which, the rest is the generation that set it.
+const FLUSH_TIMER: u32 = 0;
+const PERSIST_TIMER: u32 = 1;
+const HANDSHAKE_TIMER: u32 = 2;
+const WAKE_TIMER: u32 = 3;
+
+fn set_timer(which: u32, generation: u32, ms: f64) -> f64 {
+    host::timer(which | (generation << 2), ms)
+}
+
+/// Everything `host.js` reports. Answers a few questions along the way (how long an
+/// impression must stay in view, the identity an iframe asks for).
+fn dispatch(what: u32, number: f64, text: Option<String>) -> Option<String> {
+    let text = text.unwrap_or_default();
+    match what {
+        kind::TIMER => timer_fired(number as u32),
+        kind::ANSWER => answered(number as u32, &text),
+        kind::HIDE => {
+            send_beacons();
+            with_state(|s| s.autocapture.hidden());
+        }
+        kind::ONLINE => wake(),
+        kind::STORAGE => storage_changed(&text),
+        kind::ROUTE => autocapture::page_view(false, &text),
+        kind::CLICK => autocapture::clicked(&text),
+        kind::INTERSECT => return autocapture::intersected(number, &text),
+        kind::DUE => return autocapture::due(&text).then(String::new),
+        kind::SEEN => return autocapture::seen(&text).then(String::new),
+        kind::HELLO => return bridge::greeted(&text),
+        kind::HOST => bridge::host_identity(&text),
+        kind::CLAIMED => claimed(text),
+        kind::ADOPT => adopted(&text),
+        _ => {}
+    }
+    None
+}
+
+fn timer_fired(tag: u32) {
+    let (which, generation) = (tag & 3, tag >> 2);
+    match which {
+        FLUSH_TIMER => {
+            let mine = with_state(|s| {
+                let mine = s.generation == generation;
+                if mine {
+                    s.timer = None;
+                }
+                mine
+            });
+            if mine == Some(true) {
+                wake();
+            }
+        }
+        PERSIST_TIMER => {
+            with_state(persist);
+        }
+        WAKE_TIMER => {
+            FLUSHES.with(|f| f.borrow_mut().wake_set = false);
+            let waiting = FLUSHES.with(|f| f.borrow().queue.iter().any(|(t, ..)| *t == 0));
+            if !waiting {
+                start_flush(0);
+            }
+        }
+        _ => {
+            if current_generation() == Some(generation) {
+                bridge::release();
+            }
+        }
+    }
 }
 
 /// Starts (or restarts) the tracker from `init()`'s options.
-pub(crate) fn init(options: options::Options) {
-    let Some(window) = web_sys::window() else {
-        return;
-    };
-    let options::Options {
-        config,
-        on_batch,
-        on_error,
-    } = options;
-    let dnt = config.respect_do_not_track && do_not_track(&window);
+pub(crate) fn init(config: crate::core::Config) {
+    DISPATCH.with(host::install);
+    let dnt = config.respect_do_not_track && host::dnt();
     let store = Store::open(config.storage, &config.client_key);
     let refused = config.consent == Consent::Denied || dnt;
     let stored = if refused {
@@ -118,29 +178,20 @@ pub(crate) fn init(options: options::Options) {
     } else {
         store.read_identity()
     };
-    let crypto = window.crypto().ok();
     let client_key = config.client_key.clone();
     let switches = config.autocapture;
     let persists_queue = config.storage == crate::core::Storage::LocalStorage;
-    let tracker = Tracker::new(
-        config,
-        BrowserClock,
-        BrowserEntropy(crypto),
-        stored.as_deref(),
-        dnt,
-    );
+    let tracker = Tracker::new(config, BrowserClock, BrowserEntropy, stored.as_deref(), dnt);
     let old = STATE.with(|s| {
         let generation = s
             .borrow()
             .as_ref()
-            .map_or(0, |old| old.generation.wrapping_add(1));
+            .map_or(0, |old| old.generation.wrapping_add(1) & 0x3fff_ffff);
         s.borrow_mut().replace(State {
             tracker,
             store,
             timer: None,
             generation,
-            on_batch,
-            on_error,
             persist_scheduled: false,
             send_requested: false,
             drops_reported: 0,
@@ -150,62 +201,68 @@ pub(crate) fn init(options: options::Options) {
     });
     if let Some(mut old) = old {
         if let Some(handle) = old.timer.take() {
-            window.clear_timeout_with_handle(handle);
+            host::clear(handle);
         }
-        old.autocapture.stop();
         // What the old tracker had not written yet is stored now, for the new one to adopt
         // (unless tracking was just refused, and storage emptied).
         if !refused {
             persist(&mut old);
         }
     }
-    autocapture::install_listeners();
+    host::restart(switches.impressions);
     if persists_queue {
-        let generation = current_generation();
-        let prefix_of = client_key.clone();
-        storage::claim_queue(&prefix_of, move |key| {
-            let claimed = with_state(|s| {
-                if Some(s.generation) != generation {
-                    return false;
-                }
-                s.store.queue_key = Some(key);
-                // What this tab left before a reload (or a second `init()`).
-                if let Some(record) = s.store.read_queue() {
-                    s.tracker.adopt(&record);
-                }
-                persist(s);
-                true
-            });
-            if claimed == Some(true) {
-                adopt_orphans(&client_key);
-                wake();
-            }
-        });
+        let prefix = Store::queue_prefix(&client_key);
+        let slot = ["pf_tab_", &client_key].concat();
+        if let Some(key) = host::claim(&prefix, &slot, &random_id()) {
+            claimed(key);
+        }
     }
     with_state(bridge::start);
-    autocapture::start();
+    autocapture::page_view(false, &host::location());
     persist_soon();
 }
 
-/// Takes over the queues of closed tabs, now or when they close (see [`storage`]).
-fn adopt_orphans(client_key: &str) {
-    storage::adopt_orphans(client_key, |record| {
-        let adopted = with_state(|s| {
-            s.tracker.adopt(record);
-            persist(s);
-        });
-        if adopted.is_some() {
-            wake();
+/// This tab owns its queue key now: take what it left before a reload (or a second
+/// `init()`), then wait for the other tabs' queues.
+fn claimed(key: String) {
+    let client_key = with_state(|s| {
+        let client_key = s.tracker.config().client_key.clone();
+        if !key.starts_with(&Store::queue_prefix(&client_key)) {
+            return None;
         }
-    });
+        s.store.queue_key = Some(key);
+        if let Some(record) = s.store.read_queue() {
+            s.tracker.adopt(&record);
+        }
+        persist(s);
+        Some(client_key)
+    })
+    .flatten();
+    if let Some(client_key) = client_key {
+        host::adopt(&Store::queue_prefix(&client_key));
+        wake();
+    }
+}
+
+/// Events a closed tab left behind, handed over under its lock: stored before returning,
+/// because the key is deleted next.
+fn adopted(record: &str) {
+    if with_state(|s| {
+        s.tracker.adopt(record);
+        persist(s);
+    })
+    .is_some()
+    {
+        wake();
+    }
 }
 
 /// Another tab wrote to storage: if it is a queue this page does not know yet, wait for it.
-pub(crate) fn storage_changed(key: &str) {
-    let client_key = with_state(|s| s.tracker.config().client_key.clone());
-    if let Some(client_key) = client_key {
-        if key.starts_with(&Store::queue_prefix(&client_key)) {
-            adopt_orphans(&client_key);
+fn storage_changed(key: &str) {
+    let prefix = with_state(|s| Store::queue_prefix(&s.tracker.config().client_key));
+    if let Some(prefix) = prefix {
+        if key.starts_with(&prefix) {
+            host::adopt(&prefix);
         }
     }
 }
@@ -234,12 +291,16 @@ pub(crate) fn not_initialised() -> String {
     "the tracker is not initialised: call init() first".to_owned()
 }
 
+fn message_of(e: TrackError) -> String {
+    match e {
+        TrackError::Invalid(m) => m,
+        TrackError::NotRecorded => "tracking is off: consent denied or Do Not Track".to_owned(),
+    }
+}
+
 pub(crate) fn set_client_ref(client_ref: Option<String>) -> Result<(), String> {
     let r = with_state(|s| {
-        let r = s
-            .tracker
-            .set_client_ref(client_ref)
-            .map_err(|e| e.to_string());
+        let r = s.tracker.set_client_ref(client_ref).map_err(message_of);
         bridge::identity_changed(s);
         r
     })
@@ -269,12 +330,22 @@ pub(crate) fn set_consent(consent: Consent) -> Result<(), String> {
     })
     .ok_or_else(not_initialised)?;
     if dropped > 0 && debug() {
-        log(&format!(
-            "consent denied: {dropped} unsent events discarded"
+        log(&counted(
+            "consent denied: ",
+            dropped as u32,
+            " unsent events discarded",
         ));
     }
     wake();
     Ok(())
+}
+
+/// `prefix`, a number, `suffix`: messages with a count, without `core::fmt`.
+fn counted(prefix: &str, n: u32, suffix: &str) -> String {
+    let mut out = String::from(prefix);
+    push_int(&mut out, i64::from(n));
+    out.push_str(suffix);
+    out
 }
 
 /// Queues one event from `track()` and arranges for it to be sent. The error is what is wrong
@@ -284,7 +355,8 @@ pub(crate) fn track(
     action: JsValue,
     options: JsValue,
 ) -> Result<(), Option<String>> {
-    let event = read_event(event_type, action, options).map_err(Some)?;
+    let line = host::read_event(&event_type, &action, &options);
+    let event = read_event(&line).map_err(Some)?;
     record(&event.input()).map_err(|e| match e {
         TrackError::Invalid(message) => Some(message),
         TrackError::NotRecorded => None,
@@ -298,7 +370,7 @@ pub(crate) fn invalid_call(message: &str) {
 }
 
 pub(crate) fn page_view() {
-    autocapture::page_view(true);
+    autocapture::page_view(true, &host::location());
 }
 
 /// Queues one event (from the page or from autocapture): sends at once when the batch is
@@ -331,14 +403,18 @@ pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
     if dropped > 0 {
         report_error(
             "queue_full",
-            &format!("the queue is full: {dropped} oldest events dropped"),
+            &counted(
+                "the queue is full: ",
+                dropped as u32,
+                " oldest events dropped",
+            ),
             None,
             dropped as u32,
         );
     }
     let send_now = result?;
     if debug() {
-        log(&format!("queued {}.{}", input.event_type, input.action));
+        log(&["queued ", input.event_type, ".", input.action].concat());
     }
     persist_soon();
     if send_now {
@@ -351,23 +427,19 @@ pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
 
 /// Tells the page's `onError` about a problem the page cannot see from a return value.
 fn report_error(code: &str, message: &str, status: Option<u16>, events: u32) {
-    if let Some(Some(callback)) = with_state(|s| s.on_error.clone()) {
-        let error = Object::new();
-        let _ = Reflect::set(&error, &"code".into(), &code.into());
-        let _ = Reflect::set(&error, &"message".into(), &message.into());
-        let _ = Reflect::set(&error, &"events".into(), &events.into());
-        if let Some(status) = status {
-            let _ = Reflect::set(&error, &"status".into(), &status.into());
-        }
-        // A throwing callback is the page's bug; it must not stop the tracker.
-        let _ = callback.call1(&JsValue::NULL, &error);
+    let mut text = [code, "\x1f", message, "\x1f"].concat();
+    push_int(&mut text, i64::from(events));
+    if let Some(status) = status {
+        text.push(FIELD);
+        push_int(&mut text, i64::from(status));
     }
+    host::report(1, &text);
 }
 
 /// How long changes wait before they are written to storage, so a burst of events costs one
 /// write. Leaving or hiding the page writes at once, so only a crash of the browser itself
 /// can lose that much; what was sent and is written again as unsent is deduplicated by ingest.
-const PERSIST_DELAY_MS: i32 = 300;
+const PERSIST_DELAY_MS: f64 = 300.0;
 
 /// Writes identity and queue to storage shortly, once however many changes come meanwhile.
 fn persist_soon() {
@@ -375,20 +447,9 @@ fn persist_soon() {
 }
 
 fn persist_later(s: &mut State) {
-    if std::mem::replace(&mut s.persist_scheduled, true) {
-        return;
+    if !std::mem::replace(&mut s.persist_scheduled, true) {
+        set_timer(PERSIST_TIMER, s.generation, PERSIST_DELAY_MS);
     }
-    let callback = Closure::once_into_js(persist_now);
-    if let Some(w) = web_sys::window() {
-        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(
-            callback.unchecked_ref(),
-            PERSIST_DELAY_MS,
-        );
-    }
-}
-
-fn persist_now() {
-    with_state(persist);
 }
 
 fn persist(s: &mut State) {
@@ -414,137 +475,193 @@ fn persist(s: &mut State) {
 
 /// Counts of one batch, or summed over one `flush()`, as the page sees them.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct Summary {
-    batches: u32,
-    accepted: u32,
-    duplicates: u32,
-    rejected: u32,
-    retrying: u32,
-    dropped: u32,
-}
+struct Summary([u32; 6]);
+
+const BATCHES: usize = 0;
+const ACCEPTED: usize = 1;
+const DUPLICATES: usize = 2;
+const REJECTED: usize = 3;
+const RETRYING: usize = 4;
+const DROPPED: usize = 5;
 
 impl Summary {
     fn add(&mut self, other: Summary) {
-        self.batches += other.batches;
-        self.accepted += other.accepted;
-        self.duplicates += other.duplicates;
-        self.rejected += other.rejected;
-        self.retrying += other.retrying;
-        self.dropped += other.dropped;
-    }
-
-    pub(crate) fn to_js(self) -> JsValue {
-        let obj = Object::new();
-        for (k, v) in [
-            ("batches", self.batches),
-            ("accepted", self.accepted),
-            ("duplicates", self.duplicates),
-            ("rejected", self.rejected),
-            ("retrying", self.retrying),
-            ("dropped", self.dropped),
-        ] {
-            let _ = Reflect::set(&obj, &k.into(), &v.into());
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
         }
-        obj.into()
+    }
+
+    /// Space-separated, in `host.js`'s order: batches, accepted, duplicates, rejected,
+    /// retrying, dropped.
+    fn line(self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.0.into_iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            push_int(&mut out, i64::from(n));
+        }
+        out
     }
 }
 
-fn online() -> bool {
-    web_sys::window().is_none_or(|w| w.navigator().on_line())
-}
-
-/// Sends soon whatever is waiting: after coming online, consent, or adopting a queue.
+/// Sends soon whatever is waiting: after coming online, consent, a full batch, a timer, or
+/// adopting a queue. Soon, not now: the page's task goes on undisturbed (a burst of
+/// `track()` calls costs no `fetch` in between), and one such flush waiting is enough.
 fn wake() {
-    let _ = flush();
+    let set = FLUSHES.with(|f| std::mem::replace(&mut f.borrow_mut().wake_set, true));
+    if !set {
+        set_timer(WAKE_TIMER, 0, 0.0);
+    }
 }
 
-/// Starts a flush after the ones already started; resolves with its [`Summary`] as JS.
+/// `flush()`: a promise of the [`Summary`] of the batches this flush sends.
 pub(crate) fn flush() -> js_sys::Promise {
-    let previous = LAST_FLUSH.with(|l| l.borrow_mut().take());
-    let this = wasm_bindgen_futures::future_to_promise(async move {
-        if let Some(previous) = previous {
-            let _ = wasm_bindgen_futures::JsFuture::from(previous).await;
-        }
-        Ok(send_queued().await.to_js())
+    let ticket = FLUSHES.with(|f| {
+        let mut f = f.borrow_mut();
+        f.last_ticket = f.last_ticket.wrapping_add(1).max(1);
+        f.last_ticket
     });
-    LAST_FLUSH.with(|l| *l.borrow_mut() = Some(this.clone()));
-    this
+    let promise = host::deferred(ticket);
+    start_flush(ticket);
+    promise
 }
 
-/// Sends everything queued, batch by batch. A batch that cannot be delivered now goes back to
-/// the front of the queue and waits for the next timer, so one flush never loops on failure.
-/// While the browser is offline nothing is sent; the `online` event starts a flush.
-async fn send_queued() -> Summary {
-    with_state(|s| s.send_requested = false);
-    let mut total = Summary::default();
-    while online() {
+fn start_flush(ticket: u32) {
+    FLUSHES.with(|f| {
+        f.borrow_mut()
+            .queue
+            .push_back((ticket, Summary::default(), false))
+    });
+    pump();
+}
+
+/// Sends the running flush's next batch; a flush ends when nothing is left to send (or the
+/// browser is offline, or a batch must wait for a retry), and the next one starts. A batch
+/// that cannot be delivered now goes back to the front of the queue and waits for the next
+/// timer, so one flush never loops on failure. The `online` event starts a flush.
+fn pump() {
+    loop {
+        let running = FLUSHES.with(|f| {
+            let mut f = f.borrow_mut();
+            if f.in_flight.is_some() {
+                return None;
+            }
+            let (_, _, started) = f.queue.front_mut()?;
+            Some(!std::mem::replace(started, true))
+        });
+        let Some(just_started) = running else {
+            return;
+        };
         let next = with_state(|s| {
+            if just_started {
+                s.send_requested = false;
+            }
             if let Some(handle) = s.timer.take() {
-                if let Some(w) = web_sys::window() {
-                    w.clear_timeout_with_handle(handle);
-                }
+                host::clear(handle);
             }
-            let endpoint = s.tracker.config().endpoint.clone();
-            let generation = s.generation;
+            if !host::online() {
+                return None;
+            }
             // Taking a batch leaves the stored queue as it was: in-flight events stay in it.
-            s.tracker.next_batch().map(|b| (b, endpoint, generation))
-        });
-        let Some(Some((batch, endpoint, generation))) = next else {
-            break;
-        };
-        let count = batch.count as u32;
-        let answer = transport::send(&endpoint, &batch.body).await;
-        if debug() {
-            log(&format!(
-                "sent {count} events: HTTP {} {}",
-                answer.status,
-                answer.body.as_deref().unwrap_or("")
-            ));
-        }
-        let settled = with_state(|s| {
-            (s.generation == generation).then(|| {
-                let delivery = s
-                    .tracker
-                    .settle(batch.id, answer.status, answer.retry_after_ms);
-                persist_later(s);
-                (delivery, s.on_batch.clone())
-            })
-        });
-        // A batch of an earlier `init()` is not reported to the later one.
-        let Some(Some((delivery, on_batch))) = settled else {
-            continue;
-        };
-        let mut summary = Summary {
-            batches: 1,
-            ..Summary::default()
-        };
-        match delivery {
-            Delivery::Delivered => {
-                (summary.accepted, summary.duplicates, summary.rejected) = answer.counts();
+            let batch = s.tracker.next_batch()?;
+            let keepalive = batch.body.len() < BEACON_BYTES;
+            host::send(
+                batch.id,
+                &s.tracker.config().endpoint,
+                &batch.body,
+                keepalive,
+            );
+            Some((batch.id, s.generation, batch.count as u32))
+        })
+        .flatten();
+        match next {
+            Some(sending) => {
+                FLUSHES.with(|f| f.borrow_mut().in_flight = Some(sending));
+                return;
             }
-            Delivery::Retry => summary.retrying = count,
-            Delivery::Drop => {
-                summary.dropped = count;
-                let message = format!(
-                    "ingest refused {count} events with HTTP {}: {}; they are dropped",
-                    answer.status,
-                    answer.body.as_deref().unwrap_or("")
-                );
-                warn(&message);
-                report_error("refused", &message, Some(answer.status), count);
-            }
-        }
-        total.add(summary);
-        if let Some(callback) = on_batch {
-            // A throwing callback is the page's bug; it must not stop delivery.
-            let _ = callback.call1(&JsValue::NULL, &summary.to_js());
-        }
-        if delivery == Delivery::Retry {
-            break;
+            None => end_flush(),
         }
     }
+}
+
+/// The running flush is over: resolve its promise and arm the timer for what is left.
+fn end_flush() {
+    let done = FLUSHES.with(|f| f.borrow_mut().queue.pop_front());
     with_state(schedule);
-    total
+    if let Some((ticket, summary, _)) = done {
+        if ticket != 0 {
+            host::settle(ticket, &summary.line());
+        }
+    }
+}
+
+/// Ingest's answer to batch `id`: `status\nretry-after\naccepted\nduplicates\nrejected\nbody`.
+fn answered(id: u32, text: &str) {
+    let Some((_, generation, count)) = FLUSHES.with(|f| {
+        let mut f = f.borrow_mut();
+        let sending = f.in_flight.filter(|(i, ..)| *i == id)?;
+        f.in_flight = None;
+        Some(sending)
+    }) else {
+        return;
+    };
+    let fields: Vec<&str> = text.splitn(6, '\n').collect();
+    let number = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let status = number(0) as u16;
+    let retry_after = fields.get(1).and_then(|v| parse_retry_after(v));
+    let counts = [number(2), number(3), number(4)];
+    let body = fields.get(5).copied().unwrap_or("");
+    let mut summary = Summary::default();
+    summary.0[BATCHES] = 1;
+    if debug() {
+        let mut line = counted("sent ", count, " events: HTTP ");
+        push_int(&mut line, i64::from(status));
+        log(&[&line, " ", body].concat());
+    }
+    let settled = with_state(|s| {
+        (s.generation == generation).then(|| {
+            let delivery = s.tracker.settle(id, status, retry_after);
+            persist_later(s);
+            delivery
+        })
+    })
+    .flatten();
+    // A batch of an earlier `init()` is not reported to the later one.
+    let Some(delivery) = settled else {
+        return pump();
+    };
+    match delivery {
+        Delivery::Delivered => {
+            for (slot, n) in [ACCEPTED, DUPLICATES, REJECTED].into_iter().zip(counts) {
+                summary.0[slot] = n;
+            }
+        }
+        Delivery::Retry => summary.0[RETRYING] = count,
+        Delivery::Drop => {
+            summary.0[DROPPED] = count;
+            let mut message = counted("ingest refused ", count, " events with HTTP ");
+            push_int(&mut message, i64::from(status));
+            let message = [&message, ": ", body, "; they are dropped"].concat();
+            warn(&message);
+            report_error("refused", &message, Some(status), count);
+        }
+    }
+    FLUSHES.with(|f| {
+        if let Some((_, total, _)) = f.borrow_mut().queue.front_mut() {
+            total.add(summary);
+        }
+    });
+    host::report(0, &summary.line());
+    if delivery == Delivery::Retry {
+        end_flush();
+    }
+    pump();
 }
 
 /// The page is going away or to the background: hand everything queued to `sendBeacon` in
@@ -553,29 +670,24 @@ async fn send_queued() -> Summary {
 /// it would be lost, whereas the stored queue goes out from the next page.
 fn send_beacons() {
     let sendable = with_state(|s| {
-        if !online() || s.tracker.backing_off() {
+        if !host::online() || s.tracker.backing_off() {
             persist(s);
-            return Vec::new();
+            return (0, 0);
         }
         let endpoint = s.tracker.config().endpoint.clone();
         let batches = s.tracker.beacon_batches();
-        let taken: Vec<(u32, bool)> = batches
-            .iter()
-            .map(|b| (b.id, transport::beacon(&endpoint, &b.body)))
-            .collect();
-        for &(id, ok) in &taken {
-            s.tracker.beaconed(id, ok);
+        let mut taken = 0;
+        for b in &batches {
+            let ok = host::beacon(&endpoint, &b.body);
+            taken += u32::from(ok);
+            s.tracker.beaconed(b.id, ok);
         }
         persist(s);
-        taken
+        (taken, batches.len() as u32)
     });
-    if debug() {
-        let taken = sendable.unwrap_or_default();
-        let sent = taken.iter().filter(|(_, ok)| *ok).count();
-        log(&format!(
-            "page hidden: {sent} of {} beacons taken",
-            taken.len()
-        ));
+    if let Some((taken, all)) = sendable.filter(|_| debug()) {
+        let line = counted("page hidden: ", taken, " of ");
+        log(&counted(&line, all, " beacons taken"));
     }
 }
 
@@ -586,23 +698,14 @@ fn schedule(state: &mut State) {
     if state.timer.is_some() || !waiting {
         return;
     }
-    let Some(window) = web_sys::window() else {
-        return;
-    };
-    let callback = Closure::once_into_js(|| {
-        with_state(|s| s.timer = None);
-        wake();
-    });
-    let delay = state.tracker.next_send_in_ms().min(i32::MAX as u64) as i32;
-    state.timer = window
-        .set_timeout_with_callback_and_timeout_and_arguments_0(callback.unchecked_ref(), delay)
-        .ok();
+    let delay = state.tracker.next_send_in_ms().min(i32::MAX as u64) as f64;
+    state.timer = Some(set_timer(FLUSH_TIMER, state.generation, delay));
 }
 
 pub(crate) fn log(message: &str) {
-    web_sys::console::log_2(&"[personafin]".into(), &message.into());
+    host::log(false, message);
 }
 
 pub(crate) fn warn(message: &str) {
-    web_sys::console::warn_2(&"[personafin]".into(), &message.into());
+    host::log(true, message);
 }

@@ -1,0 +1,451 @@
+// The browser side of the tracker: everything that touches the page (storage, cookies, Web
+// Locks, timers, fetch and beacons, lifecycle events, the DOM, observers, postMessage), as
+// small functions the Rust code in `src/web/` imports. The decisions stay in Rust; this file
+// reads and writes the browser and reports what happened through one callback, `dispatch`.
+//
+// Values cross as strings: fields are separated by \x1f, records by \x1e, groups by \x1d and
+// list items by \x1c (`clean` keeps those characters out of what the page gives).
+
+// What `dispatch(kind, number, text)` is told; the numbers match `web/host.rs`.
+const TIMER = 0, ANSWER = 1, HIDE = 2, ONLINE = 3, STORAGE = 4, ROUTE = 5, CLICK = 6,
+  INTERSECT = 7, DUE = 8, SEEN = 9, HELLO = 10, HOST = 11, CLAIMED = 12, ADOPT = 13;
+
+const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
+const IMPRESSIONS = "[data-pf-impression-id],[data-pf-fxcid]";
+const SEND_TIMEOUT_MS = 30000;
+
+let dispatch;
+let callbacks = {};
+const pending = new Map();
+/** The Web Lock this tab holds for its queue: `{ key, release }`. */
+let held;
+/** Other tabs' queue keys whose lock this page waits for. */
+const waiting = new Set();
+/** Iframe components that asked for the identity, with their origins. */
+let frames = new Map();
+let observers;
+
+const clean = (s) => s.replace(/[\x1c-\x1f]/g, "\ufffd");
+const attempt = (f, fallback) => {
+  try {
+    return f();
+  } catch {
+    return fallback;
+  }
+};
+const local = () => attempt(() => localStorage, null);
+const session = () => attempt(() => sessionStorage, null);
+
+/** Installs the page-wide listeners, once, and the callback they report through. */
+export function install(d) {
+  if (dispatch) return;
+  dispatch = d;
+  const on = (target, type, f, capture) => target.addEventListener(type, f, capture);
+  on(window, "pagehide", () => dispatch(HIDE, 0));
+  on(document, "visibilitychange", () => {
+    if (document.hidden) return dispatch(HIDE, 0);
+    // Asked afresh what is on screen: what was seen while hidden does not count.
+    if (observers) {
+      for (const el of document.querySelectorAll(IMPRESSIONS)) {
+        if (!dispatch(SEEN, 0, attributes(el))) {
+          observers[0].unobserve(el);
+          observers[0].observe(el);
+        }
+      }
+    }
+  });
+  on(window, "online", () => dispatch(ONLINE, 0));
+  on(window, "storage", (e) => e.key && dispatch(STORAGE, 0, e.key));
+  const route = () => dispatch(ROUTE, 0, pageLocation());
+  on(window, "popstate", route);
+  on(window, "hashchange", route);
+  for (const name of ["pushState", "replaceState"]) {
+    const original = history[name];
+    history[name] = function (...args) {
+      const result = original.apply(this, args);
+      route();
+      return result;
+    };
+  }
+  on(document, "click", (e) => {
+    const target = e.target;
+    if (!(target instanceof Element)) return;
+    const declared = target.closest("[data-pf-event]");
+    const impression = target.closest(IMPRESSIONS);
+    dispatch(CLICK, 0, attributes(declared) + G + attributes(impression));
+  }, true);
+  on(window, "message", (e) => {
+    const data = e.data;
+    const kind = data && typeof data === "object" ? data.personafin : undefined;
+    if (kind === "hello" && e.source) {
+      const identity = dispatch(HELLO, 0, e.origin);
+      if (identity !== undefined) {
+        frames.set(e.source, e.origin);
+        post(e.source, identity, e.origin);
+      }
+    } else if (kind === "identity" && e.source === parent && parent !== window) {
+      const { visitorId, sessionId, clientRef } = data;
+      if (typeof visitorId === "string" && typeof sessionId === "string") {
+        const ref = typeof clientRef === "string" ? clientRef : "";
+        dispatch(HOST, 0, [e.origin, visitorId, sessionId, ref].map(clean).join(F));
+      }
+    }
+  });
+}
+
+/** The `data-pf-*` attributes of an element as `name\x1fvalue\x1e…`; "" for none. */
+function attributes(el) {
+  let out = "";
+  if (el) {
+    for (const a of el.attributes) {
+      if (a.name.startsWith("data-pf-")) out += a.name + F + clean(a.value) + R;
+    }
+  }
+  return out;
+}
+
+export const now = () => Date.now();
+
+export function random(bytes) {
+  if (!attempt(() => (crypto.getRandomValues(bytes), true), false)) {
+    // Pages without Web Crypto still get distinct ids, if not unguessable ones.
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.random() * 256;
+  }
+}
+
+function value(v) {
+  if (v == null) return "a";
+  switch (typeof v) {
+    case "string":
+      return "s" + clean(v);
+    case "number":
+      // Only whole numbers are valid anywhere; anything else reads as 0.5, which is not.
+      return "n" + (Number.isSafeInteger(v) ? v : 0.5);
+    case "boolean":
+      return v ? "b1" : "b0";
+    case "function":
+      return "f";
+  }
+  return Array.isArray(v) ? "l" + v.map(value).join(L) : "o";
+}
+
+/** `init()`'s argument as `key\x1fvalue\x1d…` (`autocapture: {…}` as `autocapture.key`). */
+export function options(config) {
+  if (config === null || typeof config !== "object") return undefined;
+  const out = [];
+  for (const [k, v] of Object.entries(config)) {
+    if (k === "autocapture" && v !== null && typeof v === "object" && !Array.isArray(v)) {
+      for (const [s, w] of Object.entries(v)) out.push(clean("autocapture." + s) + F + value(w));
+    } else {
+      out.push(clean(k) + F + value(v));
+    }
+  }
+  return out.join(G);
+}
+
+/** Keeps the page's `onBatch` and `onError` of a configuration that was accepted. */
+export function useCallbacks(config) {
+  callbacks = { onBatch: config.onBatch, onError: config.onError };
+}
+
+const TRACK_OPTIONS = ["eventMeta", "relatedEntities", "timestamp", "impressionId", "fxcid"];
+
+/**
+ * Reads `track(eventType, action, options)` into `type\x1faction\x1fmeta\x1fts\x1fentities`
+ * (entities as `type\x1cid\x1e…`), or "!" and what is wrong, naming the argument or option.
+ * `impressionId` and `fxcid` go into the meta as `impression_id` and `fxcid`.
+ */
+export function readEvent(type, action, o) {
+  if (typeof type !== "string") return "!`eventType` must be a string";
+  if (typeof action !== "string") return "!`action` must be a string";
+  let meta = "", ts = "";
+  const entities = [];
+  if (o != null) {
+    if (typeof o !== "object") return "!the options of `track()` must be an object";
+    for (const k of Object.keys(o)) {
+      if (!TRACK_OPTIONS.includes(k)) {
+        return "!unknown option `" + k + "`; expected one of " + TRACK_OPTIONS.join(", ");
+      }
+    }
+    let m = o.eventMeta;
+    if (m != null && (typeof m !== "object" || Array.isArray(m))) {
+      return "!`eventMeta` must be a plain object";
+    }
+    for (const [option, key] of [["impressionId", "impression_id"], ["fxcid", "fxcid"]]) {
+      const id = o[option];
+      if (id == null) continue;
+      if (typeof id !== "string" || !id) return "!`" + option + "` must be a non-empty string";
+      m = { ...m, [key]: id };
+    }
+    if (m != null) {
+      meta = attempt(() => JSON.stringify(m), null);
+      if (meta === null) return "!`eventMeta` cannot be serialised to JSON (is it cyclic?)";
+    }
+    const list = o.relatedEntities;
+    if (list != null) {
+      if (!Array.isArray(list)) return "!`relatedEntities` must be an array";
+      for (const e of list) {
+        if (typeof e === "string") {
+          const colon = e.indexOf(":");
+          if (colon < 0) return "!entity `" + e + "` must be written `type:id`, e.g. `ticker:AAPL`";
+          entities.push(clean(e.slice(0, colon)) + L + clean(e.slice(colon + 1)));
+        } else if (e && typeof e.type === "string" && typeof e.id === "string") {
+          entities.push(clean(e.type) + L + clean(e.id));
+        } else {
+          return '!each of `relatedEntities` must be `{ type, id }` with string values, or `"type:id"`';
+        }
+      }
+    }
+    const t = o.timestamp;
+    if (t != null) {
+      if (typeof t !== "number" || !(t >= 0 && t <= 8.64e15)) {
+        return "!`timestamp` must be milliseconds since the epoch";
+      }
+      ts = "" + Math.floor(t);
+    }
+  }
+  return [clean(type), clean(action), meta, ts, entities.join(R)].join(F);
+}
+
+// Storage: 0 is localStorage, 1 a first-party cookie, 2 sessionStorage.
+
+export function get(kind, key) {
+  if (kind === 1) {
+    for (const c of attempt(() => document.cookie, "").split("; ")) {
+      const eq = c.indexOf("=");
+      if (c.slice(0, eq) === key) return attempt(() => decodeURIComponent(c.slice(eq + 1)), undefined);
+    }
+    return undefined;
+  }
+  return attempt(() => (kind ? session() : local()).getItem(key), null) ?? undefined;
+}
+
+/** Writes `value` under `key` ("" removes it); false when the browser refused. */
+export function set(kind, key, value) {
+  if (kind === 1) {
+    // 13 months, the longest most privacy regulators accept for analytics.
+    const age = value ? 33696000 : 0;
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    return attempt(() => {
+      document.cookie = key + "=" + encodeURIComponent(value) + "; path=/; max-age=" + age + "; SameSite=Lax" + secure;
+      return true;
+    }, false);
+  }
+  return attempt(() => {
+    const s = kind ? session() : local();
+    if (value) s.setItem(key, value);
+    else s.removeItem(key);
+    return true;
+  }, false);
+}
+
+// Tabs. Queues are per tab (`pf_<clientKey>_q_<tab>`), written only by the tab holding the Web
+// Lock of that name; see `web/storage.rs`.
+
+/**
+ * Makes this tab the owner of a queue key under `prefix`: returns it at once when this page
+ * already holds it or the browser has no Web Locks, else reports `CLAIMED` once the lock is
+ * granted. The tab id is kept in `sessionStorage` under `slot`; a duplicated tab (same
+ * `sessionStorage`, lock taken) gets `fresh`.
+ */
+export function claim(prefix, slot, fresh) {
+  if (held) {
+    if (held.key.startsWith(prefix)) return held.key;
+    held.release();
+    held = undefined;
+  }
+  const remembered = get(2, slot);
+  const locks = navigator.locks;
+  if (!locks) {
+    const tab = remembered ?? fresh;
+    set(2, slot, tab);
+    return prefix + tab;
+  }
+  const request = (tab, retry) => {
+    const key = prefix + tab;
+    locks.request(key, { ifAvailable: true }, (lock) => {
+      if (!lock) return retry && request(fresh, false);
+      set(2, slot, tab);
+      return new Promise((release) => {
+        held = { key, release };
+        dispatch(CLAIMED, 0, key);
+      });
+    });
+  };
+  request(remembered ?? fresh, remembered !== undefined);
+  return undefined;
+}
+
+/**
+ * For every other tab's queue under `prefix`, waits for that tab's lock: granted at once if
+ * the tab has closed, or when it closes. Under the lock, `ADOPT` takes the events (and stores
+ * them) and the key is deleted, so no two tabs ever send one stored event.
+ */
+export function adopt(prefix) {
+  const locks = navigator.locks;
+  const store = local();
+  if (!locks || !store || !held) return;
+  const keys = [];
+  for (let i = 0; i < store.length; i++) keys.push(store.key(i));
+  for (const key of keys) {
+    if (!key.startsWith(prefix) || key === held.key || waiting.has(key)) continue;
+    waiting.add(key);
+    locks.request(key, () => {
+      waiting.delete(key);
+      const record = get(0, key);
+      if (record !== undefined) dispatch(ADOPT, 0, record);
+      set(0, key, "");
+    });
+  }
+}
+
+export const timer = (tag, ms) => setTimeout(() => dispatch(TIMER, tag), ms);
+export const clear = (handle) => clearTimeout(handle);
+
+/**
+ * POSTs a batch as `text/plain` (no CORS preflight) and reports `ANSWER`: status (0 when
+ * there was none), Retry-After, accepted, duplicates, rejected, body. Small batches go with
+ * `keepalive`, so a navigation does not cancel them; a hung send fails after 30 s.
+ */
+export function send(id, url, body, keepalive) {
+  const init = { method: "POST", body, keepalive };
+  if (AbortSignal.timeout) init.signal = AbortSignal.timeout(SEND_TIMEOUT_MS);
+  new Promise((sent) => sent(fetch(url, init)))
+    .then(
+      (r) => r.text().catch(() => "").then((text) => [r.status, r.headers.get("retry-after"), text]),
+      () => [0, null, ""],
+    )
+    .then(([status, retryAfter, text]) => {
+      const parsed = status >= 200 && status < 300 ? attempt(() => JSON.parse(text), null) : null;
+      const n = (v) => (typeof v === "number" ? v : 0);
+      const counts = parsed ? [n(parsed.accepted), n(parsed.duplicates), parsed.rejected?.length ?? 0] : [0, 0, 0];
+      dispatch(ANSWER, id, [status, retryAfter ?? "", ...counts, text].join("\n"));
+    });
+}
+
+/** Hands a batch over for after the page has gone: `sendBeacon`, else a keepalive fetch. */
+export function beacon(url, body) {
+  return attempt(() => {
+    if (navigator.sendBeacon) return navigator.sendBeacon(url, body);
+    fetch(url, { method: "POST", body, keepalive: true }).catch(() => {});
+    return true;
+  }, false);
+}
+
+export const online = () => navigator.onLine !== false;
+
+/** Do Not Track or Global Privacy Control. */
+export function dnt() {
+  const yes = (v) => v === "1" || v === "yes";
+  return yes(navigator.doNotTrack) || yes(window.doNotTrack) || navigator.globalPrivacyControl === true;
+}
+
+/** `href\x1fpath\x1ftitle\x1freferrer` of the page now. */
+export function pageLocation() {
+  return [location.href, location.pathname, document.title, document.referrer].map(clean).join(F);
+}
+
+/**
+ * After `init()`: forgets the iframes of the last configuration and (re)starts the impression
+ * observers when `impressions` is on. An impression at least half visible is reported with its
+ * ratio (`INTERSECT` answers how long to wait), then asked about again (`DUE` records it once).
+ */
+export function restart(impressions) {
+  frames = new Map();
+  if (observers) observers.forEach((o) => o.disconnect());
+  observers = undefined;
+  if (!impressions || typeof IntersectionObserver === "undefined") return;
+  const intersection = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        if (document.hidden) continue;
+        const el = entry.target;
+        const wait = dispatch(INTERSECT, entry.intersectionRatio, attributes(el));
+        if (wait === undefined) continue;
+        setTimeout(() => {
+          if (observers?.[0] === intersection && dispatch(DUE, 0, attributes(el))) {
+            intersection.unobserve(el);
+          }
+        }, +wait);
+      }
+    },
+    { threshold: [0, 0.5] },
+  );
+  const within = (el) => {
+    if (el.matches(IMPRESSIONS)) intersection.observe(el);
+    for (const child of el.querySelectorAll(IMPRESSIONS)) intersection.observe(child);
+  };
+  const mutations = new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.type === "attributes") {
+        // A reused element with a new impression id is a new impression.
+        intersection.unobserve(r.target);
+        within(r.target);
+      } else {
+        for (const node of r.addedNodes) if (node instanceof Element) within(node);
+      }
+    }
+  });
+  mutations.observe(document, {
+    childList: true,
+    subtree: true,
+    attributeFilter: ["data-pf-impression-id", "data-pf-fxcid"],
+  });
+  within(document.documentElement);
+  observers = [intersection, mutations];
+}
+
+function post(target, identity, origin) {
+  const [visitorId, sessionId, clientRef] = identity.split(F);
+  const message = { personafin: "identity", visitorId, sessionId, clientRef: clientRef || null };
+  attempt(() => target.postMessage(message, origin));
+}
+
+/** In an iframe: greets the parent (the host answers with its identity); false on a top page. */
+export function greet() {
+  if (parent === window) return false;
+  // The greeting carries nothing; the answer is checked against `hostOrigins`.
+  attempt(() => parent.postMessage({ personafin: "hello" }, "*"));
+  return true;
+}
+
+/** On a host: tells the iframes that asked about a new identity (`identify`, `reset`). */
+export function tell(identity) {
+  for (const [frame, origin] of frames) post(frame, identity, origin);
+}
+
+/** A promise for `flush()`, resolved by `settle` with the same ticket. */
+export const deferred = (ticket) => new Promise((resolve) => pending.set(ticket, resolve));
+
+const COUNTS = ["batches", "accepted", "duplicates", "rejected", "retrying", "dropped"];
+const summary = (line) => {
+  const n = line.split(" ");
+  return Object.fromEntries(COUNTS.map((k, i) => [k, +n[i]]));
+};
+
+export function settle(ticket, line) {
+  pending.get(ticket)?.(summary(line));
+  pending.delete(ticket);
+}
+
+/**
+ * Tells the page's callbacks: `onBatch` with a batch's counts (`kind` 0), or `onError`
+ * with `code\x1fmessage\x1fevents\x1fstatus` (`kind` 1). A throwing callback is the page's bug
+ * and must not stop the tracker.
+ */
+export function report(kind, text) {
+  let arg;
+  if (kind) {
+    const [code, message, events, status] = text.split(F);
+    arg = { code, message, events: +events };
+    if (status) arg.status = +status;
+  } else {
+    arg = summary(text);
+  }
+  const f = kind ? callbacks.onError : callbacks.onBatch;
+  if (typeof f === "function") attempt(() => f(arg));
+}
+
+export function log(warn, message) {
+  console[warn ? "warn" : "log"]("[personafin]", message);
+}

@@ -1,0 +1,68 @@
+//! The page, through `js/host.js`: a few small JS functions that read and write the browser,
+//! and one callback, [`install`]'s `dispatch`, through which they report what happened.
+//! Everything crosses as numbers and strings, so the wasm carries no per-API glue.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(module = "/js/host.js")]
+extern "C" {
+    /// Installs the page-wide listeners once, reporting through `dispatch`.
+    pub(crate) fn install(dispatch: &Closure<dyn Fn(u32, f64, Option<String>) -> Option<String>>);
+    pub(crate) fn now() -> f64;
+    pub(crate) fn random(bytes: &mut [u8]);
+    /// `init()`'s argument as `key\x1fvalue\x1d…`; `None` when it is not an object.
+    pub(crate) fn options(config: &JsValue) -> Option<String>;
+    #[wasm_bindgen(js_name = useCallbacks)]
+    pub(crate) fn use_callbacks(config: &JsValue);
+    /// A `track()` call as `type\x1faction\x1fmeta\x1fts\x1fentities`, or `!` and the error.
+    #[wasm_bindgen(js_name = readEvent)]
+    pub(crate) fn read_event(event_type: &JsValue, action: &JsValue, options: &JsValue) -> String;
+    pub(crate) fn get(kind: u32, key: &str) -> Option<String>;
+    pub(crate) fn set(kind: u32, key: &str, value: &str) -> bool;
+    pub(crate) fn claim(prefix: &str, slot: &str, fresh: &str) -> Option<String>;
+    pub(crate) fn adopt(prefix: &str);
+    pub(crate) fn timer(tag: u32, ms: f64) -> f64;
+    pub(crate) fn clear(handle: f64);
+    pub(crate) fn send(id: u32, url: &str, body: &str, keepalive: bool);
+    pub(crate) fn beacon(url: &str, body: &str) -> bool;
+    pub(crate) fn online() -> bool;
+    pub(crate) fn dnt() -> bool;
+    /// `href\x1fpath\x1ftitle\x1freferrer` (named so as not to shadow `location`).
+    #[wasm_bindgen(js_name = pageLocation)]
+    pub(crate) fn location() -> String;
+    pub(crate) fn restart(impressions: bool);
+    pub(crate) fn greet() -> bool;
+    pub(crate) fn tell(identity: &str);
+    pub(crate) fn deferred(ticket: u32) -> js_sys::Promise;
+    pub(crate) fn settle(ticket: u32, summary: &str);
+    pub(crate) fn report(kind: u32, text: &str);
+    pub(crate) fn log(warn: bool, message: &str);
+}
+
+/// Storage kinds of [`get`] and [`set`] (`host.js` also uses 2, `sessionStorage`).
+pub(crate) const LOCAL: u32 = 0;
+pub(crate) const COOKIE: u32 = 1;
+
+/// What `dispatch` is told (the numbers match `host.js`).
+pub(crate) mod kind {
+    pub(crate) const TIMER: u32 = 0;
+    pub(crate) const ANSWER: u32 = 1;
+    pub(crate) const HIDE: u32 = 2;
+    pub(crate) const ONLINE: u32 = 3;
+    pub(crate) const STORAGE: u32 = 4;
+    pub(crate) const ROUTE: u32 = 5;
+    pub(crate) const CLICK: u32 = 6;
+    pub(crate) const INTERSECT: u32 = 7;
+    pub(crate) const DUE: u32 = 8;
+    pub(crate) const SEEN: u32 = 9;
+    pub(crate) const HELLO: u32 = 10;
+    pub(crate) const HOST: u32 = 11;
+    pub(crate) const CLAIMED: u32 = 12;
+    pub(crate) const ADOPT: u32 = 13;
+}
+
+/// Field, record and group separators of the strings `host.js` sends.
+pub(crate) const FIELD: char = '\x1f';
+pub(crate) const RECORD: char = '\x1e';
+pub(crate) const GROUP: char = '\x1d';
+pub(crate) const ITEM: char = '\x1c';
