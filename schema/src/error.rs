@@ -2,47 +2,128 @@
 //! `related_entities[2].id`) and the limit it broke.
 
 /// Why one event was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EventError {
-    #[error("event must be a JSON object")]
     NotAnObject,
-    #[error("event is {size} bytes, over the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    #[error("missing required field `{field}`")]
-    Missing { field: String },
-    #[error("field `{field}` must be {expected}")]
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
+    Missing {
+        field: String,
+    },
     WrongType {
         field: String,
         expected: &'static str,
     },
-    #[error("unknown field `{field}`")]
-    UnknownField { field: String },
-    #[error("field `{field}` must not be empty")]
-    Empty { field: String },
-    #[error("field `{field}` is {len} characters long, over the limit of {limit}")]
+    UnknownField {
+        field: String,
+    },
+    Empty {
+        field: String,
+    },
     TooLong {
         field: String,
         len: usize,
         limit: usize,
     },
-    #[error("field `{field}` must be lower_snake_case: a-z first, then a-z, 0-9 or _")]
-    NotSnakeCase { field: String },
-    #[error("field `{field}` must not contain whitespace or control characters")]
-    InvalidCharacters { field: String },
-    #[error("field `{field}` is not an RFC 3339 timestamp: {reason}")]
-    InvalidTimestamp { field: String, reason: String },
-    #[error("field `{field}` nests deeper than the limit of {limit} levels")]
-    TooDeep { field: String, limit: usize },
-    #[error("`event_meta` has more than the limit of {limit} keys")]
-    TooManyKeys { limit: usize },
-    #[error("`related_entities` has {count} entries, over the limit of {limit}")]
-    TooManyEntities { count: usize, limit: usize },
-    #[error("`client_key` differs from the batch's client_key; a batch carries one client_key")]
+    NotSnakeCase {
+        field: String,
+    },
+    InvalidCharacters {
+        field: String,
+    },
+    InvalidTimestamp {
+        field: String,
+        reason: String,
+    },
+    TooDeep {
+        field: String,
+        limit: usize,
+    },
+    TooManyKeys {
+        limit: usize,
+    },
+    TooManyEntities {
+        count: usize,
+        limit: usize,
+    },
     ClientKeyMismatch,
 }
 
 impl EventError {
+    /// What is wrong, in words, written without `core::fmt` so the browser tracker can use
+    /// it without linking the formatting machinery (the `Display` text is the same).
+    pub fn message(&self) -> String {
+        let n = |v: &usize| decimal(*v);
+        match self {
+            EventError::NotAnObject => "event must be a JSON object".into(),
+            EventError::TooLarge { size, limit } => [
+                "event is ",
+                &n(size),
+                " bytes, over the limit of ",
+                &n(limit),
+                " bytes",
+            ]
+            .concat(),
+            EventError::Missing { field } => ["missing required field `", field, "`"].concat(),
+            EventError::WrongType { field, expected } => {
+                ["field `", field, "` must be ", expected].concat()
+            }
+            EventError::UnknownField { field } => ["unknown field `", field, "`"].concat(),
+            EventError::Empty { field } => ["field `", field, "` must not be empty"].concat(),
+            EventError::TooLong { field, len, limit } => [
+                "field `",
+                field,
+                "` is ",
+                &n(len),
+                " characters long, over the limit of ",
+                &n(limit),
+            ]
+            .concat(),
+            EventError::NotSnakeCase { field } => [
+                "field `",
+                field,
+                "` must be lower_snake_case: a-z first, then a-z, 0-9 or _",
+            ]
+            .concat(),
+            EventError::InvalidCharacters { field } => [
+                "field `",
+                field,
+                "` must not contain whitespace or control characters",
+            ]
+            .concat(),
+            EventError::InvalidTimestamp { field, reason } => {
+                ["field `", field, "` is not an RFC 3339 timestamp: ", reason].concat()
+            }
+            EventError::TooDeep { field, limit } => [
+                "field `",
+                field,
+                "` nests deeper than the limit of ",
+                &n(limit),
+                " levels",
+            ]
+            .concat(),
+            EventError::TooManyKeys { limit } => [
+                "`event_meta` has more than the limit of ",
+                &n(limit),
+                " keys",
+            ]
+            .concat(),
+            EventError::TooManyEntities { count, limit } => [
+                "`related_entities` has ",
+                &n(count),
+                " entries, over the limit of ",
+                &n(limit),
+            ]
+            .concat(),
+            EventError::ClientKeyMismatch => {
+                "`client_key` differs from the batch's client_key; a batch carries one client_key"
+                    .into()
+            }
+        }
+    }
     /// The stable machine-readable code of the rule, as ingest reports it.
     pub fn code(&self) -> &'static str {
         match self {
@@ -62,6 +143,27 @@ impl EventError {
             EventError::ClientKeyMismatch => "client_key_mismatch",
         }
     }
+}
+
+impl std::fmt::Display for EventError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for EventError {}
+
+/// Decimal digits of a count, without `core::fmt`.
+fn decimal(mut v: usize) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from(b'0' + (v % 10) as u8));
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
 }
 
 /// Why a whole batch was refused: nothing in it can be read as events.
@@ -92,5 +194,26 @@ impl BatchError {
             BatchError::InvalidSentAt { .. } => "invalid_sent_at",
             BatchError::NoClientKey => "missing_client_key",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_write_numbers_as_decimal() {
+        for v in [0, 7, 10, 32_768, usize::MAX] {
+            assert_eq!(decimal(v), v.to_string());
+        }
+        let e = EventError::TooLong {
+            field: "action".into(),
+            len: 129,
+            limit: 128,
+        };
+        assert_eq!(
+            e.to_string(),
+            "field `action` is 129 characters long, over the limit of 128"
+        );
     }
 }

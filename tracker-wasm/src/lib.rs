@@ -18,6 +18,11 @@ mod web;
 
 use wasm_bindgen::prelude::*;
 
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+
 /// Starts (or restarts) the tracker. Throws on a bad configuration, naming the key.
 #[wasm_bindgen]
 pub fn init(config: JsValue) -> Result<(), JsError> {

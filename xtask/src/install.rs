@@ -39,19 +39,26 @@ pub(crate) fn for_build() -> anyhow::Result<()> {
     npm()
 }
 
+/// The wasm target, and the standard library's source: the package build recompiles std
+/// for size (see `build::package`).
 fn wasm_target() -> anyhow::Result<()> {
     let installed =
         output(&mut cmd("rustup", &["target", "list", "--installed"])).unwrap_or_default();
-    if installed
+    if !installed
         .lines()
         .any(|l| l.trim() == "wasm32-unknown-unknown")
     {
+        run(&mut cmd(
+            "rustup",
+            &["target", "add", "wasm32-unknown-unknown"],
+        ))?;
+    }
+    let components =
+        output(&mut cmd("rustup", &["component", "list", "--installed"])).unwrap_or_default();
+    if components.lines().any(|l| l.trim().starts_with("rust-src")) {
         return Ok(());
     }
-    run(&mut cmd(
-        "rustup",
-        &["target", "add", "wasm32-unknown-unknown"],
-    ))
+    run(&mut cmd("rustup", &["component", "add", "rust-src"]))
 }
 
 /// The exact `wasm-bindgen` version the workspace pins; the CLI must match it.

@@ -222,14 +222,14 @@ impl Config {
     fn validate(self) -> Result<Config, ConfigError> {
         let err = |s: &str| Err(ConfigError(s.to_owned()));
         if let Err(e) = schema::check_id(&self.client_key, "clientKey") {
-            return Err(ConfigError(e.to_string()));
+            return Err(ConfigError(e.message()));
         }
         if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
             return err("`endpoint` must be an absolute http:// or https:// URL");
         }
         if let Some(r) = &self.client_ref {
             if let Err(e) = schema::check_id(r, "clientRef") {
-                return Err(ConfigError(e.to_string()));
+                return Err(ConfigError(e.message()));
             }
         }
         if self.max_events as usize > MAX_EVENTS_PER_BATCH {

@@ -197,7 +197,7 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
     /// Validates, encodes and queues one event. Returns true when a batch is full and should
     /// be sent now rather than when the flush timer fires.
     pub fn track(&mut self, input: &EventInput<'_>) -> Result<bool, TrackError> {
-        let invalid = |e: schema::EventError| TrackError::Invalid(e.to_string());
+        let invalid = |e: schema::EventError| TrackError::Invalid(e.message());
         schema::check_name(input.event_type, "eventType").map_err(invalid)?;
         schema::check_name(input.action, "action").map_err(invalid)?;
         if input.entities.len() > schema::limits::MAX_ENTITIES {
@@ -244,7 +244,7 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
     /// Sets (or with `None` clears) the customer's user id carried by later events.
     pub fn set_client_ref(&mut self, client_ref: Option<String>) -> Result<(), TrackError> {
         if let Some(r) = &client_ref {
-            schema::check_id(r, "clientRef").map_err(|e| TrackError::Invalid(e.to_string()))?;
+            schema::check_id(r, "clientRef").map_err(|e| TrackError::Invalid(e.message()))?;
         }
         self.config.client_ref.clone_from(&client_ref);
         self.identity.client_ref = client_ref;
@@ -273,7 +273,7 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         session_id: &str,
         client_ref: Option<&str>,
     ) -> Result<(), TrackError> {
-        let invalid = |e: schema::EventError| TrackError::Invalid(e.to_string());
+        let invalid = |e: schema::EventError| TrackError::Invalid(e.message());
         schema::check_id(visitor_id, "visitorId").map_err(invalid)?;
         schema::check_id(session_id, "sessionId").map_err(invalid)?;
         if let Some(r) = client_ref {
