@@ -7,8 +7,9 @@
 // list items by \x1c (`clean` keeps those characters out of what the page gives).
 
 // What `dispatch(kind, number, text)` is told; the numbers match `web/host.rs`.
-const TIMER = 0, ANSWER = 1, HIDE = 2, ONLINE = 3, STORAGE = 4, ROUTE = 5, CLICK = 6,
-  INTERSECT = 7, DUE = 8, SEEN = 9, HELLO = 10, HOST = 11, CLAIMED = 12, ADOPT = 13;
+const TIMER = 0, NEXT = 1, ANSWER = 2, SCHEDULE = 3, HIDE = 4, ONLINE = 5, STORAGE = 6,
+  ROUTE = 7, CLICK = 8, INTERSECT = 9, DUE = 10, SEEN = 11, HELLO = 12, HOST = 13, CLAIMED = 14,
+  ADOPT = 15;
 
 const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
 const IMPRESSIONS = "[data-pf-impression-id],[data-pf-fxcid]";
@@ -16,7 +17,10 @@ const SEND_TIMEOUT_MS = 30000;
 
 let dispatch;
 let callbacks = {};
-const pending = new Map();
+/** The last flush started: each starts when the one before it is done. */
+let flushes = Promise.resolve();
+/** A flush of the tracker's own is waiting to start. */
+let waking = false;
 /** The Web Lock this tab holds for its queue: `{ key, release }`. */
 let held;
 /** Other tabs' queue keys whose lock this page waits for. */
@@ -81,7 +85,7 @@ export function install(d) {
       const identity = dispatch(HELLO, 0, e.origin);
       if (identity !== undefined) {
         frames.set(e.source, e.origin);
-        post(e.source, identity, e.origin);
+        postIdentity(e.source, identity, e.origin);
       }
     } else if (kind === "identity" && e.source === parent && parent !== window) {
       const { visitorId, sessionId, clientRef } = data;
@@ -303,14 +307,57 @@ export const timer = (tag, ms) => setTimeout(() => dispatch(TIMER, tag), ms);
 export const clear = (handle) => clearTimeout(handle);
 
 /**
- * POSTs a batch as `text/plain` (no CORS preflight) and reports `ANSWER`: status (0 when
- * there was none), Retry-After, accepted, duplicates, rejected, body. Small batches go with
- * `keepalive`, so a navigation does not cancel them; a hung send fails after 30 s.
+ * Sends everything queued, batch by batch (one in flight at a time), once the flushes started
+ * before it are done; resolves, never rejects, with the counts of the batches it sent. A
+ * batch that cannot be delivered now stays queued for the retry timer, so a flush never loops
+ * on failure; nothing is sent offline (the `online` event flushes).
  */
-export function send(id, url, body, keepalive) {
+export function flush() {
+  const run = flushes.then(sendAll);
+  // A flush that failed (it cannot, short of a bug) must not stop the ones after it.
+  flushes = run.catch(() => {});
+  return run.catch(() => summary("0 0 0 0 0 0"));
+}
+
+/** A flush of the tracker's own: after the page's current task, and one waiting is enough. */
+export function wake() {
+  if (waking) return;
+  waking = true;
+  flushes = flushes
+    .then(() => {
+      waking = false;
+      return sendAll();
+    })
+    .catch(() => {});
+}
+
+async function sendAll() {
+  const total = [0, 0, 0, 0, 0, 0];
+  if (!dispatch) return summary(total.join(" "));
+  for (let first = 1; ; first = 0) {
+    const next = dispatch(NEXT, first);
+    if (next === undefined) break;
+    const [generation, id, , keepalive, url, body] = next.split(F);
+    const answer = await post(url, body, keepalive === "1");
+    const counts = dispatch(ANSWER, +id, generation + "\n" + answer);
+    if (counts === undefined) continue;
+    counts.split(" ").forEach((n, i) => (total[i] += +n));
+    report(0, counts);
+    if (total[4]) break;
+  }
+  dispatch(SCHEDULE, 0);
+  return summary(total.join(" "));
+}
+
+/**
+ * POSTs a batch as `text/plain` (no CORS preflight); resolves with `status\nretry-after\n
+ * accepted\nduplicates\nrejected\nbody`, status 0 when there was no answer. Small batches go
+ * with `keepalive`, so a navigation does not cancel them; a hung send fails after 30 s.
+ */
+function post(url, body, keepalive) {
   const init = { method: "POST", body, keepalive };
   if (AbortSignal.timeout) init.signal = AbortSignal.timeout(SEND_TIMEOUT_MS);
-  new Promise((sent) => sent(fetch(url, init)))
+  return new Promise((sent) => sent(fetch(url, init)))
     .then(
       (r) => r.text().catch(() => "").then((text) => [r.status, r.headers.get("retry-after"), text]),
       () => [0, null, ""],
@@ -319,7 +366,7 @@ export function send(id, url, body, keepalive) {
       const parsed = status >= 200 && status < 300 ? attempt(() => JSON.parse(text), null) : null;
       const n = (v) => (typeof v === "number" ? v : 0);
       const counts = parsed ? [n(parsed.accepted), n(parsed.duplicates), parsed.rejected?.length ?? 0] : [0, 0, 0];
-      dispatch(ANSWER, id, [status, retryAfter ?? "", ...counts, text].join("\n"));
+      return [status, retryAfter ?? "", ...counts, text].join("\n");
     });
 }
 
@@ -395,7 +442,7 @@ export function restart(impressions) {
   observers = [intersection, mutations];
 }
 
-function post(target, identity, origin) {
+function postIdentity(target, identity, origin) {
   const [visitorId, sessionId, clientRef] = identity.split(F);
   const message = { personafin: "identity", visitorId, sessionId, clientRef: clientRef || null };
   attempt(() => target.postMessage(message, origin));
@@ -411,22 +458,14 @@ export function greet() {
 
 /** On a host: tells the iframes that asked about a new identity (`identify`, `reset`). */
 export function tell(identity) {
-  for (const [frame, origin] of frames) post(frame, identity, origin);
+  for (const [frame, origin] of frames) postIdentity(frame, identity, origin);
 }
-
-/** A promise for `flush()`, resolved by `settle` with the same ticket. */
-export const deferred = (ticket) => new Promise((resolve) => pending.set(ticket, resolve));
 
 const COUNTS = ["batches", "accepted", "duplicates", "rejected", "retrying", "dropped"];
 const summary = (line) => {
   const n = line.split(" ");
   return Object.fromEntries(COUNTS.map((k, i) => [k, +n[i]]));
 };
-
-export function settle(ticket, line) {
-  pending.get(ticket)?.(summary(line));
-  pending.delete(ticket);
-}
 
 /**
  * Tells the page's callbacks: `onBatch` with a batch's counts (`kind` 0), or `onError`

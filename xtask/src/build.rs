@@ -63,7 +63,10 @@ pub(crate) fn package() -> anyhow::Result<String> {
         ],
     )
     .env("RUSTC_BOOTSTRAP", "1")
-    .env("RUSTFLAGS", "-Zunstable-options -Cpanic=immediate-abort"))?;
+    .env(
+        "RUSTFLAGS",
+        "-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none",
+    ))?;
     let built = target_dir.join("wasm32-unknown-unknown/wasm-release/personafin_tracker.wasm");
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir)?;

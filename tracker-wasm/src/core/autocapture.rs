@@ -1,7 +1,7 @@
 //! The decisions behind autocapture, free of the DOM: when a route change is a new page
 //! view, how `data-pf-*` attributes become an event, and when an impression counts as seen.
 
-use super::{EntityRef, Meta};
+use super::{EntityRef, Meta, parse_int};
 
 /// Remembers the last page viewed, so `pushState`, `replaceState`, `popstate` and
 /// `hashchange` reporting one navigation (or none) give one page view.
@@ -23,7 +23,7 @@ impl PageViews {
 
 /// `data-pf-event="watchlist.added"` → `("watchlist", "added")`.
 pub fn split_event_name(name: &str) -> Result<(&str, &str), String> {
-    match name.trim().split_once('.') {
+    match name.trim_ascii().split_once('.') {
         Some((t, a)) if !t.is_empty() && !a.is_empty() => Ok((t, a)),
         _ => Err([
             "data-pf-event=\"",
@@ -36,21 +36,25 @@ pub fn split_event_name(name: &str) -> Result<(&str, &str), String> {
 
 /// `data-pf-entities="ticker:AAPL ticker:MSFT"` (spaces or commas between entities).
 pub fn parse_entities(list: &str) -> Result<Vec<EntityRef>, String> {
-    list.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(|item| match item.split_once(':') {
-            Some((kind, id)) if !kind.is_empty() && !id.is_empty() => Ok(EntityRef {
+    let mut out = Vec::new();
+    for item in list.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
+        match item.split_once(':') {
+            Some((kind, id)) if !kind.is_empty() && !id.is_empty() => out.push(EntityRef {
                 kind: kind.to_owned(),
                 id: id.to_owned(),
             }),
-            _ => Err([
-                "entity `",
-                item,
-                "` must be written `type:id`, e.g. `ticker:AAPL`",
-            ]
-            .concat()),
-        })
-        .collect()
+            _ if item.is_empty() => {}
+            _ => {
+                return Err([
+                    "entity `",
+                    item,
+                    "` must be written `type:id`, e.g. `ticker:AAPL`",
+                ]
+                .concat());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The `event_meta` key of a `data-pf-meta-*` attribute: `data-pf-meta-page-section` →
@@ -198,11 +202,11 @@ pub fn impression_event(attrs: &Attributes<'_>, action: &str) -> Result<Captured
         }
     }
     if let Some(position) = attribute(attrs, "data-pf-position") {
-        match position.trim().parse::<i64>() {
-            Ok(p) => {
+        match parse_int(position.trim_ascii()) {
+            Some(p) => {
                 meta.int("position", p);
             }
-            Err(_) => {
+            None => {
                 return Err(
                     ["data-pf-position=\"", position, "\" must be a whole number"].concat(),
                 );

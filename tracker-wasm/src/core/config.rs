@@ -291,23 +291,26 @@ fn origins(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
     let Value::List(items) = v else {
         return Err(type_error(key, "an array of origins", v));
     };
-    items
-        .iter()
-        .map(|item| match item {
-            Value::Str(o) if is_origin(o) => Ok(o.clone()),
-            Value::Str(o) => Err(ConfigError(
-                [
-                    "`",
-                    key,
-                    "` holds origins like 'https://app.example.com' (no path, no trailing slash), not '",
-                    o,
-                    "'",
-                ]
-                .concat(),
-            )),
-            other => Err(type_error(key, "an array of origin strings", other)),
-        })
-        .collect()
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Value::Str(o) if is_origin(o) => out.push(o.clone()),
+            Value::Str(o) => {
+                return Err(ConfigError(
+                    [
+                        "`",
+                        key,
+                        "` holds origins like 'https://app.example.com' (no path, no trailing slash), not '",
+                        o,
+                        "'",
+                    ]
+                    .concat(),
+                ));
+            }
+            other => return Err(type_error(key, "an array of origin strings", other)),
+        }
+    }
+    Ok(out)
 }
 
 fn is_origin(s: &str) -> bool {

@@ -138,7 +138,8 @@ impl Meta {
         let mut quoted = String::with_capacity(key.len() + 3);
         push_str(&mut quoted, key);
         quoted.push(':');
-        self.0.contains(&quoted)
+        let quoted = quoted.as_bytes();
+        self.0.as_bytes().windows(quoted.len()).any(|w| w == quoted)
     }
 
     pub fn finish(&self) -> String {

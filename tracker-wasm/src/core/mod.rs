@@ -16,7 +16,7 @@ pub use config::{
 pub use encode::{EntityRef, EventInput, Meta, encode_batch, encode_event, uuid_v4};
 pub use queue::Queue;
 pub use retry::{Backoff, parse_retry_after};
-pub use session::{Identity, Session, push_int};
+pub use session::{Identity, Session, parse_int, push_int};
 pub use tracker::{
     BEACON_BYTES, Delivery, Outgoing, TrackError, Tracker, classify, decode_queue, encode_queue,
 };

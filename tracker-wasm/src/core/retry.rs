@@ -35,10 +35,8 @@ impl Backoff {
 /// Reads `Retry-After` in its delay-seconds form; the HTTP-date form is rare from APIs and
 /// would need the client's clock to agree with the server's, so it is ignored.
 pub fn parse_retry_after(value: &str) -> Option<u64> {
-    value
-        .trim()
-        .parse::<u64>()
-        .ok()
+    super::parse_int(value.trim_ascii())
+        .and_then(|s| u64::try_from(s).ok())
         .map(|s| s.saturating_mul(1000))
 }
 

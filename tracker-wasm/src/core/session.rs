@@ -68,7 +68,7 @@ impl Identity {
         }
         let visitor_id = parts.next().filter(|p| !p.is_empty())?.to_owned();
         let id = parts.next().filter(|p| !p.is_empty())?.to_owned();
-        let last_activity_ms = parts.next()?.parse().ok()?;
+        let last_activity_ms = parse_int(parts.next()?)?;
         let client_ref = parts.next().filter(|p| !p.is_empty()).map(str::to_owned);
         if parts.next().is_some() {
             return None;
@@ -82,6 +82,26 @@ impl Identity {
             client_ref,
         })
     }
+}
+
+/// Reads a whole number (optionally negative, digits only) without `str::parse`, whose
+/// generic code would cost the wasm more than this.
+pub fn parse_int(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(b - b'0');
+    }
+    Some(if negative { -n } else { n })
 }
 
 /// Writes a whole number without `core::fmt`, which would cost the wasm kilobytes.
@@ -138,6 +158,25 @@ mod tests {
             let mut s = String::new();
             push_int(&mut s, n);
             assert_eq!(s, n.to_string());
+        }
+    }
+
+    #[test]
+    fn integers_are_read_exactly_or_not_at_all() {
+        for n in [0, 7, -7, 1_795_874_400_123, 999_999_999_999_999_999] {
+            assert_eq!(parse_int(&n.to_string()), Some(n));
+        }
+        for bad in [
+            "",
+            "-",
+            "+1",
+            "1.5",
+            "1e3",
+            " 1",
+            "12a",
+            "9999999999999999999",
+        ] {
+            assert_eq!(parse_int(bad), None, "{bad:?}");
         }
     }
 

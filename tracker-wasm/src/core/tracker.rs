@@ -143,6 +143,14 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         self.queue.len() + self.in_flight_events()
     }
 
+    /// How many events batch `id` carries, while it is in flight.
+    pub fn in_flight_count(&self, id: u32) -> Option<usize> {
+        self.in_flight
+            .iter()
+            .find(|(b, _)| *b == id)
+            .map(|(_, e)| e.len())
+    }
+
     fn in_flight_events(&self) -> usize {
         self.in_flight.iter().map(|(_, e)| e.len()).sum()
     }

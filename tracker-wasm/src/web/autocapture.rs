@@ -4,8 +4,6 @@
 //! observes, and sends elements as their `data-pf-*` attributes; the events are built by
 //! `core::autocapture`.
 
-use std::collections::BTreeMap;
-
 use super::host::{FIELD, GROUP, RECORD};
 use super::{record, report_error, with_state};
 use crate::core::autocapture::{
@@ -17,8 +15,9 @@ use crate::core::{self, Meta, push_int};
 pub(crate) struct Autocapture {
     switches: core::Autocapture,
     pages: PageViews,
-    /// What each impression has shown so far, by its key.
-    exposures: BTreeMap<String, Exposure>,
+    /// What each impression has shown so far, by its key (a page shows tens of them, so a
+    /// list is as quick as a map, and smaller in wasm).
+    exposures: Vec<(String, Exposure)>,
 }
 
 impl Autocapture {
@@ -26,14 +25,21 @@ impl Autocapture {
         Autocapture {
             switches,
             pages: PageViews::default(),
-            exposures: BTreeMap::new(),
+            exposures: Vec::new(),
         }
     }
 
     /// Hidden pages show nothing: visible time restarts when the page comes back (and
     /// `host.js` asks the observer afresh what is on screen).
     pub(crate) fn hidden(&mut self) {
-        self.exposures.values_mut().for_each(Exposure::hidden);
+        self.exposures.iter_mut().for_each(|(_, e)| e.hidden());
+    }
+
+    fn exposure(&mut self, key: &str) -> Option<&mut Exposure> {
+        self.exposures
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, e)| e)
     }
 }
 
@@ -117,8 +123,12 @@ pub(crate) fn intersected(ratio: f64, text: &str) -> Option<String> {
     let key = impression_key(&attrs)?;
     let now = super::host::now() as i64;
     let wait = with_state(|s| {
-        let exposure = s.autocapture.exposures.entry(key.to_owned()).or_default();
-        exposure.update(ratio, now)
+        if s.autocapture.exposure(key).is_none() {
+            s.autocapture
+                .exposures
+                .push((key.to_owned(), Exposure::default()));
+        }
+        s.autocapture.exposure(key)?.update(ratio, now)
     })
     .flatten()?;
     let mut out = String::new();
@@ -133,12 +143,7 @@ pub(crate) fn due(text: &str) -> bool {
         return false;
     };
     let now = super::host::now() as i64;
-    let due = with_state(|s| {
-        s.autocapture
-            .exposures
-            .get_mut(key)
-            .is_some_and(|e| e.due(now))
-    });
+    let due = with_state(|s| s.autocapture.exposure(key).is_some_and(|e| e.due(now)));
     if due == Some(true) {
         emit(impression_event(&attrs, "viewed"));
     }
@@ -151,10 +156,5 @@ pub(crate) fn seen(text: &str) -> bool {
     let Some(key) = impression_key(&attrs) else {
         return true;
     };
-    with_state(|s| {
-        s.autocapture
-            .exposures
-            .get(key)
-            .is_some_and(Exposure::viewed)
-    }) == Some(true)
+    with_state(|s| s.autocapture.exposure(key).is_some_and(|e| e.viewed())) == Some(true)
 }

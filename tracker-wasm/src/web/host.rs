@@ -23,7 +23,6 @@ extern "C" {
     pub(crate) fn adopt(prefix: &str);
     pub(crate) fn timer(tag: u32, ms: f64) -> f64;
     pub(crate) fn clear(handle: f64);
-    pub(crate) fn send(id: u32, url: &str, body: &str, keepalive: bool);
     pub(crate) fn beacon(url: &str, body: &str) -> bool;
     pub(crate) fn online() -> bool;
     pub(crate) fn dnt() -> bool;
@@ -33,8 +32,10 @@ extern "C" {
     pub(crate) fn restart(impressions: bool);
     pub(crate) fn greet() -> bool;
     pub(crate) fn tell(identity: &str);
-    pub(crate) fn deferred(ticket: u32) -> js_sys::Promise;
-    pub(crate) fn settle(ticket: u32, summary: &str);
+    /// Starts a flush after those already started; resolves with the counts of its batches.
+    pub(crate) fn flush() -> js_sys::Promise;
+    /// Queues a flush of the tracker's own, unless one is waiting already.
+    pub(crate) fn wake();
     pub(crate) fn report(kind: u32, text: &str);
     pub(crate) fn log(warn: bool, message: &str);
 }
@@ -46,19 +47,21 @@ pub(crate) const COOKIE: u32 = 1;
 /// What `dispatch` is told (the numbers match `host.js`).
 pub(crate) mod kind {
     pub(crate) const TIMER: u32 = 0;
-    pub(crate) const ANSWER: u32 = 1;
-    pub(crate) const HIDE: u32 = 2;
-    pub(crate) const ONLINE: u32 = 3;
-    pub(crate) const STORAGE: u32 = 4;
-    pub(crate) const ROUTE: u32 = 5;
-    pub(crate) const CLICK: u32 = 6;
-    pub(crate) const INTERSECT: u32 = 7;
-    pub(crate) const DUE: u32 = 8;
-    pub(crate) const SEEN: u32 = 9;
-    pub(crate) const HELLO: u32 = 10;
-    pub(crate) const HOST: u32 = 11;
-    pub(crate) const CLAIMED: u32 = 12;
-    pub(crate) const ADOPT: u32 = 13;
+    pub(crate) const NEXT: u32 = 1;
+    pub(crate) const ANSWER: u32 = 2;
+    pub(crate) const SCHEDULE: u32 = 3;
+    pub(crate) const HIDE: u32 = 4;
+    pub(crate) const ONLINE: u32 = 5;
+    pub(crate) const STORAGE: u32 = 6;
+    pub(crate) const ROUTE: u32 = 7;
+    pub(crate) const CLICK: u32 = 8;
+    pub(crate) const INTERSECT: u32 = 9;
+    pub(crate) const DUE: u32 = 10;
+    pub(crate) const SEEN: u32 = 11;
+    pub(crate) const HELLO: u32 = 12;
+    pub(crate) const HOST: u32 = 13;
+    pub(crate) const CLAIMED: u32 = 14;
+    pub(crate) const ADOPT: u32 = 15;
 }
 
 /// Field, record and group separators of the strings `host.js` sends.

@@ -14,12 +14,11 @@ mod options;
 mod storage;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 
 use wasm_bindgen::prelude::*;
 
 use crate::core::{
-    BEACON_BYTES, Clock, Consent, Delivery, Entropy, EventInput, TrackError, Tracker,
+    BEACON_BYTES, Clock, Consent, Delivery, Entropy, EventInput, TrackError, Tracker, parse_int,
     parse_retry_after, push_int, uuid_v4,
 };
 use host::{FIELD, kind};
@@ -66,23 +65,8 @@ struct State {
     bridge: bridge::Bridge,
 }
 
-/// Flushes, one batch at a time: each flush starts when the one before it has finished, so
-/// `await flush()` means everything queued before it was tried.
-#[derive(Default)]
-struct Flushes {
-    /// The batch on its way: its id, the `init()` it belongs to, its event count.
-    in_flight: Option<(u32, u32, u32)>,
-    /// Flushes asked for, oldest (the one running) first: the page's ticket for `flush()`'s
-    /// promise (0 for the tracker's own), and what it has sent so far.
-    queue: VecDeque<(u32, Summary, bool)>,
-    last_ticket: u32,
-    /// A [`wake`] is due.
-    wake_set: bool,
-}
-
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
-    static FLUSHES: RefCell<Flushes> = RefCell::new(Flushes::default());
     /// What `host.js` reports through; made once, lives as long as the page.
     static DISPATCH: Closure<dyn Fn(u32, f64, Option<String>) -> Option<String>> =
         Closure::new(dispatch);
@@ -100,7 +84,6 @@ fn current_generation() -> Option<u32> {
 const FLUSH_TIMER: u32 = 0;
 const PERSIST_TIMER: u32 = 1;
 const HANDSHAKE_TIMER: u32 = 2;
-const WAKE_TIMER: u32 = 3;
 
 fn set_timer(which: u32, generation: u32, ms: f64) -> f64 {
     host::timer(which | (generation << 2), ms)
@@ -112,7 +95,11 @@ fn dispatch(what: u32, number: f64, text: Option<String>) -> Option<String> {
     let text = text.unwrap_or_default();
     match what {
         kind::TIMER => timer_fired(number as u32),
-        kind::ANSWER => answered(number as u32, &text),
+        kind::NEXT => return next_batch(number != 0.0),
+        kind::ANSWER => return answered(number as u32, &text),
+        kind::SCHEDULE => {
+            with_state(schedule);
+        }
         kind::HIDE => {
             send_beacons();
             with_state(|s| s.autocapture.hidden());
@@ -150,13 +137,6 @@ fn timer_fired(tag: u32) {
         }
         PERSIST_TIMER => {
             with_state(persist);
-        }
-        WAKE_TIMER => {
-            FLUSHES.with(|f| f.borrow_mut().wake_set = false);
-            let waiting = FLUSHES.with(|f| f.borrow().queue.iter().any(|(t, ..)| *t == 0));
-            if !waiting {
-                start_flush(0);
-            }
         }
         _ => {
             if current_generation() == Some(generation) {
@@ -473,178 +453,100 @@ fn persist(s: &mut State) {
     }
 }
 
-/// Counts of one batch, or summed over one `flush()`, as the page sees them.
-#[derive(Default, Clone, Copy)]
-struct Summary([u32; 6]);
+/// Sends soon whatever is waiting: after coming online, consent, a full batch, a timer, or
+/// adopting a queue. `host.js` runs it after the flushes already started, and after the
+/// page's current task, so a burst of `track()` calls costs no `fetch` in between.
+fn wake() {
+    host::wake();
+}
 
-const BATCHES: usize = 0;
+/// `flush()`: `host.js` sends batch after batch, asking [`next_batch`] for each and telling
+/// [`answered`] what ingest said, and resolves with the counts of the batches it sent.
+pub(crate) fn flush() -> js_sys::Promise {
+    host::flush()
+}
+
+/// The next batch for `host.js` to send, as `generation\x1fid\x1fcount\x1fkeepalive\x1fendpoint
+/// \x1fbody`; nothing while offline, or when nothing may be sent. Taking a batch leaves the
+/// stored queue as it was: in-flight events stay in it until ingest has answered.
+fn next_batch(first: bool) -> Option<String> {
+    with_state(|s| {
+        if first {
+            s.send_requested = false;
+        }
+        if let Some(handle) = s.timer.take() {
+            host::clear(handle);
+        }
+        if !host::online() {
+            return None;
+        }
+        let batch = s.tracker.next_batch()?;
+        let mut line = String::new();
+        for n in [s.generation, batch.id, batch.count as u32] {
+            push_int(&mut line, i64::from(n));
+            line.push(FIELD);
+        }
+        line.push(if batch.body.len() < BEACON_BYTES {
+            '1'
+        } else {
+            '0'
+        });
+        line.push(FIELD);
+        line.push_str(&s.tracker.config().endpoint);
+        line.push(FIELD);
+        line.push_str(&batch.body);
+        Some(line)
+    })
+    .flatten()
+}
+
+/// Counts of one batch as the page sees them, in `host.js`'s order: batches, accepted,
+/// duplicates, rejected, retrying, dropped.
 const ACCEPTED: usize = 1;
-const DUPLICATES: usize = 2;
-const REJECTED: usize = 3;
 const RETRYING: usize = 4;
 const DROPPED: usize = 5;
 
-impl Summary {
-    fn add(&mut self, other: Summary) {
-        for (a, b) in self.0.iter_mut().zip(other.0) {
-            *a += b;
-        }
-    }
-
-    /// Space-separated, in `host.js`'s order: batches, accepted, duplicates, rejected,
-    /// retrying, dropped.
-    fn line(self) -> String {
-        let mut out = String::new();
-        for (i, n) in self.0.into_iter().enumerate() {
-            if i > 0 {
-                out.push(' ');
-            }
-            push_int(&mut out, i64::from(n));
-        }
-        out
-    }
-}
-
-/// Sends soon whatever is waiting: after coming online, consent, a full batch, a timer, or
-/// adopting a queue. Soon, not now: the page's task goes on undisturbed (a burst of
-/// `track()` calls costs no `fetch` in between), and one such flush waiting is enough.
-fn wake() {
-    let set = FLUSHES.with(|f| std::mem::replace(&mut f.borrow_mut().wake_set, true));
-    if !set {
-        set_timer(WAKE_TIMER, 0, 0.0);
-    }
-}
-
-/// `flush()`: a promise of the [`Summary`] of the batches this flush sends.
-pub(crate) fn flush() -> js_sys::Promise {
-    let ticket = FLUSHES.with(|f| {
-        let mut f = f.borrow_mut();
-        f.last_ticket = f.last_ticket.wrapping_add(1).max(1);
-        f.last_ticket
-    });
-    let promise = host::deferred(ticket);
-    start_flush(ticket);
-    promise
-}
-
-fn start_flush(ticket: u32) {
-    FLUSHES.with(|f| {
-        f.borrow_mut()
-            .queue
-            .push_back((ticket, Summary::default(), false))
-    });
-    pump();
-}
-
-/// Sends the running flush's next batch; a flush ends when nothing is left to send (or the
-/// browser is offline, or a batch must wait for a retry), and the next one starts. A batch
-/// that cannot be delivered now goes back to the front of the queue and waits for the next
-/// timer, so one flush never loops on failure. The `online` event starts a flush.
-fn pump() {
-    loop {
-        let running = FLUSHES.with(|f| {
-            let mut f = f.borrow_mut();
-            if f.in_flight.is_some() {
-                return None;
-            }
-            let (_, _, started) = f.queue.front_mut()?;
-            Some(!std::mem::replace(started, true))
-        });
-        let Some(just_started) = running else {
-            return;
-        };
-        let next = with_state(|s| {
-            if just_started {
-                s.send_requested = false;
-            }
-            if let Some(handle) = s.timer.take() {
-                host::clear(handle);
-            }
-            if !host::online() {
-                return None;
-            }
-            // Taking a batch leaves the stored queue as it was: in-flight events stay in it.
-            let batch = s.tracker.next_batch()?;
-            let keepalive = batch.body.len() < BEACON_BYTES;
-            host::send(
-                batch.id,
-                &s.tracker.config().endpoint,
-                &batch.body,
-                keepalive,
-            );
-            Some((batch.id, s.generation, batch.count as u32))
-        })
-        .flatten();
-        match next {
-            Some(sending) => {
-                FLUSHES.with(|f| f.borrow_mut().in_flight = Some(sending));
-                return;
-            }
-            None => end_flush(),
-        }
-    }
-}
-
-/// The running flush is over: resolve its promise and arm the timer for what is left.
-fn end_flush() {
-    let done = FLUSHES.with(|f| f.borrow_mut().queue.pop_front());
-    with_state(schedule);
-    if let Some((ticket, summary, _)) = done {
-        if ticket != 0 {
-            host::settle(ticket, &summary.line());
-        }
-    }
-}
-
-/// Ingest's answer to batch `id`: `status\nretry-after\naccepted\nduplicates\nrejected\nbody`.
-fn answered(id: u32, text: &str) {
-    let Some((_, generation, count)) = FLUSHES.with(|f| {
-        let mut f = f.borrow_mut();
-        let sending = f.in_flight.filter(|(i, ..)| *i == id)?;
-        f.in_flight = None;
-        Some(sending)
-    }) else {
-        return;
-    };
-    let fields: Vec<&str> = text.splitn(6, '\n').collect();
+/// Ingest's answer to batch `id`, as `generation\nstatus\nretry-after\naccepted\nduplicates
+/// \nrejected\nbody`: settles the batch and returns its counts, space-separated, for the flush
+/// and `onBatch`. Nothing for a batch of an earlier `init()`, which is not reported to the
+/// later one.
+fn answered(id: u32, text: &str) -> Option<String> {
+    let fields: Vec<&str> = text.splitn(7, '\n').collect();
     let number = |i: usize| {
         fields
             .get(i)
-            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(|n| parse_int(n))
+            .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(0)
     };
-    let status = number(0) as u16;
-    let retry_after = fields.get(1).and_then(|v| parse_retry_after(v));
-    let counts = [number(2), number(3), number(4)];
-    let body = fields.get(5).copied().unwrap_or("");
-    let mut summary = Summary::default();
-    summary.0[BATCHES] = 1;
+    let (generation, status) = (number(0), number(1) as u16);
+    let retry_after = fields.get(2).and_then(|v| parse_retry_after(v));
+    let body = fields.get(6).copied().unwrap_or("");
+    let (delivery, count) = with_state(|s| {
+        if s.generation != generation {
+            return None;
+        }
+        let count = s.tracker.in_flight_count(id)?;
+        let delivery = s.tracker.settle(id, status, retry_after);
+        persist_later(s);
+        Some((delivery, count as u32))
+    })
+    .flatten()?;
     if debug() {
         let mut line = counted("sent ", count, " events: HTTP ");
         push_int(&mut line, i64::from(status));
         log(&[&line, " ", body].concat());
     }
-    let settled = with_state(|s| {
-        (s.generation == generation).then(|| {
-            let delivery = s.tracker.settle(id, status, retry_after);
-            persist_later(s);
-            delivery
-        })
-    })
-    .flatten();
-    // A batch of an earlier `init()` is not reported to the later one.
-    let Some(delivery) = settled else {
-        return pump();
-    };
+    let mut counts = [1, 0, 0, 0, 0, 0];
     match delivery {
         Delivery::Delivered => {
-            for (slot, n) in [ACCEPTED, DUPLICATES, REJECTED].into_iter().zip(counts) {
-                summary.0[slot] = n;
+            for (i, slot) in counts[ACCEPTED..=3].iter_mut().enumerate() {
+                *slot = number(3 + i);
             }
         }
-        Delivery::Retry => summary.0[RETRYING] = count,
+        Delivery::Retry => counts[RETRYING] = count,
         Delivery::Drop => {
-            summary.0[DROPPED] = count;
+            counts[DROPPED] = count;
             let mut message = counted("ingest refused ", count, " events with HTTP ");
             push_int(&mut message, i64::from(status));
             let message = [&message, ": ", body, "; they are dropped"].concat();
@@ -652,16 +554,14 @@ fn answered(id: u32, text: &str) {
             report_error("refused", &message, Some(status), count);
         }
     }
-    FLUSHES.with(|f| {
-        if let Some((_, total, _)) = f.borrow_mut().queue.front_mut() {
-            total.add(summary);
+    let mut line = String::new();
+    for (i, n) in counts.into_iter().enumerate() {
+        if i > 0 {
+            line.push(' ');
         }
-    });
-    host::report(0, &summary.line());
-    if delivery == Delivery::Retry {
-        end_flush();
+        push_int(&mut line, i64::from(n));
     }
-    pump();
+    Some(line)
 }
 
 /// The page is going away or to the background: hand everything queued to `sendBeacon` in

@@ -3,7 +3,7 @@
 use wasm_bindgen::JsValue;
 
 use super::host::{self, FIELD, GROUP, ITEM, RECORD};
-use crate::core::{Config, ConfigError, EntityRef, EventInput, Value};
+use crate::core::{Config, ConfigError, EntityRef, EventInput, Value, parse_int};
 
 /// Reads `init()`'s argument; the error names the key at fault. The page's callbacks are
 /// taken only from a configuration that is valid.
@@ -33,7 +33,7 @@ fn value_of(tagged: &str) -> Value {
     let rest = tagged.get(1..).unwrap_or("");
     match tagged.as_bytes().first() {
         Some(b's') => Value::Str(rest.to_owned()),
-        Some(b'n') => Value::Num(rest.parse::<i64>().map_or(0.5, |n| n as f64)),
+        Some(b'n') => Value::Num(parse_int(rest).map_or(0.5, |n| n as f64)),
         Some(b'b') => Value::Bool(rest == "1"),
         Some(b'l') if rest.is_empty() => Value::List(Vec::new()),
         Some(b'l') => Value::List(rest.split(ITEM).map(value_of).collect()),
@@ -89,6 +89,6 @@ pub(crate) fn read_event(line: &str) -> Result<TrackCall, String> {
         action: action.to_owned(),
         meta_json: (!meta.is_empty()).then(|| meta.to_owned()),
         entities,
-        timestamp: ts.parse().ok(),
+        timestamp: parse_int(ts),
     })
 }
