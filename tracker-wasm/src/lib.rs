@@ -10,8 +10,9 @@
 //!
 //! Layout: `core` is the tracker's logic in plain Rust (config, encoding, queue, batching,
 //! sessions, consent, autocapture's decisions) with the clock and randomness injected, tested
-//! natively; `web` is the browser glue (storage, tabs, timers, lifecycle, observers, `fetch`
-//! and beacons); this file is only the `#[wasm_bindgen]` surface.
+//! natively; `web` holds the state on the page and acts on what `js/host.js` reports (storage,
+//! tabs, timers, lifecycle, observers, `fetch` and beacons all live in that one small JS
+//! module); this file is only the `#[wasm_bindgen]` surface.
 
 pub mod core;
 mod web;
