@@ -7,9 +7,8 @@
 // list items by \x1c (`clean` keeps those characters out of what the page gives).
 
 // What `dispatch(kind, number, text)` is told; the numbers match `web/host.rs`.
-const TIMER = 0, NEXT = 1, ANSWER = 2, SCHEDULE = 3, HIDE = 4, ONLINE = 5, STORAGE = 6,
-  ROUTE = 7, CLICK = 8, INTERSECT = 9, DUE = 10, SEEN = 11, HELLO = 12, HOST = 13, CLAIMED = 14,
-  ADOPT = 15;
+const TIMER = 0, NEXT = 1, ANSWER = 2, SCHEDULE = 3, HIDE = 4, ONLINE = 5, ROUTE = 6,
+  CLICK = 7, INTERSECT = 8, DUE = 9, SEEN = 10, HELLO = 11, HOST = 12, CLAIMED = 13, ADOPT = 14;
 
 const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
 const IMPRESSIONS = "[data-pf-impression-id],[data-pf-fxcid]";
@@ -21,6 +20,14 @@ let callbacks = {};
 let flushes = Promise.resolve();
 /** A flush of the tracker's own is waiting to start. */
 let waking = false;
+/**
+ * Where this configuration keeps its state: `kind` (0 `localStorage`, 1 a cookie, 2 memory),
+ * the identity key, the prefix of the per-tab queue keys, the `sessionStorage` slot of this
+ * tab's id, and `queue`, this tab's own queue key once it holds that key's lock.
+ */
+let store;
+/** `debug`: log each batch sent. */
+let verbose = false;
 /** The Web Lock this tab holds for its queue: `{ key, release }`. */
 let held;
 /** Other tabs' queue keys whose lock this page waits for. */
@@ -59,7 +66,8 @@ export function install(d) {
     }
   });
   on(window, "online", () => dispatch(ONLINE, 0));
-  on(window, "storage", (e) => e.key && dispatch(STORAGE, 0, e.key));
+  // Another tab stored a queue: wait for its lock too.
+  on(window, "storage", (e) => store && e.key?.startsWith(store.prefix) && adopt());
   const route = () => dispatch(ROUTE, 0, pageLocation());
   on(window, "popstate", route);
   on(window, "hashchange", route);
@@ -213,7 +221,7 @@ export function readEvent(type, action, o) {
 
 // Storage: 0 is localStorage, 1 a first-party cookie, 2 sessionStorage.
 
-export function get(kind, key) {
+function get(kind, key) {
   if (kind === 1) {
     for (const c of attempt(() => document.cookie, "").split("; ")) {
       const eq = c.indexOf("=");
@@ -225,7 +233,7 @@ export function get(kind, key) {
 }
 
 /** Writes `value` under `key` ("" removes it); false when the browser refused. */
-export function set(kind, key, value) {
+function set(kind, key, value) {
   if (kind === 1) {
     // 13 months, the longest most privacy regulators accept for analytics.
     const age = value ? 33696000 : 0;
@@ -243,18 +251,62 @@ export function set(kind, key, value) {
   }, false);
 }
 
-// Tabs. Queues are per tab (`pf_<clientKey>_q_<tab>`), written only by the tab holding the Web
-// Lock of that name; see `web/storage.rs`.
+const warn = (message) => log(true, message);
 
 /**
- * Makes this tab the owner of a queue key under `prefix`: returns it at once when this page
- * already holds it or the browser has no Web Locks, else reports `CLAIMED` once the lock is
- * granted. The tab id is kept in `sessionStorage` under `slot`; a duplicated tab (same
- * `sessionStorage`, lock taken) gets `fresh`.
+ * Uses `kind`'s storage under `clientKey`'s names (`pf_<clientKey>`, and per-tab queues
+ * `pf_<clientKey>_q_<tab>`); empties it when tracking is `refused`; returns the identity line
+ * stored there.
  */
-export function claim(prefix, slot, fresh) {
+export function open(kind, clientKey, refused, debug) {
+  const name = "pf_" + clientKey;
+  store = { kind, identity: name, prefix: name + "_q_", slot: "pf_tab_" + clientKey };
+  verbose = debug;
+  if (refused) forget();
+  return refused ? undefined : stored();
+}
+
+export const stored = () => (store.kind < 2 ? get(store.kind, store.identity) : undefined);
+
+/** Writes what changed: the identity line, and this tab's queue ("" removes it). */
+export function write(identity, queue) {
+  if (identity !== undefined && store.kind < 2 && !set(store.kind, store.identity, identity)) {
+    warn("the visitor id and session could not be saved (storage full or blocked)");
+  }
+  if (queue !== undefined && store.queue && !set(0, store.queue, queue)) {
+    warn("the event queue could not be saved (storage full or blocked)");
+  }
+}
+
+/** Forgets everything this tracker stored on the device (consent denied). */
+export function forget() {
+  if (store.kind < 2) set(store.kind, store.identity, "");
+  if (store.queue) set(0, store.queue, "");
+}
+
+// Tabs. Queues are per tab, written only by the tab holding the Web Lock of the queue's key.
+// A tab keeps its id in `sessionStorage`, so a reload finds its own queue again. Every tab
+// waits for the locks of the other tabs' queues it sees; a tab that closes releases its lock,
+// one waiting tab is granted it, adopts the queue left behind and deletes it under that lock,
+// so no two tabs ever send the same stored event. Without Web Locks (an insecure context),
+// each tab keeps to its own queue.
+
+/**
+ * Makes this tab the owner of a queue key: at once when this page already holds it or the
+ * browser has no Web Locks, else once the lock is granted; then reports `CLAIMED` with what
+ * this tab stored there before. A duplicated tab (same `sessionStorage`, lock taken) gets
+ * the id `fresh`.
+ */
+export function claim(fresh) {
+  const { prefix, slot } = store;
+  const owned = (key) => {
+    // A configuration for another client key has come meanwhile: not this one's.
+    if (store.prefix !== prefix) return;
+    store.queue = key;
+    dispatch(CLAIMED, 0, get(0, key) ?? "");
+  };
   if (held) {
-    if (held.key.startsWith(prefix)) return held.key;
+    if (held.key.startsWith(prefix)) return owned(held.key);
     held.release();
     held = undefined;
   }
@@ -263,7 +315,7 @@ export function claim(prefix, slot, fresh) {
   if (!locks) {
     const tab = remembered ?? fresh;
     set(2, slot, tab);
-    return prefix + tab;
+    return owned(prefix + tab);
   }
   const request = (tab, retry) => {
     const key = prefix + tab;
@@ -272,27 +324,26 @@ export function claim(prefix, slot, fresh) {
       set(2, slot, tab);
       return new Promise((release) => {
         held = { key, release };
-        dispatch(CLAIMED, 0, key);
+        owned(key);
       });
     });
   };
   request(remembered ?? fresh, remembered !== undefined);
-  return undefined;
 }
 
 /**
- * For every other tab's queue under `prefix`, waits for that tab's lock: granted at once if
- * the tab has closed, or when it closes. Under the lock, `ADOPT` takes the events (and stores
- * them) and the key is deleted, so no two tabs ever send one stored event.
+ * For every other tab's queue, waits for that tab's lock: granted at once if the tab has
+ * closed, or when it closes. Under the lock, `ADOPT` takes the events (and stores them) and
+ * the key is deleted.
  */
-export function adopt(prefix) {
+export function adopt() {
   const locks = navigator.locks;
-  const store = local();
-  if (!locks || !store || !held) return;
+  const storage = local();
+  if (!locks || !storage || !held || !store) return;
   const keys = [];
-  for (let i = 0; i < store.length; i++) keys.push(store.key(i));
+  for (let i = 0; i < storage.length; i++) keys.push(storage.key(i));
   for (const key of keys) {
-    if (!key.startsWith(prefix) || key === held.key || waiting.has(key)) continue;
+    if (!key.startsWith(store.prefix) || key === held.key || waiting.has(key)) continue;
     waiting.add(key);
     locks.request(key, () => {
       waiting.delete(key);
@@ -337,8 +388,9 @@ async function sendAll() {
   for (let first = 1; ; first = 0) {
     const next = dispatch(NEXT, first);
     if (next === undefined) break;
-    const [generation, id, , keepalive, url, body] = next.split(F);
+    const [generation, id, count, keepalive, url, body] = next.split(F);
     const answer = await post(url, body, keepalive === "1");
+    if (verbose) log(false, "sent " + count + " events: HTTP " + answer.replace(/\n.*\n.*\n.*\n.*\n/, " "));
     const counts = dispatch(ANSWER, +id, generation + "\n" + answer);
     if (counts === undefined) continue;
     counts.split(" ").forEach((n, i) => (total[i] += +n));

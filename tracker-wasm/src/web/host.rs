@@ -17,10 +17,19 @@ extern "C" {
     /// A `track()` call as `type\x1faction\x1fmeta\x1fts\x1fentities`, or `!` and the error.
     #[wasm_bindgen(js_name = readEvent)]
     pub(crate) fn read_event(event_type: &JsValue, action: &JsValue, options: &JsValue) -> String;
-    pub(crate) fn get(kind: u32, key: &str) -> Option<String>;
-    pub(crate) fn set(kind: u32, key: &str, value: &str) -> bool;
-    pub(crate) fn claim(prefix: &str, slot: &str, fresh: &str) -> Option<String>;
-    pub(crate) fn adopt(prefix: &str);
+    /// Uses `kind`'s storage (0 `localStorage`, 1 cookie, 2 memory) under `client_key`'s
+    /// names; empties it when tracking is `refused`; returns the identity line stored there.
+    pub(crate) fn open(kind: u32, client_key: &str, refused: bool, debug: bool) -> Option<String>;
+    /// The identity line in storage now (another tab may have written it).
+    pub(crate) fn stored() -> Option<String>;
+    /// Writes what changed: the identity line, this tab's queue ("" removes it).
+    pub(crate) fn write(identity: Option<String>, queue: Option<String>);
+    /// Forgets everything stored on the device (consent denied).
+    pub(crate) fn forget();
+    /// Makes this tab the owner of a queue key (`fresh` is its id when it needs a new one).
+    pub(crate) fn claim(fresh: &str);
+    /// Waits for the locks of the other tabs' queues, to adopt them once those tabs are gone.
+    pub(crate) fn adopt();
     pub(crate) fn timer(tag: u32, ms: f64) -> f64;
     pub(crate) fn clear(handle: f64);
     pub(crate) fn beacon(url: &str, body: &str) -> bool;
@@ -40,10 +49,6 @@ extern "C" {
     pub(crate) fn log(warn: bool, message: &str);
 }
 
-/// Storage kinds of [`get`] and [`set`] (`host.js` also uses 2, `sessionStorage`).
-pub(crate) const LOCAL: u32 = 0;
-pub(crate) const COOKIE: u32 = 1;
-
 /// What `dispatch` is told (the numbers match `host.js`).
 pub(crate) mod kind {
     pub(crate) const TIMER: u32 = 0;
@@ -52,16 +57,15 @@ pub(crate) mod kind {
     pub(crate) const SCHEDULE: u32 = 3;
     pub(crate) const HIDE: u32 = 4;
     pub(crate) const ONLINE: u32 = 5;
-    pub(crate) const STORAGE: u32 = 6;
-    pub(crate) const ROUTE: u32 = 7;
-    pub(crate) const CLICK: u32 = 8;
-    pub(crate) const INTERSECT: u32 = 9;
-    pub(crate) const DUE: u32 = 10;
-    pub(crate) const SEEN: u32 = 11;
-    pub(crate) const HELLO: u32 = 12;
-    pub(crate) const HOST: u32 = 13;
-    pub(crate) const CLAIMED: u32 = 14;
-    pub(crate) const ADOPT: u32 = 15;
+    pub(crate) const ROUTE: u32 = 6;
+    pub(crate) const CLICK: u32 = 7;
+    pub(crate) const INTERSECT: u32 = 8;
+    pub(crate) const DUE: u32 = 9;
+    pub(crate) const SEEN: u32 = 10;
+    pub(crate) const HELLO: u32 = 11;
+    pub(crate) const HOST: u32 = 12;
+    pub(crate) const CLAIMED: u32 = 13;
+    pub(crate) const ADOPT: u32 = 14;
 }
 
 /// Field, record and group separators of the strings `host.js` sends.

@@ -11,7 +11,6 @@ mod autocapture;
 mod bridge;
 mod host;
 mod options;
-mod storage;
 
 use std::cell::RefCell;
 
@@ -22,7 +21,6 @@ use crate::core::{
     parse_retry_after, push_int, uuid_v4,
 };
 use host::{FIELD, kind};
-use storage::Store;
 
 pub(crate) use options::{read_config, read_event};
 
@@ -51,7 +49,9 @@ pub(crate) fn random_id() -> String {
 
 struct State {
     tracker: Tracker<BrowserClock, BrowserEntropy>,
-    store: Store,
+    /// This tab owns its queue key in `localStorage` (see `host.js`, `claim`): the queue is
+    /// written there from now on.
+    claimed: bool,
     /// The flush timer's handle.
     timer: Option<f64>,
     /// Which `init()` made this state; a batch sent before a re-init settles with its own.
@@ -67,6 +67,8 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    /// The generation the next `init()` gets.
+    static GENERATION: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     /// What `host.js` reports through; made once, lives as long as the page.
     static DISPATCH: Closure<dyn Fn(u32, f64, Option<String>) -> Option<String>> =
         Closure::new(dispatch);
@@ -105,7 +107,6 @@ fn dispatch(what: u32, number: f64, text: Option<String>) -> Option<String> {
             with_state(|s| s.autocapture.hidden());
         }
         kind::ONLINE => wake(),
-        kind::STORAGE => storage_changed(&text),
         kind::ROUTE => autocapture::page_view(false, &text),
         kind::CLICK => autocapture::clicked(&text),
         kind::INTERSECT => return autocapture::intersected(number, &text),
@@ -113,7 +114,7 @@ fn dispatch(what: u32, number: f64, text: Option<String>) -> Option<String> {
         kind::SEEN => return autocapture::seen(&text).then(String::new),
         kind::HELLO => return bridge::greeted(&text),
         kind::HOST => bridge::host_identity(&text),
-        kind::CLAIMED => claimed(text),
+        kind::CLAIMED => claimed(&text),
         kind::ADOPT => adopted(&text),
         _ => {}
     }
@@ -150,28 +151,32 @@ fn timer_fired(tag: u32) {
 pub(crate) fn init(config: crate::core::Config) {
     DISPATCH.with(host::install);
     let dnt = config.respect_do_not_track && host::dnt();
-    let store = Store::open(config.storage, &config.client_key);
     let refused = config.consent == Consent::Denied || dnt;
-    let stored = if refused {
-        store.remove_all();
-        None
-    } else {
-        store.read_identity()
+    if let Some(mut old) = STATE.with(|s| s.borrow_mut().take()) {
+        if let Some(handle) = old.timer.take() {
+            host::clear(handle);
+        }
+        // What the old tracker had not written yet is stored now, for the new one to adopt
+        // (unless tracking was just refused, and storage is emptied next).
+        if !refused {
+            persist(&mut old);
+        }
+        GENERATION.with(|g| g.set(old.generation.wrapping_add(1) & 0x3fff_ffff));
+    }
+    let kind = match config.storage {
+        crate::core::Storage::LocalStorage => 0,
+        crate::core::Storage::Cookie => 1,
+        crate::core::Storage::Memory => 2,
     };
-    let client_key = config.client_key.clone();
+    let stored = host::open(kind, &config.client_key, refused, config.debug);
     let switches = config.autocapture;
-    let persists_queue = config.storage == crate::core::Storage::LocalStorage;
     let tracker = Tracker::new(config, BrowserClock, BrowserEntropy, stored.as_deref(), dnt);
-    let old = STATE.with(|s| {
-        let generation = s
-            .borrow()
-            .as_ref()
-            .map_or(0, |old| old.generation.wrapping_add(1) & 0x3fff_ffff);
-        s.borrow_mut().replace(State {
+    STATE.with(|s| {
+        *s.borrow_mut() = Some(State {
             tracker,
-            store,
+            claimed: false,
             timer: None,
-            generation,
+            generation: GENERATION.with(|g| g.get()),
             persist_scheduled: false,
             send_requested: false,
             drops_reported: 0,
@@ -179,23 +184,11 @@ pub(crate) fn init(config: crate::core::Config) {
             bridge: bridge::Bridge::default(),
         })
     });
-    if let Some(mut old) = old {
-        if let Some(handle) = old.timer.take() {
-            host::clear(handle);
-        }
-        // What the old tracker had not written yet is stored now, for the new one to adopt
-        // (unless tracking was just refused, and storage emptied).
-        if !refused {
-            persist(&mut old);
-        }
-    }
     host::restart(switches.impressions);
-    if persists_queue {
-        let prefix = Store::queue_prefix(&client_key);
-        let slot = ["pf_tab_", &client_key].concat();
-        if let Some(key) = host::claim(&prefix, &slot, &random_id()) {
-            claimed(key);
-        }
+    if kind == 0 {
+        // At once when this page already holds its lock or there are no Web Locks, else
+        // when the lock is granted: `CLAIMED`, with what this tab stored before.
+        host::claim(&random_id());
     }
     with_state(bridge::start);
     autocapture::page_view(false, &host::location());
@@ -203,23 +196,16 @@ pub(crate) fn init(config: crate::core::Config) {
 }
 
 /// This tab owns its queue key now: take what it left before a reload (or a second
-/// `init()`), then wait for the other tabs' queues.
-fn claimed(key: String) {
-    let client_key = with_state(|s| {
-        let client_key = s.tracker.config().client_key.clone();
-        if !key.starts_with(&Store::queue_prefix(&client_key)) {
-            return None;
-        }
-        s.store.queue_key = Some(key);
-        if let Some(record) = s.store.read_queue() {
-            s.tracker.adopt(&record);
-        }
+/// `init()`), then wait for the other tabs' queues (`host.js` hands them over as `ADOPT`).
+fn claimed(record: &str) {
+    if with_state(|s| {
+        s.claimed = true;
+        s.tracker.adopt(record);
         persist(s);
-        Some(client_key)
     })
-    .flatten();
-    if let Some(client_key) = client_key {
-        host::adopt(&Store::queue_prefix(&client_key));
+    .is_some()
+    {
+        host::adopt();
         wake();
     }
 }
@@ -234,16 +220,6 @@ fn adopted(record: &str) {
     .is_some()
     {
         wake();
-    }
-}
-
-/// Another tab wrote to storage: if it is a queue this page does not know yet, wait for it.
-fn storage_changed(key: &str) {
-    let prefix = with_state(|s| Store::queue_prefix(&s.tracker.config().client_key));
-    if let Some(prefix) = prefix {
-        if key.starts_with(&prefix) {
-            host::adopt(&prefix);
-        }
     }
 }
 
@@ -303,7 +279,7 @@ pub(crate) fn set_consent(consent: Consent) -> Result<(), String> {
     let dropped = with_state(|s| {
         let dropped = s.tracker.set_consent(consent);
         if s.tracker.consent() == Consent::Denied {
-            s.store.remove_all();
+            host::forget();
         }
         persist(s);
         dropped
@@ -364,7 +340,7 @@ pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
         }
         if s.tracker.session_expired() {
             // Another tab may have kept the session alive: look before starting a new one.
-            if let Some(stored) = s.store.read_identity() {
+            if let Some(stored) = host::stored() {
                 s.tracker.merge_identity(&stored);
             }
         }
@@ -435,21 +411,19 @@ fn persist_later(s: &mut State) {
 fn persist(s: &mut State) {
     s.persist_scheduled = false;
     let (identity_allowed, queue_allowed) = s.tracker.persists();
-    if identity_allowed {
-        if let Some(record) = s.tracker.take_identity_record() {
-            if !s.store.write_identity(&record) {
-                warn("the visitor id and session could not be saved (storage full or blocked)");
-            }
+    let identity = identity_allowed
+        .then(|| s.tracker.take_identity_record())
+        .flatten();
+    let queue = if queue_allowed && s.claimed {
+        s.tracker.take_queue_record()
+    } else {
+        if s.tracker.consent() == Consent::Denied {
+            let _ = s.tracker.take_queue_record();
         }
-    }
-    if queue_allowed && s.store.queue_key.is_some() {
-        if let Some(record) = s.tracker.take_queue_record() {
-            if !s.store.write_queue(&record) {
-                warn("the event queue could not be saved (storage full or blocked)");
-            }
-        }
-    } else if s.tracker.consent() == Consent::Denied {
-        let _ = s.tracker.take_queue_record();
+        None
+    };
+    if identity.is_some() || queue.is_some() {
+        host::write(identity, queue);
     }
 }
 
@@ -532,11 +506,6 @@ fn answered(id: u32, text: &str) -> Option<String> {
         Some((delivery, count as u32))
     })
     .flatten()?;
-    if debug() {
-        let mut line = counted("sent ", count, " events: HTTP ");
-        push_int(&mut line, i64::from(status));
-        log(&[&line, " ", body].concat());
-    }
     let mut counts = [1, 0, 0, 0, 0, 0];
     match delivery {
         Delivery::Delivered => {
