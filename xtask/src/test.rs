@@ -48,6 +48,7 @@ pub(crate) fn all() -> anyhow::Result<()> {
     let sizes = build::package()?;
     eprintln!("browser package:\n{sizes}");
     browser_unit_tests()?;
+    node_tests("tracker-wasm/js/test")?;
     node_tests("js-wrapper/test")?;
     node_tests("tests/e2e")?;
     node_tests("tests/faults")?;

@@ -92,3 +92,45 @@ pub(crate) fn read_event(line: &str) -> Result<TrackCall, String> {
         timestamp: parse_int(ts),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The strings `host.js` writes (its Node tests check it writes these).
+    #[test]
+    fn reads_what_host_js_writes() {
+        let call = read_event(
+            "instrument\x1fviewed\x1f{\"position\":2}\x1f1795874400123\x1fticker\x1cAAPL\x1esector\x1ctech",
+        )
+        .unwrap();
+        let input = call.input();
+        assert_eq!((input.event_type, input.action), ("instrument", "viewed"));
+        assert_eq!(input.meta_json, Some("{\"position\":2}"));
+        assert_eq!(input.timestamp, Some(1_795_874_400_123));
+        let ids: Vec<_> = input.entities.iter().map(|e| (&*e.kind, &*e.id)).collect();
+        assert_eq!(ids, [("ticker", "AAPL"), ("sector", "tech")]);
+        let bare = read_event("page\x1fviewed\x1f\x1f\x1f").unwrap();
+        assert_eq!(bare.input().meta_json, None);
+        assert_eq!(bare.input().timestamp, None);
+        assert!(bare.input().entities.is_empty());
+        assert_eq!(
+            read_event("!`action` must be a string").err().as_deref(),
+            Some("`action` must be a string")
+        );
+        assert_eq!(value_of("spk_1"), Value::Str("pk_1".into()));
+        assert_eq!(value_of("n20"), Value::Num(20.0));
+        assert_eq!(value_of("n0.5"), Value::Num(0.5));
+        assert_eq!(value_of("b1"), Value::Bool(true));
+        assert_eq!(value_of("a"), Value::Absent);
+        assert_eq!(value_of("f"), Value::Other(FUNCTION));
+        assert_eq!(
+            value_of("lshttps://a.example\x1cn3"),
+            Value::List(vec![
+                Value::Str("https://a.example".into()),
+                Value::Num(3.0)
+            ])
+        );
+        assert_eq!(value_of("l"), Value::List(Vec::new()));
+    }
+}

@@ -1,0 +1,81 @@
+// What `host.js` hands the Rust side for `init()` and `track()`: the flat encodings
+// `web/options.rs` reads (its native tests read the same strings), and the messages of calls
+// refused before they reach Rust. The rest of `host.js` needs a browser: the wasm-pack tests
+// in Chrome and Firefox and the end-to-end tests cover it.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { options, readEvent } from "../host.js";
+
+const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
+
+test("a track() call is flattened, impression ids joining the meta", () => {
+  const line = readEvent("instrument", "viewed", {
+    eventMeta: { position: 2 },
+    relatedEntities: [{ type: "ticker", id: "AAPL" }, "sector:tech"],
+    impressionId: "imp-1",
+    timestamp: 1795874400123.7,
+  });
+  assert.equal(
+    line,
+    ["instrument", "viewed", '{"position":2,"impression_id":"imp-1"}', "1795874400123",
+      "ticker" + L + "AAPL" + R + "sector" + L + "tech"].join(F),
+  );
+  assert.equal(readEvent("page", "viewed"), ["page", "viewed", "", "", ""].join(F));
+});
+
+test("separators in what the page gives cannot forge fields", () => {
+  const line = readEvent("a" + F + "b", "viewed", { relatedEntities: ["ticker:A" + R + "B"] });
+  assert.equal(line.split(F).length, 5);
+  assert.ok(line.startsWith("a\ufffdb" + F));
+  assert.ok(!line.split(F)[4].includes(R));
+});
+
+test("a wrong track() call is refused with what is wrong", () => {
+  const cyclic = {};
+  cyclic.self = cyclic;
+  const cases = [
+    [[1, "viewed"], "`eventType` must be a string"],
+    [["page", null], "`action` must be a string"],
+    [["page", "viewed", 5], "the options of `track()` must be an object"],
+    [["page", "viewed", { meta: {} }], "unknown option `meta`; expected one of eventMeta, relatedEntities, timestamp, impressionId, fxcid"],
+    [["page", "viewed", { eventMeta: [] }], "`eventMeta` must be a plain object"],
+    [["page", "viewed", { fxcid: "" }], "`fxcid` must be a non-empty string"],
+    [["page", "viewed", { eventMeta: cyclic }], "`eventMeta` cannot be serialised to JSON (is it cyclic?)"],
+    [["page", "viewed", { relatedEntities: "AAPL" }], "`relatedEntities` must be an array"],
+    [["page", "viewed", { relatedEntities: ["AAPL"] }], "entity `AAPL` must be written `type:id`, e.g. `ticker:AAPL`"],
+    [["page", "viewed", { relatedEntities: [{ type: "ticker" }] }], 'each of `relatedEntities` must be `{ type, id }` with string values, or `"type:id"`'],
+    [["page", "viewed", { timestamp: -1 }], "`timestamp` must be milliseconds since the epoch"],
+    [["page", "viewed", { timestamp: Infinity }], "`timestamp` must be milliseconds since the epoch"],
+  ];
+  for (const [args, message] of cases) {
+    assert.equal(readEvent(...args), "!" + message, message);
+  }
+});
+
+test("init()'s options are flattened with their types", () => {
+  const flat = options({
+    clientKey: "pk_1",
+    maxEvents: 20,
+    maxBytes: 1.5,
+    debug: true,
+    clientRef: null,
+    iframeOrigins: ["https://a.example", 3],
+    autocapture: { pageViews: false },
+    onError: () => {},
+    storage: {},
+  });
+  assert.deepEqual(flat.split(G), [
+    "clientKey" + F + "spk_1",
+    "maxEvents" + F + "n20",
+    "maxBytes" + F + "n0.5",
+    "debug" + F + "b1",
+    "clientRef" + F + "a",
+    "iframeOrigins" + F + "lshttps://a.example" + L + "n3",
+    "autocapture.pageViews" + F + "b0",
+    "onError" + F + "f",
+    "storage" + F + "o",
+  ]);
+  assert.equal(options(null), undefined);
+  assert.equal(options("pk_1"), undefined);
+  assert.equal(options({}), "");
+});
