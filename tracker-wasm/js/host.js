@@ -67,8 +67,9 @@ export function install(d) {
   });
   on(window, "online", () => dispatch(ONLINE, 0));
   // Another tab stored a queue: wait for its lock too.
-  on(window, "storage", (e) => store && e.key?.startsWith(store.prefix) && adopt());
-  const route = () => dispatch(ROUTE, 0, pageLocation());
+  on(window, "storage", (e) => queueOf(e.key) && adopt());
+  // Inside the page's own `pushState` call: whatever happens here must not throw into it.
+  const route = () => attempt(() => dispatch(ROUTE, 0, pageLocation()));
   on(window, "popstate", route);
   on(window, "hashchange", route);
   for (const name of ["pushState", "replaceState"]) {
@@ -84,7 +85,7 @@ export function install(d) {
     if (!(target instanceof Element)) return;
     const declared = target.closest("[data-pf-event]");
     const impression = target.closest(IMPRESSIONS);
-    dispatch(CLICK, 0, attributes(declared) + G + attributes(impression));
+    if (declared || impression) dispatch(CLICK, 0, attributes(declared) + G + attributes(impression));
   }, true);
   on(window, "message", (e) => {
     const data = e.data;
@@ -266,6 +267,13 @@ export function open(kind, clientKey, refused, debug) {
   return refused ? undefined : stored();
 }
 
+/**
+ * Whether `key` is a queue of this configuration's client key: its prefix, then a tab id
+ * (which has no `_`, so client key `pk` does not take `pk_q`'s queues, `pf_pk_q_q_…`).
+ */
+const queueOf = (key) =>
+  store !== undefined && key?.startsWith(store.prefix) && !key.slice(store.prefix.length).includes("_");
+
 export const stored = () => (store.kind < 2 ? get(store.kind, store.identity) : undefined);
 
 /** Writes what changed: the identity line, and this tab's queue ("" removes it). */
@@ -306,7 +314,7 @@ export function claim(fresh) {
     dispatch(CLAIMED, 0, get(0, key) ?? "");
   };
   if (held) {
-    if (held.key.startsWith(prefix)) return owned(held.key);
+    if (queueOf(held.key)) return owned(held.key);
     held.release();
     held = undefined;
   }
@@ -343,7 +351,7 @@ export function adopt() {
   const keys = [];
   for (let i = 0; i < storage.length; i++) keys.push(storage.key(i));
   for (const key of keys) {
-    if (!key.startsWith(store.prefix) || key === held.key || waiting.has(key)) continue;
+    if (!queueOf(key) || key === held.key || waiting.has(key)) continue;
     waiting.add(key);
     locks.request(key, () => {
       waiting.delete(key);

@@ -18,14 +18,19 @@ pub enum TrackError {
     NotRecorded,
 }
 
+impl TrackError {
+    /// What went wrong, in words (without `core::fmt`, for the wasm).
+    pub fn message(self) -> String {
+        match self {
+            TrackError::Invalid(m) => m,
+            TrackError::NotRecorded => "tracking is off: consent denied or Do Not Track".into(),
+        }
+    }
+}
+
 impl std::fmt::Display for TrackError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TrackError::Invalid(m) => f.write_str(m),
-            TrackError::NotRecorded => {
-                f.write_str("tracking is off: consent denied or Do Not Track")
-            }
-        }
+        f.write_str(&self.clone().message())
     }
 }
 

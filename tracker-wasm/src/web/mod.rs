@@ -110,8 +110,9 @@ fn dispatch(what: u32, number: f64, text: Option<String>) -> Option<String> {
         kind::ROUTE => autocapture::page_view(false, &text),
         kind::CLICK => autocapture::clicked(&text),
         kind::INTERSECT => return autocapture::intersected(number, &text),
-        kind::DUE => return autocapture::due(&text).then(String::new),
-        kind::SEEN => return autocapture::seen(&text).then(String::new),
+        // "1" for yes: an empty string would read as no in JS.
+        kind::DUE => return autocapture::due(&text).then(|| "1".to_owned()),
+        kind::SEEN => return autocapture::seen(&text).then(|| "1".to_owned()),
         kind::HELLO => return bridge::greeted(&text),
         kind::HOST => bridge::host_identity(&text),
         kind::CLAIMED => claimed(&text),
@@ -247,16 +248,12 @@ pub(crate) fn not_initialised() -> String {
     "the tracker is not initialised: call init() first".to_owned()
 }
 
-fn message_of(e: TrackError) -> String {
-    match e {
-        TrackError::Invalid(m) => m,
-        TrackError::NotRecorded => "tracking is off: consent denied or Do Not Track".to_owned(),
-    }
-}
-
 pub(crate) fn set_client_ref(client_ref: Option<String>) -> Result<(), String> {
     let r = with_state(|s| {
-        let r = s.tracker.set_client_ref(client_ref).map_err(message_of);
+        let r = s
+            .tracker
+            .set_client_ref(client_ref)
+            .map_err(TrackError::message);
         bridge::identity_changed(s);
         r
     })
