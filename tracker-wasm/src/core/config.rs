@@ -3,8 +3,8 @@
 
 use schema::limits::{MAX_BODY_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_BATCH};
 
-/// One configuration value as JS gave it. Functions (`onBatch`, `onError`) are taken by the
-/// browser glue before parsing, so they never reach this.
+/// One configuration value as JS gave it. The browser glue checks that `onBatch` and
+/// `onError` are functions and keeps them; here they are skipped.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Str(String),
