@@ -4,7 +4,7 @@
 //! observes, and sends elements as their `data-pf-*` attributes; the events are built by
 //! `core::autocapture`.
 
-use super::host::{FIELD, GROUP, RECORD};
+use super::host::{FIELD, GROUP, RECORD, fields};
 use super::{record, report_error, with_state};
 use crate::core::autocapture::{
     Captured, Exposure, PageViews, declared_event, impression_event, impression_key,
@@ -54,9 +54,7 @@ fn attributes(text: &str) -> Vec<(&str, &str)> {
 /// by the page's own `page()` call, or when page views are not captured automatically).
 /// `location` is `href\x1fpath\x1ftitle\x1freferrer`.
 pub(crate) fn page_view(forced: bool, location: &str) {
-    let mut fields = location.split(FIELD);
-    let mut next = || fields.next().unwrap_or("");
-    let (href, path, title, referrer) = (next(), next(), next(), next());
+    let [href, path, title, referrer] = fields(location);
     let change = with_state(|s| {
         if !forced && !s.autocapture.switches.page_views {
             return None;

@@ -9,7 +9,7 @@
 //! held; without an answer within [`HANDSHAKE_MS`] it sends them under its own identity.
 //! `host.js` posts and receives the messages; this decides who is answered and believed.
 
-use super::host::{self, FIELD};
+use super::host::{self, fields};
 use super::{HANDSHAKE_TIMER, State, record, set_timer, with_state};
 use crate::core::{EntityRef, EventInput};
 
@@ -108,9 +108,7 @@ pub(crate) fn identity_changed(s: &State) {
 
 /// In an iframe: its parent sent `origin\x1fvisitor\x1fsession\x1fclientRef`.
 pub(crate) fn host_identity(text: &str) {
-    let mut fields = text.split(FIELD);
-    let mut next = || fields.next().unwrap_or("");
-    let (origin, visitor, session, client_ref) = (next(), next(), next(), next());
+    let [origin, visitor, session, client_ref] = fields(text);
     let client_ref = (!client_ref.is_empty()).then_some(client_ref);
     let adopted = with_state(|s| {
         if !s.tracker.config().host_origins.iter().any(|o| o == origin) {

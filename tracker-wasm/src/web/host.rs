@@ -73,3 +73,9 @@ pub(crate) const FIELD: char = '\x1f';
 pub(crate) const RECORD: char = '\x1e';
 pub(crate) const GROUP: char = '\x1d';
 pub(crate) const ITEM: char = '\x1c';
+
+/// The first `N` fields of a line `host.js` sent; missing ones are empty.
+pub(crate) fn fields<const N: usize>(line: &str) -> [&str; N] {
+    let mut parts = line.split(FIELD);
+    std::array::from_fn(|_| parts.next().unwrap_or(""))
+}

@@ -2,7 +2,7 @@
 
 use wasm_bindgen::JsValue;
 
-use super::host::{self, FIELD, GROUP, ITEM, RECORD};
+use super::host::{self, FIELD, GROUP, ITEM, RECORD, fields};
 use crate::core::{Config, ConfigError, EntityRef, EventInput, Value, parse_int};
 
 /// Reads `init()`'s argument; the error names the key at fault. The page's callbacks are
@@ -70,9 +70,7 @@ pub(crate) fn read_event(line: &str) -> Result<TrackCall, String> {
     if let Some(error) = line.strip_prefix('!') {
         return Err(error.to_owned());
     }
-    let mut fields = line.split(FIELD);
-    let mut next = || fields.next().unwrap_or("");
-    let (event_type, action, meta, ts, entities) = (next(), next(), next(), next(), next());
+    let [event_type, action, meta, ts, entities] = fields(line);
     let entities = entities
         .split(RECORD)
         .filter(|e| !e.is_empty())
