@@ -133,7 +133,7 @@ let earlyEvents = 0;
 export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<void> {
   const load = loading ?? loadWasm(wasmSource === undefined ? undefined : { module_or_path: wasmSource });
   loading = load.then(() => {
-    wasm.init(config);
+    refused(wasm.init(config));
     ready = true;
     earlyEvents = 0;
     for (const call of early.splice(0)) {
@@ -146,6 +146,11 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
     }
   });
   return loading;
+}
+
+/** The wasm answers a refused call with its reason, which the page gets as an exception. */
+function refused(reason: string | undefined): void {
+  if (reason !== undefined) throw new Error(reason);
 }
 
 /** Runs `call` now if the tracker is ready, else once it is. */
@@ -188,17 +193,17 @@ export async function flush(): Promise<FlushResult> {
  * (before the tracker is ready, the call waits and the error goes to the console instead).
  */
 export function identify(clientRef: string | null): void {
-  whenReady(() => wasm.identify(clientRef));
+  whenReady(() => refused(wasm.identify(clientRef)));
 }
 
 /** Forgets who is browsing, for a logout: a new visitor id and session, no user id. */
 export function reset(): void {
-  whenReady(() => wasm.reset());
+  whenReady(() => refused(wasm.reset()));
 }
 
 /** Records the visitor's choice; see `TrackerConfig.consent`. */
 export function setConsent(consent: Consent): void {
-  whenReady(() => wasm.setConsent(consent));
+  whenReady(() => refused(wasm.setConsent(consent)));
 }
 
 /** The current session id, or `undefined` before the tracker is ready. */

@@ -24,13 +24,18 @@ use wasm_bindgen::prelude::*;
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
     lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
 
-/// Starts (or restarts) the tracker. Throws on a bad configuration, naming the key.
+/// Starts (or restarts) the tracker. A bad configuration is refused: the answer is what is
+/// wrong, naming the key (the wrapper throws it). Refused calls answer this way throughout,
+/// with `undefined` for success, so the wasm carries no JS error objects.
 #[wasm_bindgen]
-pub fn init(config: JsValue) -> Result<(), JsError> {
-    let config = web::read_config(&config)
-        .map_err(|e| JsError::new(&["invalid tracker config: ", &e.0].concat()))?;
-    web::init(config);
-    Ok(())
+pub fn init(config: JsValue) -> Option<String> {
+    match web::read_config(&config) {
+        Ok(config) => {
+            web::init(config);
+            None
+        }
+        Err(e) => Some(["invalid tracker config: ", &e.0].concat()),
+    }
 }
 
 /// Records one interaction. Never throws and never blocks: returns false when the event is
@@ -66,33 +71,35 @@ pub fn flush() -> js_sys::Promise {
     web::flush()
 }
 
-/// Sets the customer's user id for later events; `null` clears it.
+/// Sets the customer's user id for later events; `null` clears it. Answers why not, if not.
 #[wasm_bindgen]
-pub fn identify(client_ref: Option<String>) -> Result<(), JsError> {
-    web::set_client_ref(client_ref).map_err(|e| JsError::new(&e))
+pub fn identify(client_ref: Option<String>) -> Option<String> {
+    web::set_client_ref(client_ref).err()
 }
 
-/// Forgets who is browsing (for a logout): new visitor id, new session, no user id.
+/// Forgets who is browsing (for a logout): new visitor id, new session, no user id. Answers
+/// why not (before `init()`).
 #[wasm_bindgen]
-pub fn reset() -> Result<(), JsError> {
-    web::reset().map_err(|e| JsError::new(&e))
+pub fn reset() -> Option<String> {
+    web::reset().err()
 }
 
 /// `'granted'`, `'pending'` or `'denied'`. Granting sends what was held while pending;
-/// denying discards what is unsent and what the tracker stored on the device.
+/// denying discards what is unsent and what the tracker stored on the device. Answers why
+/// not, if not.
 #[wasm_bindgen(js_name = setConsent)]
-pub fn set_consent(consent: &str) -> Result<(), JsError> {
-    let consent = core::Consent::parse(consent).ok_or_else(|| {
-        JsError::new(
-            &[
+pub fn set_consent(consent: &str) -> Option<String> {
+    let Some(consent) = core::Consent::parse(consent) else {
+        return Some(
+            [
                 "consent must be 'granted', 'pending' or 'denied', not '",
                 consent,
                 "'",
             ]
             .concat(),
-        )
-    })?;
-    web::set_consent(consent).map_err(|e| JsError::new(&e))
+        );
+    };
+    web::set_consent(consent).err()
 }
 
 /// The current session id, or `undefined` before `init()`.

@@ -86,7 +86,24 @@ pub(crate) fn package() -> anyhow::Result<String> {
     // binaryen from npm, never Debian's: its older wasm-opt breaks current rustc output.
     let wasm = out_dir.join("personafin_tracker_bg.wasm");
     let wasm = wasm.to_str().context("non-UTF-8 path")?;
-    run(&mut cmd(npm_bin("wasm-opt"), &["-Oz", wasm, "-o", wasm]))?;
+    // A second `-Oz` still finds work after the first. The memory is the module's own (so
+    // zero-filled), and its low kilobyte is the far end of the stack (rustc puts the 1 MB
+    // stack first), which these flags let binaryen assume. The producers and target-features
+    // sections are read by no browser.
+    run(&mut cmd(
+        npm_bin("wasm-opt"),
+        &[
+            "-Oz",
+            "--low-memory-unused",
+            "--zero-filled-memory",
+            "-Oz",
+            "--strip-producers",
+            "--strip-target-features",
+            wasm,
+            "-o",
+            wasm,
+        ],
+    ))?;
     run(&mut cmd(
         "npm",
         &["run", "build", "--workspace", "js-wrapper"],

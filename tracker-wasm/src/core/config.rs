@@ -1,22 +1,14 @@
-//! What `init()` takes, read key by key from plain values so the wasm links no serde: the
-//! browser glue turns the JS object into `(key, Value)` pairs and [`Config::parse`] does the rest.
+//! What `init()` takes, read key by key from the flat string `host.js` makes of the options
+//! object, so the wasm links no serde: `key\x1fvalue` entries separated by `\x1d`, each value
+//! tagged with its JS type (see [`Config::parse`]). One table says what each key takes, so
+//! every key is checked, and named in its error, by the same few lines.
 
 use schema::limits::{MAX_BODY_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_BATCH};
 
-/// One configuration value as JS gave it. The browser glue checks that `onBatch` and
-/// `onError` are functions and keeps them; here they are skipped.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Str(String),
-    Num(f64),
-    Bool(bool),
-    /// An array; its items as values.
-    List(Vec<Value>),
-    /// `null` or `undefined`: the key's default.
-    Absent,
-    /// Anything else, by its JS type name, for the error message.
-    Other(&'static str),
-}
+/// Separators of the flat options string (the same as `host.js` writes everywhere).
+const FIELD: char = '\x1f';
+const GROUP: char = '\x1d';
+const ITEM: char = '\x1c';
 
 /// Where the tracker keeps the visitor id, the session and the queue between page loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,30 +87,61 @@ pub struct Config {
     pub host_origins: Vec<String>,
 }
 
+/// What a key takes, by the tag `host.js` gives each value: `s` string, `n` number (whole,
+/// or `0.5` for any other), `b` boolean (`b1`/`b0`), `l` list (items tagged too, separated by
+/// `\x1c`), `f` function, `o` object, `a` absent (`null` or `undefined`: the default).
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    /// A whole number of at least the given one.
+    Count(u32),
+    Flag,
+    Origins,
+    /// `onBatch`, `onError`: the browser glue keeps them.
+    Callback,
+}
+
+impl Kind {
+    fn tag(self) -> u8 {
+        match self {
+            Kind::Text => b's',
+            Kind::Count(_) => b'n',
+            Kind::Flag => b'b',
+            Kind::Origins => b'l',
+            Kind::Callback => b'f',
+        }
+    }
+}
+
 /// Every key `init()` accepts, in the order the docs list them. `autocapture` takes `true`,
-/// `false` or an object of the `autocapture.*` switches.
-pub const KNOWN_KEYS: [&str; 17] = [
-    "clientKey",
-    "endpoint",
-    "clientRef",
-    "storage",
-    "sessionTimeoutMinutes",
-    "maxEvents",
-    "maxBytes",
-    "flushIntervalMs",
-    "maxQueuedEvents",
-    "debug",
-    "respectDoNotTrack",
-    "consent",
-    "onError",
-    "onBatch",
-    "autocapture",
-    "iframeOrigins",
-    "hostOrigins",
+/// `false` or an object of switches, which `host.js` writes as `autocapture.*` keys.
+const KEYS: [(&str, Kind); 20] = [
+    ("clientKey", Kind::Text),
+    ("endpoint", Kind::Text),
+    ("clientRef", Kind::Text),
+    ("storage", Kind::Text),
+    ("sessionTimeoutMinutes", Kind::Count(1)),
+    ("maxEvents", Kind::Count(1)),
+    ("maxBytes", Kind::Count(0)),
+    ("flushIntervalMs", Kind::Count(1)),
+    ("maxQueuedEvents", Kind::Count(1)),
+    ("debug", Kind::Flag),
+    ("respectDoNotTrack", Kind::Flag),
+    ("consent", Kind::Text),
+    ("onError", Kind::Callback),
+    ("onBatch", Kind::Callback),
+    ("autocapture", Kind::Flag),
+    ("iframeOrigins", Kind::Origins),
+    ("hostOrigins", Kind::Origins),
+    ("autocapture.pageViews", Kind::Flag),
+    ("autocapture.dataAttributes", Kind::Flag),
+    ("autocapture.impressions", Kind::Flag),
 ];
 
-/// The switches an `autocapture` object may hold.
-const AUTOCAPTURE_KEYS: [&str; 3] = ["pageViews", "dataAttributes", "impressions"];
+/// Where the `autocapture.*` switches start in [`KEYS`].
+const SWITCHES: usize = 17;
+/// Where the five whole numbers start in [`KEYS`].
+const COUNTS: usize = 4;
 
 /// A configuration value outside what the tracker can work with; the message names the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,61 +183,77 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads `init()`'s options. Keys are camelCase; nested `autocapture` switches come as
-    /// `autocapture.pageViews` and so on. The first problem found is the error, naming its key.
-    pub fn parse(pairs: &[(String, Value)]) -> Result<Config, ConfigError> {
-        let mut c = Config::default();
-        let (mut key, mut endpoint) = (None, None);
-        for (k, v) in pairs {
-            if matches!(v, Value::Absent) {
+    /// Reads `init()`'s options, as `host.js` flattens them. The first problem found is the
+    /// error, naming its key.
+    pub fn parse(flat: &str) -> Result<Config, ConfigError> {
+        // Each key's value without its tag, when given.
+        let mut given: [Option<&str>; KEYS.len()] = [None; KEYS.len()];
+        for entry in flat.split(GROUP).filter(|e| !e.is_empty()) {
+            let (key, value) = entry.split_once(FIELD).unwrap_or((entry, "a"));
+            let i = KEYS
+                .iter()
+                .position(|(k, _)| *k == key)
+                .ok_or_else(|| unknown_key(key))?;
+            let tag = value.as_bytes().first().copied().unwrap_or(b'a');
+            if tag == b'a' {
                 continue;
             }
-            match k.as_str() {
-                "clientKey" => key = Some(string(k, v)?),
-                "endpoint" => endpoint = Some(string(k, v)?),
-                "clientRef" => c.client_ref = Some(string(k, v)?),
-                "storage" => {
-                    c.storage = match string(k, v)?.as_str() {
-                        "localStorage" => Storage::LocalStorage,
-                        "cookie" => Storage::Cookie,
-                        "memory" => Storage::Memory,
-                        other => {
-                            return Err(one_of(k, other, "'localStorage', 'cookie', 'memory'"));
-                        }
-                    }
-                }
-                "sessionTimeoutMinutes" => c.session_timeout_minutes = count(k, v, 1)?,
-                "maxEvents" => c.max_events = count(k, v, 1)?,
-                "maxBytes" => c.max_bytes = count(k, v, 0)?,
-                "flushIntervalMs" => c.flush_interval_ms = count(k, v, 1)?,
-                "maxQueuedEvents" => c.max_queued_events = count(k, v, 1)?,
-                "debug" => c.debug = boolean(k, v)?,
-                "respectDoNotTrack" => c.respect_do_not_track = boolean(k, v)?,
-                "consent" => {
-                    let s = string(k, v)?;
-                    c.consent = Consent::parse(&s)
-                        .ok_or_else(|| one_of(k, &s, "'granted', 'pending', 'denied'"))?;
-                }
-                "autocapture" => {
-                    let on = boolean(k, v)?;
-                    c.autocapture = Autocapture {
-                        page_views: on,
-                        data_attributes: on,
-                        impressions: on,
-                    };
-                }
-                "autocapture.pageViews" => c.autocapture.page_views = boolean(k, v)?,
-                "autocapture.dataAttributes" => c.autocapture.data_attributes = boolean(k, v)?,
-                "autocapture.impressions" => c.autocapture.impressions = boolean(k, v)?,
-                "iframeOrigins" => c.iframe_origins = origins(k, v)?,
-                "hostOrigins" => c.host_origins = origins(k, v)?,
-                // Callbacks, read by the browser glue.
-                "onError" | "onBatch" => {}
-                _ => return Err(unknown_key(k)),
+            let kind = KEYS[i].1;
+            if tag != kind.tag() {
+                return Err(type_error(key, kind.tag(), tag));
+            }
+            given[i] = Some(&value[1..]);
+        }
+        let text = |i: usize| given[i].map(str::to_owned);
+        let flag = |i: usize| given[i].map(|v| v == "1");
+        let mut c = Config {
+            client_key: text(0).ok_or_else(|| required("clientKey"))?,
+            endpoint: text(1).ok_or_else(|| required("endpoint"))?,
+            client_ref: text(2),
+            ..Config::default()
+        };
+        if let Some(v) = given[3] {
+            c.storage = match v {
+                "localStorage" => Storage::LocalStorage,
+                "cookie" => Storage::Cookie,
+                "memory" => Storage::Memory,
+                _ => return Err(one_of(3, v, "'localStorage', 'cookie', 'memory'")),
             }
         }
-        c.client_key = key.ok_or_else(|| ConfigError("`clientKey` is required".into()))?;
-        c.endpoint = endpoint.ok_or_else(|| ConfigError("`endpoint` is required".into()))?;
+        let mut counts = [
+            c.session_timeout_minutes,
+            c.max_events,
+            c.max_bytes,
+            c.flush_interval_ms,
+            c.max_queued_events,
+        ];
+        for (n, count) in counts.iter_mut().enumerate() {
+            let i = COUNTS + n;
+            if let Some(v) = given[i] {
+                *count = whole(i, v)?;
+            }
+        }
+        [
+            c.session_timeout_minutes,
+            c.max_events,
+            c.max_bytes,
+            c.flush_interval_ms,
+            c.max_queued_events,
+        ] = counts;
+        c.debug = flag(9).unwrap_or(c.debug);
+        c.respect_do_not_track = flag(10).unwrap_or(c.respect_do_not_track);
+        if let Some(v) = given[11] {
+            c.consent =
+                Consent::parse(v).ok_or_else(|| one_of(11, v, "'granted', 'pending', 'denied'"))?;
+        }
+        let all = flag(14).unwrap_or(true);
+        c.autocapture = Autocapture {
+            page_views: flag(SWITCHES).unwrap_or(all),
+            data_attributes: flag(SWITCHES + 1).unwrap_or(all),
+            impressions: flag(SWITCHES + 2).unwrap_or(all),
+        };
+        c.iframe_origins = origins(15, given[15])?;
+        c.host_origins = origins(16, given[16])?;
         c.validate()
     }
 
@@ -245,57 +284,82 @@ impl Config {
     }
 }
 
-/// The error for a key `init()` does not know, listing the ones it does.
-pub fn unknown_key(key: &str) -> ConfigError {
-    let (known, parent) = match key.strip_prefix("autocapture.") {
-        Some(_) => (&AUTOCAPTURE_KEYS[..], "autocapture."),
-        None => (&KNOWN_KEYS[..], ""),
-    };
+/// The error for a key `init()` does not know, listing the ones it does (the `autocapture.*`
+/// switches for a key under `autocapture`).
+fn unknown_key(key: &str) -> ConfigError {
+    let under = key.starts_with("autocapture.");
     let mut list = String::new();
-    for k in known {
-        if !list.is_empty() {
-            list.push_str(", ");
+    for (k, _) in &KEYS[..] {
+        if k.starts_with("autocapture.") == under {
+            if !list.is_empty() {
+                list.push_str(", ");
+            }
+            list.push_str(k);
         }
-        list.push_str(parent);
-        list.push_str(k);
     }
     ConfigError(["unknown key `", key, "`; expected one of ", &list].concat())
 }
 
-fn type_error(key: &str, expected: &str, v: &Value) -> ConfigError {
-    let got = match v {
-        Value::Str(_) => "a string",
-        Value::Num(_) => "a number",
-        Value::Bool(_) => "a boolean",
-        Value::List(_) => "an array",
-        Value::Absent => "nothing",
-        Value::Other(t) => t,
-    };
-    ConfigError(["`", key, "` must be ", expected, ", not ", got].concat())
+fn required(key: &str) -> ConfigError {
+    ConfigError(["`", key, "` is required"].concat())
 }
 
-fn one_of(key: &str, got: &str, allowed: &str) -> ConfigError {
-    ConfigError(["`", key, "` must be one of ", allowed, ", not '", got, "'"].concat())
-}
-
-fn string(key: &str, v: &Value) -> Result<String, ConfigError> {
-    match v {
-        Value::Str(s) => Ok(s.clone()),
-        _ => Err(type_error(key, "a string", v)),
+/// What a value of each tag is, for messages.
+fn noun(tag: u8) -> &'static str {
+    match tag {
+        b's' => "a string",
+        b'n' => "a number",
+        b'b' => "a boolean",
+        b'l' => "an array",
+        b'f' => "a function",
+        b'o' => "an object",
+        _ => "null",
     }
 }
 
-/// A list of origins such as `https://app.example.com`: scheme, host and optional port, no
-/// path, because `postMessage` compares exactly that.
-fn origins(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
-    let Value::List(items) = v else {
-        return Err(type_error(key, "an array of origins", v));
+fn type_error(key: &str, expected: u8, got: u8) -> ConfigError {
+    ConfigError(["`", key, "` must be ", noun(expected), ", not ", noun(got)].concat())
+}
+
+fn one_of(i: usize, got: &str, allowed: &str) -> ConfigError {
+    ConfigError(
+        [
+            "`",
+            KEYS[i].0,
+            "` must be one of ",
+            allowed,
+            ", not '",
+            got,
+            "'",
+        ]
+        .concat(),
+    )
+}
+
+/// The `i`th key's number: whole, at least its minimum, and within a u32.
+fn whole(i: usize, v: &str) -> Result<u32, ConfigError> {
+    let (key, min) = match KEYS[i] {
+        (key, Kind::Count(min)) => (key, min),
+        (key, _) => (key, 0),
     };
+    match crate::core::parse_int(v) {
+        Some(n) if n >= i64::from(min) && n <= i64::from(u32::MAX) => Ok(n as u32),
+        _ if min == 0 => Err(ConfigError(["`", key, "` must be a whole number"].concat())),
+        _ => Err(ConfigError(
+            ["`", key, "` must be a whole number of at least 1"].concat(),
+        )),
+    }
+}
+
+/// The `i`th key's list of origins such as `https://app.example.com`: scheme, host and
+/// optional port, no path, because `postMessage` compares exactly that.
+fn origins(i: usize, list: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let key = KEYS[i].0;
     let mut out = Vec::new();
-    for item in items {
-        match item {
-            Value::Str(o) if is_origin(o) => out.push(o.clone()),
-            Value::Str(o) => {
+    for item in list.unwrap_or("").split(ITEM).filter(|v| !v.is_empty()) {
+        match item.strip_prefix('s') {
+            Some(o) if is_origin(o) => out.push(o.to_owned()),
+            Some(o) => {
                 return Err(ConfigError(
                     [
                         "`",
@@ -307,7 +371,17 @@ fn origins(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
                     .concat(),
                 ));
             }
-            other => return Err(type_error(key, "an array of origin strings", other)),
+            None => {
+                return Err(ConfigError(
+                    [
+                        "`",
+                        key,
+                        "` must be an array of origin strings, not of ",
+                        noun(item.bytes().next().unwrap_or(b'a')),
+                    ]
+                    .concat(),
+                ));
+            }
         }
     }
     Ok(out)
@@ -318,28 +392,6 @@ fn is_origin(s: &str) -> bool {
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));
     rest.is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#', ' ']))
-}
-
-fn boolean(key: &str, v: &Value) -> Result<bool, ConfigError> {
-    match v {
-        Value::Bool(b) => Ok(*b),
-        _ => Err(type_error(key, "a boolean", v)),
-    }
-}
-
-/// A whole number of at least `min` that fits in a u32.
-fn count(key: &str, v: &Value, min: u32) -> Result<u32, ConfigError> {
-    match v {
-        Value::Num(n) if n.fract() == 0.0 && *n >= f64::from(min) && *n <= f64::from(u32::MAX) => {
-            Ok(*n as u32)
-        }
-        Value::Num(_) => Err(ConfigError(if min == 0 {
-            ["`", key, "` must be a whole number"].concat()
-        } else {
-            ["`", key, "` must be a whole number of at least 1"].concat()
-        })),
-        _ => Err(type_error(key, "a number", v)),
-    }
 }
 
 #[cfg(test)]
@@ -355,47 +407,46 @@ pub(crate) fn test_config() -> Config {
 mod tests {
     use super::*;
 
-    fn pairs(extra: &[(&str, Value)]) -> Vec<(String, Value)> {
-        let mut p = vec![
-            ("clientKey".to_owned(), Value::Str("pk_test".into())),
-            (
-                "endpoint".to_owned(),
-                Value::Str("http://127.0.0.1:8787/v1/events".into()),
-            ),
-        ];
-        p.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-        p
+    /// The options as `host.js` flattens them: the required keys, then `extra`.
+    fn flat(extra: &[(&str, &str)]) -> String {
+        let mut out =
+            String::from("clientKey\x1fspk_test\x1dendpoint\x1fshttp://127.0.0.1:8787/v1/events");
+        for (k, v) in extra {
+            out.push_str(&["\x1d", k, "\x1f", v].concat());
+        }
+        out
     }
 
     #[test]
     fn defaults_and_every_key_parse() {
-        assert_eq!(Config::parse(&pairs(&[])).unwrap(), test_config());
-        let c = Config::parse(&pairs(&[
-            ("clientRef", Value::Str("user-42".into())),
-            ("storage", Value::Str("cookie".into())),
-            ("sessionTimeoutMinutes", Value::Num(5.0)),
-            ("maxEvents", Value::Num(7.0)),
-            ("maxBytes", Value::Num(40_000.0)),
-            ("flushIntervalMs", Value::Num(250.0)),
-            ("maxQueuedEvents", Value::Num(70.0)),
-            ("debug", Value::Bool(true)),
-            ("respectDoNotTrack", Value::Bool(true)),
-            ("consent", Value::Str("pending".into())),
-            ("autocapture", Value::Bool(false)),
-            ("autocapture.impressions", Value::Bool(true)),
-            ("onError", Value::Absent),
-            (
-                "iframeOrigins",
-                Value::List(vec![Value::Str("https://widgets.example".into())]),
-            ),
+        assert_eq!(Config::parse(&flat(&[])).unwrap(), test_config());
+        let c = Config::parse(&flat(&[
+            ("clientRef", "suser-42"),
+            ("storage", "scookie"),
+            ("sessionTimeoutMinutes", "n5"),
+            ("maxEvents", "n7"),
+            ("maxBytes", "n40000"),
+            ("flushIntervalMs", "n250"),
+            ("maxQueuedEvents", "n70"),
+            ("debug", "b1"),
+            ("respectDoNotTrack", "b1"),
+            ("consent", "spending"),
+            ("autocapture", "b0"),
+            ("autocapture.impressions", "b1"),
+            ("onError", "a"),
+            ("onBatch", "f"),
+            ("iframeOrigins", "lshttps://widgets.example"),
             (
                 "hostOrigins",
-                Value::List(vec![Value::Str("http://127.0.0.1:8080".into())]),
+                "lshttp://127.0.0.1:8080\x1cshttps://app.example",
             ),
         ]))
         .unwrap();
         assert_eq!(c.iframe_origins, ["https://widgets.example"]);
-        assert_eq!(c.host_origins, ["http://127.0.0.1:8080"]);
+        assert_eq!(
+            c.host_origins,
+            ["http://127.0.0.1:8080", "https://app.example"]
+        );
         assert_eq!(c.client_ref.as_deref(), Some("user-42"));
         assert_eq!(c.storage, Storage::Cookie);
         assert_eq!(
@@ -413,15 +464,22 @@ mod tests {
                 impressions: true
             }
         );
+        // Absent values (null, undefined) and empty lists leave the defaults.
+        let c = Config::parse(&flat(&[("maxEvents", "a"), ("hostOrigins", "l")])).unwrap();
+        assert_eq!((c.max_events, c.host_origins.len()), (100, 0));
+        let c = Config::parse(&flat(&[("autocapture.pageViews", "b0")])).unwrap();
+        assert!(!c.autocapture.page_views && c.autocapture.impressions);
     }
 
     #[test]
     fn unknown_keys_are_named_with_the_known_ones() {
-        let e = Config::parse(&pairs(&[("flushIntervalMS", Value::Num(5.0))])).unwrap_err();
+        let e = Config::parse(&flat(&[("flushIntervalMS", "n5")])).unwrap_err();
         assert!(e.0.starts_with("unknown key `flushIntervalMS`"), "{e}");
         assert!(e.0.contains("flushIntervalMs"), "{e}");
-        let e = Config::parse(&pairs(&[("autocapture.clicks", Value::Bool(true))])).unwrap_err();
+        assert!(!e.0.contains("autocapture.pageViews"), "{e}");
+        let e = Config::parse(&flat(&[("autocapture.clicks", "b1")])).unwrap_err();
         assert!(e.0.contains("autocapture.pageViews"), "{e}");
+        assert!(!e.0.contains("clientKey"), "{e}");
     }
 
     #[test]
@@ -429,35 +487,50 @@ mod tests {
         assert_eq!(MIN_BATCH_BYTES, 32832);
         assert_eq!(MAX_BODY_BYTES, 1048576);
         assert_eq!(MAX_EVENTS_PER_BATCH, 500);
+        assert_eq!(KEYS[SWITCHES].0, "autocapture.pageViews");
+        assert_eq!(KEYS[COUNTS].0, "sessionTimeoutMinutes");
+        assert!(matches!(KEYS[COUNTS + 4].1, Kind::Count(_)));
+        assert!(!matches!(KEYS[COUNTS + 5].1, Kind::Count(_)));
     }
 
     #[test]
     fn rejects_bad_values_naming_the_key() {
-        let cases: [(&str, Value); 15] = [
-            ("iframeOrigins", Value::Str("https://a.example".into())),
+        let cases: [(&str, &str, &str); 18] = [
             (
                 "iframeOrigins",
-                Value::List(vec![Value::Str("https://a.example/".into())]),
+                "shttps://a.example",
+                "must be an array, not a string",
             ),
-            ("hostOrigins", Value::List(vec![Value::Num(1.0)])),
-            ("endpoint", Value::Str("/v1/events".into())),
-            ("clientKey", Value::Str(String::new())),
-            ("clientKey", Value::Num(3.0)),
-            ("maxEvents", Value::Num(0.0)),
-            ("maxEvents", Value::Num(1.5)),
-            ("maxBytes", Value::Num(1000.0)),
-            ("maxQueuedEvents", Value::Num(5.0)),
-            ("clientRef", Value::Str("has space".into())),
-            ("storage", Value::Str("indexedDB".into())),
-            ("consent", Value::Str("yes".into())),
-            ("debug", Value::Str("true".into())),
-            ("sessionTimeoutMinutes", Value::Other("an object")),
+            ("iframeOrigins", "lshttps://a.example/", "no trailing slash"),
+            (
+                "hostOrigins",
+                "ln1",
+                "array of origin strings, not of a number",
+            ),
+            ("endpoint", "s/v1/events", "absolute"),
+            ("clientKey", "s", "clientKey"),
+            ("clientKey", "n3", "must be a string, not a number"),
+            ("maxEvents", "n0", "at least 1"),
+            ("maxEvents", "n0.5", "whole number"),
+            ("maxBytes", "n1000", "between"),
+            ("maxQueuedEvents", "n5", "at least `maxEvents`"),
+            ("clientRef", "shas space", "clientRef"),
+            ("storage", "sindexedDB", "not 'indexedDB'"),
+            ("consent", "syes", "'granted', 'pending', 'denied'"),
+            ("debug", "strue", "must be a boolean, not a string"),
+            ("sessionTimeoutMinutes", "o", "not an object"),
+            ("onError", "slog", "must be a function, not a string"),
+            ("autocapture", "o", "must be a boolean"),
+            ("flushIntervalMs", "n99999999999", "whole number"),
         ];
-        for (key, value) in cases {
-            let e = Config::parse(&pairs(&[(key, value.clone())])).unwrap_err();
+        for (key, value, says) in cases {
+            let e = Config::parse(&flat(&[(key, value)])).unwrap_err();
             assert!(e.0.contains(key), "{e} does not name {key} ({value:?})");
+            assert!(e.0.contains(says), "{e} does not say {says:?}");
         }
-        let e = Config::parse(&[]).unwrap_err();
+        let e = Config::parse("").unwrap_err();
         assert!(e.0.contains("clientKey"), "{e}");
+        let e = Config::parse("clientKey\x1fspk_1").unwrap_err();
+        assert!(e.0.contains("`endpoint` is required"), "{e}");
     }
 }

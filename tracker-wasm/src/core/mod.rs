@@ -10,9 +10,7 @@ mod retry;
 mod session;
 mod tracker;
 
-pub use config::{
-    Autocapture, Config, ConfigError, Consent, KNOWN_KEYS, Storage, Value, unknown_key,
-};
+pub use config::{Autocapture, Config, ConfigError, Consent, Storage};
 pub use encode::{EntityRef, EventInput, Meta, encode_batch, encode_event, uuid_v4};
 pub use queue::Queue;
 pub use retry::{Backoff, parse_retry_after};

@@ -2,45 +2,16 @@
 
 use wasm_bindgen::JsValue;
 
-use super::host::{self, FIELD, GROUP, ITEM, RECORD, fields};
-use crate::core::{Config, ConfigError, EntityRef, EventInput, Value, parse_int};
+use super::host::{self, ITEM, RECORD, fields};
+use crate::core::{Config, ConfigError, EntityRef, EventInput, parse_int};
 
 /// Reads `init()`'s argument; the error names the key at fault. The page's callbacks are
 /// taken only from a configuration that is valid.
 pub(crate) fn read_config(config: &JsValue) -> Result<Config, ConfigError> {
     let flat = host::options(config).ok_or_else(|| ConfigError("expected an object".into()))?;
-    let mut pairs = Vec::new();
-    for entry in flat.split(GROUP).filter(|e| !e.is_empty()) {
-        let (key, value) = entry.split_once(FIELD).unwrap_or((entry, "a"));
-        let value = value_of(value);
-        if matches!(key, "onBatch" | "onError")
-            && !matches!(value, Value::Other(FUNCTION) | Value::Absent)
-        {
-            return Err(ConfigError(["`", key, "` must be a function"].concat()));
-        }
-        pairs.push((key.to_owned(), value));
-    }
-    let parsed = Config::parse(&pairs)?;
+    let parsed = Config::parse(&flat)?;
     host::use_callbacks(config);
     Ok(parsed)
-}
-
-const FUNCTION: &str = "a function";
-
-/// One value as `host.js` tags it: `s` string, `n` whole number (0.5 for any other number),
-/// `b1`/`b0`, `l` list (items separated by \x1c), `f` function, `o` object, `a` absent.
-fn value_of(tagged: &str) -> Value {
-    let rest = tagged.get(1..).unwrap_or("");
-    match tagged.as_bytes().first() {
-        Some(b's') => Value::Str(rest.to_owned()),
-        Some(b'n') => Value::Num(parse_int(rest).map_or(0.5, |n| n as f64)),
-        Some(b'b') => Value::Bool(rest == "1"),
-        Some(b'l') if rest.is_empty() => Value::List(Vec::new()),
-        Some(b'l') => Value::List(rest.split(ITEM).map(value_of).collect()),
-        Some(b'f') => Value::Other(FUNCTION),
-        Some(b'o') => Value::Other("an object"),
-        _ => Value::Absent,
-    }
 }
 
 /// A `track()` call read out of JS values.
@@ -116,19 +87,5 @@ mod tests {
             read_event("!`action` must be a string").err().as_deref(),
             Some("`action` must be a string")
         );
-        assert_eq!(value_of("spk_1"), Value::Str("pk_1".into()));
-        assert_eq!(value_of("n20"), Value::Num(20.0));
-        assert_eq!(value_of("n0.5"), Value::Num(0.5));
-        assert_eq!(value_of("b1"), Value::Bool(true));
-        assert_eq!(value_of("a"), Value::Absent);
-        assert_eq!(value_of("f"), Value::Other(FUNCTION));
-        assert_eq!(
-            value_of("lshttps://a.example\x1cn3"),
-            Value::List(vec![
-                Value::Str("https://a.example".into()),
-                Value::Num(3.0)
-            ])
-        );
-        assert_eq!(value_of("l"), Value::List(Vec::new()));
     }
 }

@@ -55,7 +55,9 @@ pub(crate) fn start(extra: &[(&str, JsValue)]) {
         pairs.retain(|(key, _)| key != k);
         pairs.push((k, v.clone()));
     }
-    init(obj(&pairs)).unwrap_or_else(|e| panic!("init: {:?}", JsValue::from(e)));
+    if let Some(e) = init(obj(&pairs)) {
+        panic!("init: {e}");
+    }
 }
 
 pub(crate) async fn flush_summary() -> JsValue {
