@@ -9,7 +9,7 @@
  * track("instrument", "viewed", { relatedEntities: [{ type: "ticker", id: "AAPL" }] });
  * ```
  */
-import loadWasm, * as wasm from "../pkg/personafin_tracker.js";
+import * as wasm from "../pkg/personafin_tracker.js";
 import type { MetaValue, RelatedEntity } from "./wire.js";
 
 export * from "./wire.js";
@@ -131,7 +131,7 @@ let earlyEvents = 0;
  * with the time they were tracked.
  */
 export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<void> {
-  const load = loading ?? loadWasm(wasmSource === undefined ? undefined : { module_or_path: wasmSource });
+  const load = loading ?? loadWasm(wasmSource);
   loading = load.then(() => {
     refused(wasm.init(config));
     ready = true;
@@ -151,6 +151,33 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
 /** The wasm answers a refused call with its reason, which the page gets as an exception. */
 function refused(reason: string | undefined): void {
   if (reason !== undefined) throw new Error(reason);
+}
+
+/**
+ * Compiles the wasm (by default the file beside this package's JS, which bundlers pick up from
+ * the `new URL(…, import.meta.url)` below) and instantiates it with its glue. Streaming
+ * compilation needs the `application/wasm` type; from a server that sends another, the bytes
+ * are compiled instead.
+ */
+async function loadWasm(source?: WasmSource): Promise<void> {
+  let module: WebAssembly.Module;
+  if (source instanceof WebAssembly.Module) {
+    module = source;
+  } else if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) {
+    module = await WebAssembly.compile(source);
+  } else {
+    const response =
+      source instanceof Response
+        ? source
+        : await fetch(source ?? new URL("../pkg/personafin_tracker_bg.wasm", import.meta.url));
+    if (!response.ok) {
+      throw new Error(`could not load the tracker: HTTP ${response.status} for ${response.url}`);
+    }
+    module = await WebAssembly.compileStreaming(response.clone()).catch(() =>
+      response.arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
+    );
+  }
+  wasm.initSync({ module });
 }
 
 /** Runs `call` now if the tracker is ready, else once it is. */

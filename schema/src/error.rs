@@ -72,28 +72,10 @@ impl EventError {
                 ["field `", field, "` must be ", expected].concat()
             }
             EventError::UnknownField { field } => ["unknown field `", field, "`"].concat(),
-            EventError::Empty { field } => ["field `", field, "` must not be empty"].concat(),
-            EventError::TooLong { field, len, limit } => [
-                "field `",
-                field,
-                "` is ",
-                &n(len),
-                " characters long, over the limit of ",
-                &n(limit),
-            ]
-            .concat(),
-            EventError::NotSnakeCase { field } => [
-                "field `",
-                field,
-                "` must be lower_snake_case: a-z first, then a-z, 0-9 or _",
-            ]
-            .concat(),
-            EventError::InvalidCharacters { field } => [
-                "field `",
-                field,
-                "` must not contain whitespace or control characters",
-            ]
-            .concat(),
+            EventError::Empty { field } => empty(field),
+            EventError::TooLong { field, len, limit } => too_long(field, *len, *limit),
+            EventError::NotSnakeCase { field } => not_snake_case(field),
+            EventError::InvalidCharacters { field } => invalid_characters(field),
             EventError::InvalidTimestamp { field, reason } => {
                 ["field `", field, "` is not an RFC 3339 timestamp: ", reason].concat()
             }
@@ -143,6 +125,92 @@ impl EventError {
             EventError::ClientKeyMismatch => "client_key_mismatch",
         }
     }
+}
+
+/// What is wrong with one name or id: the rules of [`check_name`](crate::check_name) and
+/// [`check_id`](crate::check_id), which the browser tracker applies too. A type of its own so
+/// that the tracker links the words of these four rules only, not every rule's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    Empty {
+        field: String,
+    },
+    TooLong {
+        field: String,
+        len: usize,
+        limit: usize,
+    },
+    NotSnakeCase {
+        field: String,
+    },
+    InvalidCharacters {
+        field: String,
+    },
+}
+
+impl FieldError {
+    /// The same words as the [`EventError`] it becomes.
+    pub fn message(&self) -> String {
+        match self {
+            FieldError::Empty { field } => empty(field),
+            FieldError::TooLong { field, len, limit } => too_long(field, *len, *limit),
+            FieldError::NotSnakeCase { field } => not_snake_case(field),
+            FieldError::InvalidCharacters { field } => invalid_characters(field),
+        }
+    }
+}
+
+impl From<FieldError> for EventError {
+    fn from(e: FieldError) -> EventError {
+        match e {
+            FieldError::Empty { field } => EventError::Empty { field },
+            FieldError::TooLong { field, len, limit } => EventError::TooLong { field, len, limit },
+            FieldError::NotSnakeCase { field } => EventError::NotSnakeCase { field },
+            FieldError::InvalidCharacters { field } => EventError::InvalidCharacters { field },
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+fn empty(field: &str) -> String {
+    ["field `", field, "` must not be empty"].concat()
+}
+
+fn too_long(field: &str, len: usize, limit: usize) -> String {
+    [
+        "field `",
+        field,
+        "` is ",
+        &decimal(len),
+        " characters long, over the limit of ",
+        &decimal(limit),
+    ]
+    .concat()
+}
+
+fn not_snake_case(field: &str) -> String {
+    [
+        "field `",
+        field,
+        "` must be lower_snake_case: a-z first, then a-z, 0-9 or _",
+    ]
+    .concat()
+}
+
+fn invalid_characters(field: &str) -> String {
+    [
+        "field `",
+        field,
+        "` must not contain whitespace or control characters",
+    ]
+    .concat()
 }
 
 impl std::fmt::Display for EventError {
@@ -200,6 +268,26 @@ impl BatchError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_error_says_what_its_event_error_says() {
+        let field = || "action".to_owned();
+        for e in [
+            FieldError::Empty { field: field() },
+            FieldError::TooLong {
+                field: field(),
+                len: 129,
+                limit: 128,
+            },
+            FieldError::NotSnakeCase { field: field() },
+            FieldError::InvalidCharacters { field: field() },
+        ] {
+            let event = EventError::from(e.clone());
+            assert_eq!(e.message(), event.message());
+            assert_eq!(e.to_string(), event.to_string());
+            assert!(e.message().contains("`action`"), "{e}");
+        }
+    }
 
     #[test]
     fn messages_write_numbers_as_decimal() {

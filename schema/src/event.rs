@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::error::{BatchError, EventError};
+use crate::error::{BatchError, EventError, FieldError};
 use crate::limits::*;
 use crate::time::Timestamp;
 
@@ -239,22 +239,22 @@ fn char_count(s: &str) -> usize {
 }
 
 /// Checks an identifier: 1 to [`MAX_ID_LEN`] characters, no whitespace or control characters.
-pub fn check_id(s: &str, field: &str) -> Result<(), EventError> {
+pub fn check_id(s: &str, field: &str) -> Result<(), FieldError> {
     let len = char_count(s);
     if len == 0 {
-        return Err(EventError::Empty {
+        return Err(FieldError::Empty {
             field: field.into(),
         });
     }
     if len > MAX_ID_LEN {
-        return Err(EventError::TooLong {
+        return Err(FieldError::TooLong {
             field: field.into(),
             len,
             limit: MAX_ID_LEN,
         });
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(EventError::InvalidCharacters {
+        return Err(FieldError::InvalidCharacters {
             field: field.into(),
         });
     }
@@ -263,14 +263,14 @@ pub fn check_id(s: &str, field: &str) -> Result<(), EventError> {
 
 /// Checks a name (`event_type`, `action`, entity `type`): lower_snake_case, at most
 /// [`MAX_NAME_LEN`] characters.
-pub fn check_name(s: &str, field: &str) -> Result<(), EventError> {
+pub fn check_name(s: &str, field: &str) -> Result<(), FieldError> {
     if s.is_empty() {
-        return Err(EventError::Empty {
+        return Err(FieldError::Empty {
             field: field.into(),
         });
     }
     if s.len() > MAX_NAME_LEN {
-        return Err(EventError::TooLong {
+        return Err(FieldError::TooLong {
             field: field.into(),
             len: char_count(s),
             limit: MAX_NAME_LEN,
@@ -281,7 +281,7 @@ pub fn check_name(s: &str, field: &str) -> Result<(), EventError> {
         && b.iter()
             .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
     if !snake {
-        return Err(EventError::NotSnakeCase {
+        return Err(FieldError::NotSnakeCase {
             field: field.into(),
         });
     }
@@ -423,7 +423,7 @@ mod tests {
         let long = "é".repeat(MAX_ID_LEN + 1);
         assert!(matches!(
             check_id(&long, "id"),
-            Err(EventError::TooLong { len, .. }) if len == MAX_ID_LEN + 1
+            Err(FieldError::TooLong { len, .. }) if len == MAX_ID_LEN + 1
         ));
     }
 }

@@ -25,7 +25,7 @@ pub mod limits;
 mod time;
 pub mod typescript;
 
-pub use error::{BatchError, EventError};
+pub use error::{BatchError, EventError, FieldError};
 pub use event::{
     ChannelMeta, Entity, Event, RawBatch, check_id, check_name, parse_batch, peek_str,
 };

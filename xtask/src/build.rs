@@ -76,6 +76,9 @@ pub(crate) fn package() -> anyhow::Result<String> {
         &[
             "--target",
             "web",
+            // Every browser with wasm's reference types has `TextEncoder.encodeInto`.
+            "--encode-into",
+            "always",
             "--out-dir",
             out,
             "--out-name",

@@ -1,7 +1,7 @@
 //! The decisions behind autocapture, free of the DOM: when a route change is a new page
 //! view, how `data-pf-*` attributes become an event, and when an impression counts as seen.
 
-use super::{EntityRef, Meta, parse_int};
+use super::{EntityRef, Meta, cut, parse_int, pieces};
 
 /// Remembers the last page viewed, so `pushState`, `replaceState`, `popstate` and
 /// `hashchange` reporting one navigation (or none) give one page view.
@@ -23,7 +23,7 @@ impl PageViews {
 
 /// `data-pf-event="watchlist.added"` → `("watchlist", "added")`.
 pub fn split_event_name(name: &str) -> Result<(&str, &str), String> {
-    match name.trim_ascii().split_once('.') {
+    match cut(name.trim_ascii(), b'.') {
         Some((t, a)) if !t.is_empty() && !a.is_empty() => Ok((t, a)),
         _ => Err([
             "data-pf-event=\"",
@@ -37,8 +37,11 @@ pub fn split_event_name(name: &str) -> Result<(&str, &str), String> {
 /// `data-pf-entities="ticker:AAPL ticker:MSFT"` (spaces or commas between entities).
 pub fn parse_entities(list: &str) -> Result<Vec<EntityRef>, String> {
     let mut out = Vec::new();
-    for item in list.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
-        match item.split_once(':') {
+    for item in list
+        .split_ascii_whitespace()
+        .flat_map(|word| pieces(word, b','))
+    {
+        match cut(item, b':') {
             Some((kind, id)) if !kind.is_empty() && !id.is_empty() => out.push(EntityRef {
                 kind: kind.to_owned(),
                 id: id.to_owned(),
@@ -61,7 +64,11 @@ pub fn parse_entities(list: &str) -> Result<Vec<EntityRef>, String> {
 /// `page_section`, so attribute names stay HTML-style and keys stay lower_snake.
 pub fn meta_key(attribute: &str) -> Option<String> {
     let rest = attribute.strip_prefix("data-pf-meta-")?;
-    (!rest.is_empty()).then(|| rest.replace('-', "_"))
+    (!rest.is_empty()).then(|| {
+        rest.chars()
+            .map(|c| if c == '-' { '_' } else { c })
+            .collect()
+    })
 }
 
 /// The attributes of an impression element that become `event_meta`, with their keys.

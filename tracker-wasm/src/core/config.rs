@@ -5,10 +5,12 @@
 
 use schema::limits::{MAX_BODY_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_BATCH};
 
+use super::text::{cut, parse_int, pieces};
+
 /// Separators of the flat options string (the same as `host.js` writes everywhere).
-const FIELD: char = '\x1f';
-const GROUP: char = '\x1d';
-const ITEM: char = '\x1c';
+const FIELD: u8 = 0x1f;
+const GROUP: u8 = 0x1d;
+const ITEM: u8 = 0x1c;
 
 /// Where the tracker keeps the visitor id, the session and the queue between page loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,8 +190,8 @@ impl Config {
     pub fn parse(flat: &str) -> Result<Config, ConfigError> {
         // Each key's value without its tag, when given.
         let mut given: [Option<&str>; KEYS.len()] = [None; KEYS.len()];
-        for entry in flat.split(GROUP).filter(|e| !e.is_empty()) {
-            let (key, value) = entry.split_once(FIELD).unwrap_or((entry, "a"));
+        for entry in pieces(flat, GROUP).filter(|e| !e.is_empty()) {
+            let (key, value) = cut(entry, FIELD).unwrap_or((entry, "a"));
             let i = KEYS
                 .iter()
                 .position(|(k, _)| *k == key)
@@ -342,7 +344,7 @@ fn whole(i: usize, v: &str) -> Result<u32, ConfigError> {
         (key, Kind::Count(min)) => (key, min),
         (key, _) => (key, 0),
     };
-    match crate::core::parse_int(v) {
+    match parse_int(v) {
         Some(n) if n >= i64::from(min) && n <= i64::from(u32::MAX) => Ok(n as u32),
         _ if min == 0 => Err(ConfigError(["`", key, "` must be a whole number"].concat())),
         _ => Err(ConfigError(
@@ -356,7 +358,7 @@ fn whole(i: usize, v: &str) -> Result<u32, ConfigError> {
 fn origins(i: usize, list: Option<&str>) -> Result<Vec<String>, ConfigError> {
     let key = KEYS[i].0;
     let mut out = Vec::new();
-    for item in list.unwrap_or("").split(ITEM).filter(|v| !v.is_empty()) {
+    for item in pieces(list.unwrap_or(""), ITEM).filter(|v| !v.is_empty()) {
         match item.strip_prefix('s') {
             Some(o) if is_origin(o) => out.push(o.to_owned()),
             Some(o) => {
@@ -391,7 +393,9 @@ fn is_origin(s: &str) -> bool {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));
-    rest.is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#', ' ']))
+    rest.is_some_and(|host| {
+        !host.is_empty() && !host.bytes().any(|b| matches!(b, b'/' | b'?' | b'#' | b' '))
+    })
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ impl Meta {
 
     pub fn int(&mut self, key: &str, value: i64) -> &mut Meta {
         self.key(key);
-        crate::core::session::push_int(&mut self.0, value);
+        crate::core::push_int(&mut self.0, value);
         self
     }
 

@@ -8,13 +8,15 @@ mod encode;
 mod queue;
 mod retry;
 mod session;
+mod text;
 mod tracker;
 
 pub use config::{Autocapture, Config, ConfigError, Consent, Storage};
 pub use encode::{EntityRef, EventInput, Meta, encode_batch, encode_event, uuid_v4};
 pub use queue::Queue;
 pub use retry::{Backoff, parse_retry_after};
-pub use session::{Identity, Session, parse_int, push_int};
+pub use session::{Identity, Session};
+pub use text::{cut, fields, parse_int, pieces, push_int};
 pub use tracker::{
     BEACON_BYTES, Delivery, Outgoing, TrackError, Tracker, classify, decode_queue, encode_queue,
 };

@@ -1,6 +1,8 @@
 //! Who is browsing: the anonymous visitor id, the session, and the customer's user id. All
 //! tabs of a site share one [`Identity`] through storage, written as one short line.
 
+use super::text::{parse_int, pieces, push_int};
+
 /// A browsing session: one id until the visitor is idle for longer than the timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -62,7 +64,7 @@ impl Identity {
     /// Reads what [`Identity::encode`] wrote; `None` for anything else (another format, a
     /// value edited by hand), which the tracker then replaces.
     pub fn decode(s: &str) -> Option<Identity> {
-        let mut parts = s.split(' ');
+        let mut parts = pieces(s, b' ');
         if parts.next()? != FORMAT {
             return None;
         }
@@ -81,47 +83,6 @@ impl Identity {
             },
             client_ref,
         })
-    }
-}
-
-/// Reads a whole number (optionally negative, digits only) without `str::parse`, whose
-/// generic code would cost the wasm more than this.
-pub fn parse_int(s: &str) -> Option<i64> {
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    if digits.is_empty() || digits.len() > 18 {
-        return None;
-    }
-    let mut n: i64 = 0;
-    for b in digits.bytes() {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + i64::from(b - b'0');
-    }
-    Some(if negative { -n } else { n })
-}
-
-/// Writes a whole number without `core::fmt`, which would cost the wasm kilobytes.
-pub fn push_int(out: &mut String, n: i64) {
-    if n < 0 {
-        out.push('-');
-    }
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
     }
 }
 
@@ -149,34 +110,6 @@ mod tests {
             "pf1 v s 1 r extra",
         ] {
             assert_eq!(Identity::decode(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn integers_are_written_exactly() {
-        for n in [0, 7, -7, 1_795_874_400_123, i64::MIN, i64::MAX] {
-            let mut s = String::new();
-            push_int(&mut s, n);
-            assert_eq!(s, n.to_string());
-        }
-    }
-
-    #[test]
-    fn integers_are_read_exactly_or_not_at_all() {
-        for n in [0, 7, -7, 1_795_874_400_123, 999_999_999_999_999_999] {
-            assert_eq!(parse_int(&n.to_string()), Some(n));
-        }
-        for bad in [
-            "",
-            "-",
-            "+1",
-            "1.5",
-            "1e3",
-            " 1",
-            "12a",
-            "9999999999999999999",
-        ] {
-            assert_eq!(parse_int(bad), None, "{bad:?}");
         }
     }
 

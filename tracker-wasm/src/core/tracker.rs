@@ -1,12 +1,12 @@
 use schema::Timestamp;
-use schema::limits::{MAX_EVENT_BYTES, MAX_EVENTS_PER_BATCH};
+use schema::limits::{MAX_ENTITIES, MAX_EVENT_BYTES, MAX_EVENTS_PER_BATCH};
 
 use super::config::{Consent, Storage};
 use super::encode::{
     BATCH_OVERHEAD, Envelope, EventInput, encode_batch, encode_event_with, uuid_v4,
 };
 use super::session::{Identity, Session};
-use super::{Backoff, Clock, Config, Entropy, Queue};
+use super::{Backoff, Clock, Config, Entropy, Queue, push_int};
 
 /// Why `track()` did not queue an event. The browser glue reports it; it never throws.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,14 +210,16 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
     /// Validates, encodes and queues one event. Returns true when a batch is full and should
     /// be sent now rather than when the flush timer fires.
     pub fn track(&mut self, input: &EventInput<'_>) -> Result<bool, TrackError> {
-        let invalid = |e: schema::EventError| TrackError::Invalid(e.message());
+        let invalid = |e: schema::FieldError| TrackError::Invalid(e.message());
         schema::check_name(input.event_type, "eventType").map_err(invalid)?;
         schema::check_name(input.action, "action").map_err(invalid)?;
-        if input.entities.len() > schema::limits::MAX_ENTITIES {
-            return Err(invalid(schema::EventError::TooManyEntities {
-                count: input.entities.len(),
-                limit: schema::limits::MAX_ENTITIES,
-            }));
+        if input.entities.len() > MAX_ENTITIES {
+            return Err(over_limit(
+                "`relatedEntities` has ",
+                input.entities.len(),
+                " entries",
+                MAX_ENTITIES,
+            ));
         }
         for e in input.entities {
             schema::check_name(&e.kind, "relatedEntities[].type").map_err(invalid)?;
@@ -244,10 +246,12 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         };
         let encoded = encode_event_with(&env, input);
         if encoded.len() > MAX_EVENT_BYTES {
-            return Err(invalid(schema::EventError::TooLarge {
-                size: encoded.len(),
-                limit: MAX_EVENT_BYTES,
-            }));
+            return Err(over_limit(
+                "the event is ",
+                encoded.len(),
+                " bytes encoded",
+                MAX_EVENT_BYTES,
+            ));
         }
         self.queue.push(encoded);
         self.queue_changed = true;
@@ -286,7 +290,7 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         session_id: &str,
         client_ref: Option<&str>,
     ) -> Result<(), TrackError> {
-        let invalid = |e: schema::EventError| TrackError::Invalid(e.message());
+        let invalid = |e: schema::FieldError| TrackError::Invalid(e.message());
         schema::check_id(visitor_id, "visitorId").map_err(invalid)?;
         schema::check_id(session_id, "sessionId").map_err(invalid)?;
         if let Some(r) = client_ref {
@@ -444,6 +448,16 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
     }
 }
 
+/// `what`, `n`, `unit`, ", over the limit of ", `limit`: without `core::fmt`.
+fn over_limit(what: &str, n: usize, unit: &str, limit: usize) -> TrackError {
+    let mut message = String::from(what);
+    push_int(&mut message, n as i64);
+    message.push_str(unit);
+    message.push_str(", over the limit of ");
+    push_int(&mut message, limit as i64);
+    TrackError::Invalid(message)
+}
+
 /// Stored queues hold one encoded event per line: encoded JSON never contains a raw newline.
 pub fn encode_queue<'a>(events: impl Iterator<Item = &'a String>) -> String {
     let mut out = String::new();
@@ -458,8 +472,7 @@ pub fn encode_queue<'a>(events: impl Iterator<Item = &'a String>) -> String {
 
 /// Reads a stored queue, skipping lines that are not an encoded event (a truncated write).
 pub fn decode_queue(record: &str) -> Vec<String> {
-    record
-        .split('\n')
+    super::pieces(record, b'\n')
         .filter(|l| l.starts_with('{') && l.ends_with('}'))
         .map(str::to_owned)
         .collect()

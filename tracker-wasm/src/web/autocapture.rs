@@ -9,7 +9,7 @@ use super::{record, report_error, with_state};
 use crate::core::autocapture::{
     Captured, Exposure, PageViews, declared_event, impression_event, impression_key,
 };
-use crate::core::{self, Meta, push_int};
+use crate::core::{self, Meta, cut, pieces, push_int};
 
 /// Autocapture's part of the tracker state.
 pub(crate) struct Autocapture {
@@ -45,9 +45,7 @@ impl Autocapture {
 
 /// `name\x1fvalue\x1e…` as `host.js` sends an element.
 fn attributes(text: &str) -> Vec<(&str, &str)> {
-    text.split(RECORD)
-        .filter_map(|a| a.split_once(FIELD))
-        .collect()
+    pieces(text, RECORD).filter_map(|a| cut(a, FIELD)).collect()
 }
 
 /// Records `page.viewed` when the URL changed since the last one (or always, when `forced`
@@ -104,7 +102,7 @@ pub(crate) fn clicked(text: &str) {
     let Some(switches) = with_state(|s| s.autocapture.switches) else {
         return;
     };
-    let (declared, impression) = text.split_once(GROUP).unwrap_or((text, ""));
+    let (declared, impression) = cut(text, GROUP).unwrap_or((text, ""));
     let (declared, impression) = (attributes(declared), attributes(impression));
     if switches.data_attributes && !declared.is_empty() {
         emit(declared_event(&declared, &impression));

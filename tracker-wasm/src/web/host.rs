@@ -69,13 +69,12 @@ pub(crate) mod kind {
 }
 
 /// Field, record and group separators of the strings `host.js` sends.
-pub(crate) const FIELD: char = '\x1f';
-pub(crate) const RECORD: char = '\x1e';
-pub(crate) const GROUP: char = '\x1d';
-pub(crate) const ITEM: char = '\x1c';
+pub(crate) const FIELD: u8 = 0x1f;
+pub(crate) const RECORD: u8 = 0x1e;
+pub(crate) const GROUP: u8 = 0x1d;
+pub(crate) const ITEM: u8 = 0x1c;
 
 /// The first `N` fields of a line `host.js` sent; missing ones are empty.
 pub(crate) fn fields<const N: usize>(line: &str) -> [&str; N] {
-    let mut parts = line.split(FIELD);
-    std::array::from_fn(|_| parts.next().unwrap_or(""))
+    crate::core::fields(line, FIELD)
 }

@@ -383,7 +383,7 @@ fn report_error(code: &str, message: &str, status: Option<u16>, events: u32) {
     let mut text = [code, "\x1f", message, "\x1f"].concat();
     push_int(&mut text, i64::from(events));
     if let Some(status) = status {
-        text.push(FIELD);
+        text.push(char::from(FIELD));
         push_int(&mut text, i64::from(status));
     }
     host::report(1, &text);
@@ -455,16 +455,16 @@ fn next_batch(first: bool) -> Option<String> {
         let mut line = String::new();
         for n in [s.generation, batch.id, batch.count as u32] {
             push_int(&mut line, i64::from(n));
-            line.push(FIELD);
+            line.push(char::from(FIELD));
         }
         line.push(if batch.body.len() < BEACON_BYTES {
             '1'
         } else {
             '0'
         });
-        line.push(FIELD);
+        line.push(char::from(FIELD));
         line.push_str(&s.tracker.config().endpoint);
-        line.push(FIELD);
+        line.push(char::from(FIELD));
         line.push_str(&batch.body);
         Some(line)
     })
@@ -482,17 +482,15 @@ const DROPPED: usize = 5;
 /// and `onBatch`. Nothing for a batch of an earlier `init()`, which is not reported to the
 /// later one.
 fn answered(id: u32, text: &str) -> Option<String> {
-    let fields: Vec<&str> = text.splitn(7, '\n').collect();
+    let fields: [&str; 7] = crate::core::fields(text, b'\n');
     let number = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|n| parse_int(n))
+        parse_int(fields[i])
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(0)
     };
     let (generation, status) = (number(0), number(1) as u16);
-    let retry_after = fields.get(2).and_then(|v| parse_retry_after(v));
-    let body = fields.get(6).copied().unwrap_or("");
+    let retry_after = parse_retry_after(fields[2]);
+    let body = fields[6];
     let (delivery, count) = with_state(|s| {
         if s.generation != generation {
             return None;

@@ -3,7 +3,7 @@
 use wasm_bindgen::JsValue;
 
 use super::host::{self, ITEM, RECORD, fields};
-use crate::core::{Config, ConfigError, EntityRef, EventInput, parse_int};
+use crate::core::{Config, ConfigError, EntityRef, EventInput, cut, parse_int, pieces};
 
 /// Reads `init()`'s argument; the error names the key at fault. The page's callbacks are
 /// taken only from a configuration that is valid.
@@ -42,11 +42,10 @@ pub(crate) fn read_event(line: &str) -> Result<TrackCall, String> {
         return Err(error.to_owned());
     }
     let [event_type, action, meta, ts, entities] = fields(line);
-    let entities = entities
-        .split(RECORD)
+    let entities = pieces(entities, RECORD)
         .filter(|e| !e.is_empty())
         .map(|e| {
-            let (kind, id) = e.split_once(ITEM).unwrap_or((e, ""));
+            let (kind, id) = cut(e, ITEM).unwrap_or((e, ""));
             EntityRef {
                 kind: kind.to_owned(),
                 id: id.to_owned(),
