@@ -223,15 +223,17 @@ impl std::error::Error for EventError {}
 
 /// Decimal digits of a count, without `core::fmt`.
 fn decimal(mut v: usize) -> String {
-    let mut digits = Vec::new();
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
     loop {
-        digits.push(char::from(b'0' + (v % 10) as u8));
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    digits.iter().rev().collect()
+    digits[i..].iter().map(|&d| char::from(d)).collect()
 }
 
 /// Why a whole batch was refused: nothing in it can be read as events.

@@ -63,8 +63,8 @@ pub fn page() {
 /// Sends everything queued now, once flushes already under way are done. Resolves, never
 /// rejects, with the counts of the batches this flush sent (automatic flushes report theirs
 /// to `onBatch`): `{ batches, accepted, duplicates, rejected, retrying, dropped }`.
-#[wasm_bindgen]
-pub fn flush() -> js_sys::Promise {
+#[wasm_bindgen(unchecked_return_type = "Promise<any>")]
+pub fn flush() -> JsValue {
     if !web::is_initialised() {
         web::warn(&web::not_initialised());
     }

@@ -1,10 +1,10 @@
-use std::collections::VecDeque;
-
 /// Encoded events waiting to be sent, oldest first, bounded: when full, the oldest event is
 /// dropped and counted, because recent interactions matter more to trending and preferences.
+/// A `Vec` rather than a `VecDeque`: taking from the front moves at most the queue bound's
+/// pointers, and the wasm is smaller for it.
 #[derive(Debug, Default)]
 pub struct Queue {
-    events: VecDeque<String>,
+    events: Vec<String>,
     bytes: usize,
     capacity: usize,
     dropped: u64,
@@ -19,47 +19,50 @@ impl Queue {
     }
 
     pub fn push(&mut self, event: String) {
-        while self.events.len() >= self.capacity {
-            self.pop_front();
-            self.dropped += 1;
+        if self.events.len() >= self.capacity {
+            let over = self.events.len() + 1 - self.capacity;
+            self.dropped += over as u64;
+            self.take_front(over);
         }
         self.bytes += event.len();
-        self.events.push_back(event);
+        self.events.push(event);
     }
 
     /// Takes the oldest events that fit `max_events` and `max_bytes` of encoded JSON (each
     /// event counted with its separating comma); always at least one event if any is queued.
     pub fn take(&mut self, max_events: usize, max_bytes: usize) -> Vec<String> {
-        let mut taken = Vec::new();
+        let mut n = 0;
         let mut size = 0;
-        while let Some(next) = self.events.front() {
+        for next in &self.events {
             let cost = next.len() + 1;
-            if taken.len() == max_events || (!taken.is_empty() && size + cost > max_bytes) {
+            if n == max_events || (n > 0 && size + cost > max_bytes) {
                 break;
             }
             size += cost;
-            taken.extend(self.pop_front());
+            n += 1;
         }
-        taken
+        self.take_front(n)
     }
 
     /// Puts a batch that could not be delivered back in front, in its original order; what
     /// no longer fits under the bound is dropped (oldest first) and counted.
     pub fn requeue(&mut self, batch: Vec<String>) {
-        for event in batch.into_iter().rev() {
-            if self.events.len() >= self.capacity {
-                self.dropped += 1;
-                continue;
-            }
-            self.bytes += event.len();
-            self.events.push_front(event);
-        }
+        let room = self.capacity.saturating_sub(self.events.len());
+        let over = batch.len().saturating_sub(room);
+        self.dropped += over as u64;
+        let mut kept = batch;
+        let mut kept = kept.split_off(over.min(kept.len()));
+        self.bytes += kept.iter().map(String::len).sum::<usize>();
+        kept.append(&mut self.events);
+        self.events = kept;
     }
 
-    fn pop_front(&mut self) -> Option<String> {
-        let e = self.events.pop_front()?;
-        self.bytes -= e.len();
-        Some(e)
+    /// Removes and returns the `n` oldest events.
+    fn take_front(&mut self, n: usize) -> Vec<String> {
+        let rest = self.events.split_off(n.min(self.events.len()));
+        let taken = std::mem::replace(&mut self.events, rest);
+        self.bytes -= taken.iter().map(String::len).sum::<usize>();
+        taken
     }
 
     /// Queued events, oldest first.
@@ -142,5 +145,17 @@ mod tests {
         q.requeue(batch);
         assert_eq!(q.dropped(), 1);
         assert_eq!(q.take(10, 100), ["b", "c"]);
+    }
+
+    #[test]
+    fn requeue_keeps_the_newest_of_a_batch_that_partly_fits() {
+        let mut q = q(&["a", "bb", "ccc"], 4);
+        let batch = q.take(3, 100);
+        q.push("dddd".into());
+        q.push("eeeee".into());
+        q.requeue(batch);
+        assert_eq!((q.dropped(), q.len(), q.bytes()), (1, 4, 14));
+        assert_eq!(q.take(10, 100), ["bb", "ccc", "dddd", "eeeee"]);
+        assert_eq!(q.bytes(), 0);
     }
 }

@@ -6,7 +6,8 @@
 /// `s` cut at the first `sep`: what is before it and what is after it.
 pub fn cut(s: &str, sep: u8) -> Option<(&str, &str)> {
     let i = s.bytes().position(|b| b == sep)?;
-    Some((s.get(..i)?, s.get(i + 1..)?))
+    let (head, tail) = s.split_at_checked(i)?;
+    Some((head, tail.get(1..)?))
 }
 
 /// The pieces of `s` between the `sep` bytes (`str::split` for an ASCII separator).

@@ -42,7 +42,7 @@ extern "C" {
     pub(crate) fn greet() -> bool;
     pub(crate) fn tell(identity: &str);
     /// Starts a flush after those already started; resolves with the counts of its batches.
-    pub(crate) fn flush() -> js_sys::Promise;
+    pub(crate) fn flush() -> JsValue;
     /// Queues a flush of the tracker's own, unless one is waiting already.
     pub(crate) fn wake();
     pub(crate) fn report(kind: u32, text: &str);

@@ -433,7 +433,7 @@ fn wake() {
 
 /// `flush()`: `host.js` sends batch after batch, asking [`next_batch`] for each and telling
 /// [`answered`] what ingest said, and resolves with the counts of the batches it sent.
-pub(crate) fn flush() -> js_sys::Promise {
+pub(crate) fn flush() -> JsValue {
     host::flush()
 }
 

@@ -61,7 +61,9 @@ pub(crate) fn start(extra: &[(&str, JsValue)]) {
 }
 
 pub(crate) async fn flush_summary() -> JsValue {
-    JsFuture::from(flush()).await.unwrap()
+    JsFuture::from(js_sys::Promise::from(flush()))
+        .await
+        .unwrap()
 }
 
 /// `(accepted, duplicates, rejected)` of one `flush()`.
