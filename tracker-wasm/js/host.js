@@ -58,7 +58,7 @@ export function install(d) {
     // Asked afresh what is on screen: what was seen while hidden does not count.
     if (observers) {
       for (const el of document.querySelectorAll(IMPRESSIONS)) {
-        if (!dispatch(SEEN, 0, attributes(el))) {
+        if (!dispatch(SEEN, 0, impressionKey(pf(el)))) {
           observers[0].unobserve(el);
           observers[0].observe(el);
         }
@@ -85,7 +85,11 @@ export function install(d) {
     if (!(target instanceof Element)) return;
     const declared = target.closest("[data-pf-event]");
     const impression = target.closest(IMPRESSIONS);
-    if (declared || impression) dispatch(CLICK, 0, attributes(declared) + G + attributes(impression));
+    if (declared || impression) {
+      const around = pf(impression);
+      const line = declared ? declaredEvent(pf(declared), around) : "";
+      dispatch(CLICK, 0, line + G + (impression ? impressionEvent(around, "clicked") : ""));
+    }
   }, true);
   on(window, "message", (e) => {
     const data = e.data;
@@ -106,15 +110,69 @@ export function install(d) {
   });
 }
 
-/** The `data-pf-*` attributes of an element as `name\x1fvalue\x1e…`; "" for none. */
-function attributes(el) {
-  let out = "";
-  if (el) {
-    for (const a of el.attributes) {
-      if (a.name.startsWith("data-pf-")) out += a.name + F + clean(a.value) + R;
-    }
+// Declarative capture. An element's `data-pf-*` attributes become a `track()` call, written
+// as `readEvent` writes the page's own (so Rust validates and records both alike), or "!" and
+// what is wrong with the attributes.
+
+/** The `data-pf-*` attributes of an element, keyed without the prefix; {} for none. */
+function pf(el) {
+  const a = {};
+  if (el) for (const { name, value } of el.attributes) if (name.startsWith("data-pf-")) a[name.slice(8)] = value;
+  return a;
+}
+
+/** What an impression is known by: its impression id, else its `fxcid`. */
+export const impressionKey = (a) => clean(a["impression-id"] ?? a.fxcid ?? "");
+
+/** The attributes of an impression element that become `event_meta`, as strings. */
+const IMPRESSION_META = ["impression-id", "fxcid", "request-id", "recommender", "surface", "content-id"];
+
+/**
+ * A click on a `data-pf-event="type.action"` element (attributes `a`), with
+ * `data-pf-entities="ticker:AAPL ticker:MSFT"` and `data-pf-meta-*`; inside an impression
+ * element (attributes `around`) it carries that impression's ids, so the conversion is
+ * attributed.
+ */
+export function declaredEvent(a, around) {
+  const name = (a.event ?? "").trim();
+  const dot = name.indexOf(".");
+  if (dot < 1 || dot === name.length - 1) {
+    return '!data-pf-event="' + clean(a.event ?? "") + '" must be written `event_type.action`, e.g. `watchlist.added`';
   }
-  return out;
+  const meta = {};
+  for (const k of IMPRESSION_META.slice(0, 2)) if (around[k] !== undefined) meta[k.replace("-", "_")] = around[k];
+  return elementEvent(a, name.slice(0, dot), name.slice(dot + 1), meta);
+}
+
+/**
+ * An impression element's `viewed` or `clicked`: `recommendation.*` for an impression id,
+ * `content.*` for an `fxcid`, or the type `data-pf-type` gives; with its ids, its 1-based
+ * `data-pf-position` as a number, and `data-pf-meta-*`.
+ */
+export function impressionEvent(a, action) {
+  const meta = {};
+  for (const k of IMPRESSION_META) if (a[k] !== undefined) meta[k.replace("-", "_")] = a[k];
+  if (a.position !== undefined) {
+    const p = a.position.trim();
+    if (!/^-?\d{1,15}$/.test(p)) return '!data-pf-position="' + clean(a.position) + '" must be a whole number';
+    meta.position = +p;
+  }
+  return elementEvent(a, a.type || (a.fxcid !== undefined ? "content" : "recommendation"), action, meta);
+}
+
+/** Adds `data-pf-meta-*` (`data-pf-meta-page-section` → `page_section`) under keys not set yet. */
+function elementEvent(a, type, action, meta) {
+  for (const k in a) {
+    const key = k.startsWith("meta-") ? k.slice(5).replaceAll("-", "_") : "";
+    if (key && !(key in meta)) meta[key] = a[k];
+  }
+  // Entities are separated by spaces or commas.
+  const entities = (a.entities ?? "").split(/[\s,]+/).filter(Boolean);
+  for (const e of entities) {
+    const colon = e.indexOf(":");
+    if (colon < 1 || colon === e.length - 1) return "!entity `" + clean(e) + "` must be written `type:id`, e.g. `ticker:AAPL`";
+  }
+  return readEvent(type, action, { eventMeta: meta, relatedEntities: entities });
 }
 
 export const now = () => Date.now();
@@ -200,7 +258,7 @@ export function readEvent(type, action, o) {
       for (const e of list) {
         if (typeof e === "string") {
           const colon = e.indexOf(":");
-          if (colon < 0) return "!entity `" + e + "` must be written `type:id`, e.g. `ticker:AAPL`";
+          if (colon < 0) return "!entity `" + clean(e) + "` must be written `type:id`, e.g. `ticker:AAPL`";
           entities.push(clean(e.slice(0, colon)) + L + clean(e.slice(colon + 1)));
         } else if (e && typeof e.type === "string" && typeof e.id === "string") {
           entities.push(clean(e.type) + L + clean(e.id));
@@ -467,10 +525,11 @@ export function restart(impressions) {
       for (const entry of entries) {
         if (document.hidden) continue;
         const el = entry.target;
-        const wait = dispatch(INTERSECT, entry.intersectionRatio, attributes(el));
+        const wait = dispatch(INTERSECT, entry.intersectionRatio, impressionKey(pf(el)));
         if (wait === undefined) continue;
         setTimeout(() => {
-          if (observers?.[0] === intersection && dispatch(DUE, 0, attributes(el))) {
+          const a = pf(el);
+          if (observers?.[0] === intersection && dispatch(DUE, 0, impressionKey(a) + G + impressionEvent(a, "viewed"))) {
             intersection.unobserve(el);
           }
         }, +wait);

@@ -1,10 +1,11 @@
-// What `host.js` hands the Rust side for `init()` and `track()`: the flat encodings
-// `web/options.rs` reads (its native tests read the same strings), and the messages of calls
-// refused before they reach Rust. The rest of `host.js` needs a browser: the wasm-pack tests
-// in Chrome and Firefox and the end-to-end tests cover it.
+// What `host.js` hands the Rust side for `init()`, `track()` and elements with `data-pf-*`
+// attributes: the flat encodings `web/options.rs` and `core/config.rs` read (their native
+// tests read the same strings), and the messages of calls refused before they reach Rust. The
+// rest of `host.js` needs a browser: the wasm-pack tests in Chrome and Firefox and the
+// end-to-end tests cover it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { options, readEvent } from "../host.js";
+import { declaredEvent, impressionEvent, impressionKey, options, readEvent } from "../host.js";
 
 const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
 
@@ -78,4 +79,40 @@ test("init()'s options are flattened with their types", () => {
   assert.equal(options(null), undefined);
   assert.equal(options("pk_1"), undefined);
   assert.equal(options({}), "");
+});
+
+// Elements' attributes as `host.js` reads them: names without the `data-pf-` prefix.
+const declared = { event: " watchlist.added ", entities: "ticker:AAPL, ticker:MSFT  sector:tech", "meta-page-section": "hero" };
+const impression = { "impression-id": "imp-1", position: " 2 ", recommender: "similar", "meta-slot": "top", "meta-": "x" };
+
+test("a data-pf-event click is its event, carrying the impression around it", () => {
+  const [type, action, meta, ts, entities] = declaredEvent(declared, impression).split(F);
+  assert.deepEqual([type, action, ts], ["watchlist", "added", ""]);
+  assert.deepEqual(JSON.parse(meta), { impression_id: "imp-1", page_section: "hero" });
+  assert.equal(entities, ["ticker" + L + "AAPL", "ticker" + L + "MSFT", "sector" + L + "tech"].join(R));
+  assert.equal(declaredEvent({ event: "search.submitted" }, {}), ["search", "submitted", "{}", "", ""].join(F));
+});
+
+test("an impression is a recommendation or content event with its ids and position", () => {
+  const [type, action, meta] = impressionEvent(impression, "viewed").split(F);
+  assert.deepEqual([type, action], ["recommendation", "viewed"]);
+  // Attributes never override the tracker's keys; the meta keys keep the documented order.
+  assert.equal(meta, '{"impression_id":"imp-1","recommender":"similar","position":2,"slot":"top"}');
+  assert.equal(impressionEvent({ fxcid: "fx-9" }, "clicked").split(F)[0], "content");
+  assert.equal(impressionEvent({ fxcid: "fx-9", type: "news" }, "clicked").split(F)[0], "news");
+  assert.equal(impressionEvent({ "impression-id": "i", "meta-impression-id": "forged" }, "clicked").split(F)[2], '{"impression_id":"i"}');
+  assert.equal(impressionKey(impression), "imp-1");
+  assert.equal(impressionKey({ fxcid: "fx-9" }), "fx-9");
+  assert.equal(impressionKey({ fxcid: "fx" + G + "9" }), "fx\ufffd9");
+});
+
+test("malformed attributes are refused with what is wrong", () => {
+  const cases = [
+    [declaredEvent({ event: "watchlist" }, {}), 'data-pf-event="watchlist" must be written `event_type.action`, e.g. `watchlist.added`'],
+    [declaredEvent({ event: ".added" }, {}), 'data-pf-event=".added" must be written `event_type.action`, e.g. `watchlist.added`'],
+    [declaredEvent({ event: "a.b", entities: "AAPL" }, {}), "entity `AAPL` must be written `type:id`, e.g. `ticker:AAPL`"],
+    [impressionEvent({ fxcid: "f", entities: "ticker:" }, "viewed"), "entity `ticker:` must be written `type:id`, e.g. `ticker:AAPL`"],
+    [impressionEvent({ fxcid: "f", position: "first" }, "viewed"), 'data-pf-position="first" must be a whole number'],
+  ];
+  for (const [line, message] of cases) assert.equal(line, "!" + message);
 });

@@ -1,7 +1,6 @@
 //! The decisions behind autocapture, free of the DOM: when a route change is a new page
-//! view, how `data-pf-*` attributes become an event, and when an impression counts as seen.
-
-use super::{EntityRef, Meta, cut, parse_int, pieces};
+//! view, and when an impression counts as seen. (How `data-pf-*` attributes become an event
+//! is `host.js`'s: it writes them as a `track()` call, validated here like any other.)
 
 /// Remembers the last page viewed, so `pushState`, `replaceState`, `popstate` and
 /// `hashchange` reporting one navigation (or none) give one page view.
@@ -18,77 +17,6 @@ impl PageViews {
             return None;
         }
         Some(self.last.replace(url.to_owned()))
-    }
-}
-
-/// `data-pf-event="watchlist.added"` → `("watchlist", "added")`.
-pub fn split_event_name(name: &str) -> Result<(&str, &str), String> {
-    match cut(name.trim_ascii(), b'.') {
-        Some((t, a)) if !t.is_empty() && !a.is_empty() => Ok((t, a)),
-        _ => Err([
-            "data-pf-event=\"",
-            name,
-            "\" must be written `event_type.action`, e.g. `watchlist.added`",
-        ]
-        .concat()),
-    }
-}
-
-/// `data-pf-entities="ticker:AAPL ticker:MSFT"` (spaces or commas between entities).
-pub fn parse_entities(list: &str) -> Result<Vec<EntityRef>, String> {
-    let mut out = Vec::new();
-    for item in list
-        .split_ascii_whitespace()
-        .flat_map(|word| pieces(word, b','))
-    {
-        match cut(item, b':') {
-            Some((kind, id)) if !kind.is_empty() && !id.is_empty() => out.push(EntityRef {
-                kind: kind.to_owned(),
-                id: id.to_owned(),
-            }),
-            _ if item.is_empty() => {}
-            _ => {
-                return Err([
-                    "entity `",
-                    item,
-                    "` must be written `type:id`, e.g. `ticker:AAPL`",
-                ]
-                .concat());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The `event_meta` key of a `data-pf-meta-*` attribute: `data-pf-meta-page-section` →
-/// `page_section`, so attribute names stay HTML-style and keys stay lower_snake.
-pub fn meta_key(attribute: &str) -> Option<String> {
-    let rest = attribute.strip_prefix("data-pf-meta-")?;
-    (!rest.is_empty()).then(|| {
-        rest.chars()
-            .map(|c| if c == '-' { '_' } else { c })
-            .collect()
-    })
-}
-
-/// The attributes of an impression element that become `event_meta`, with their keys.
-/// `data-pf-position` becomes a number (the 1-based slot); the others stay strings.
-pub const IMPRESSION_ATTRIBUTES: [(&str, &str); 6] = [
-    ("data-pf-impression-id", "impression_id"),
-    ("data-pf-fxcid", "fxcid"),
-    ("data-pf-request-id", "request_id"),
-    ("data-pf-recommender", "recommender"),
-    ("data-pf-surface", "surface"),
-    ("data-pf-content-id", "content_id"),
-];
-
-/// The event type of an impression's `viewed`/`clicked`: `data-pf-type` when given, else
-/// `content` for an `fxcid` and `recommendation` for an `impression_id`.
-pub fn impression_type(explicit: Option<&str>, has_fxcid: bool) -> &str {
-    match explicit {
-        Some(t) if !t.is_empty() => t,
-        _ if has_fxcid => "content",
-        _ => "recommendation",
     }
 }
 
@@ -140,112 +68,6 @@ impl Exposure {
     }
 }
 
-/// An element's `data-pf-*` attributes, as the browser glue reads them.
-pub type Attributes<'a> = [(&'a str, &'a str)];
-
-fn attribute<'a>(attrs: &Attributes<'a>, name: &str) -> Option<&'a str> {
-    attrs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-}
-
-/// An event autocapture records, built from attributes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Captured {
-    pub event_type: String,
-    pub action: String,
-    pub meta_json: String,
-    pub entities: Vec<EntityRef>,
-}
-
-impl Captured {
-    pub fn input(&self) -> super::EventInput<'_> {
-        super::EventInput {
-            event_type: &self.event_type,
-            action: &self.action,
-            meta_json: Some(&self.meta_json),
-            entities: &self.entities,
-            timestamp: None,
-        }
-    }
-}
-
-/// The key an impression is known by: its impression id, else its `fxcid`.
-pub fn impression_key<'a>(attrs: &Attributes<'a>) -> Option<&'a str> {
-    attribute(attrs, "data-pf-impression-id").or_else(|| attribute(attrs, "data-pf-fxcid"))
-}
-
-/// A click on a `data-pf-event="type.action"` element, with `data-pf-entities` and
-/// `data-pf-meta-*`; inside an impression element (`impression`, empty when none) it carries
-/// that impression's id, so a conversion is attributed.
-pub fn declared_event(
-    declared: &Attributes<'_>,
-    impression: &Attributes<'_>,
-) -> Result<Captured, String> {
-    let name = attribute(declared, "data-pf-event").unwrap_or_default();
-    let (event_type, action) = split_event_name(name)?;
-    let entities = entities_of(declared)?;
-    let mut meta = Meta::default();
-    for (attr, key) in &IMPRESSION_ATTRIBUTES[..2] {
-        if let Some(v) = attribute(impression, attr) {
-            meta.str(key, v);
-        }
-    }
-    declared_meta(declared, &mut meta);
-    Ok(Captured {
-        event_type: event_type.to_owned(),
-        action: action.to_owned(),
-        meta_json: meta.finish(),
-        entities,
-    })
-}
-
-/// `recommendation.viewed` / `clicked` of an impression element (or `content.*` for an
-/// `fxcid`, or the type given by `data-pf-type`), with its ids, position and meta.
-pub fn impression_event(attrs: &Attributes<'_>, action: &str) -> Result<Captured, String> {
-    let entities = entities_of(attrs)?;
-    let mut meta = Meta::default();
-    for (attr, key) in IMPRESSION_ATTRIBUTES {
-        if let Some(v) = attribute(attrs, attr) {
-            meta.str(key, v);
-        }
-    }
-    if let Some(position) = attribute(attrs, "data-pf-position") {
-        match parse_int(position.trim_ascii()) {
-            Some(p) => {
-                meta.int("position", p);
-            }
-            None => {
-                return Err(
-                    ["data-pf-position=\"", position, "\" must be a whole number"].concat(),
-                );
-            }
-        }
-    }
-    declared_meta(attrs, &mut meta);
-    let explicit = attribute(attrs, "data-pf-type");
-    let has_fxcid = attribute(attrs, "data-pf-fxcid").is_some();
-    Ok(Captured {
-        event_type: impression_type(explicit, has_fxcid).to_owned(),
-        action: action.to_owned(),
-        meta_json: meta.finish(),
-        entities,
-    })
-}
-
-fn entities_of(attrs: &Attributes<'_>) -> Result<Vec<EntityRef>, String> {
-    attribute(attrs, "data-pf-entities").map_or(Ok(Vec::new()), parse_entities)
-}
-
-/// Adds `data-pf-meta-*` attributes, as strings, under keys not already set.
-fn declared_meta(attrs: &Attributes<'_>, meta: &mut Meta) {
-    for (name, value) in attrs {
-        if let Some(key) = meta_key(name) {
-            if !meta.has(&key) {
-                meta.str(&key, value);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,37 +94,6 @@ mod tests {
     }
 
     #[test]
-    fn attributes_parse_or_say_what_is_wrong() {
-        assert_eq!(
-            split_event_name("watchlist.added"),
-            Ok(("watchlist", "added"))
-        );
-        assert!(
-            split_event_name("watchlist")
-                .unwrap_err()
-                .contains("event_type.action")
-        );
-        assert!(split_event_name(".added").is_err());
-        let e = parse_entities("ticker:AAPL, ticker:MSFT  sector:tech").unwrap();
-        let ids: Vec<_> = e.iter().map(|e| (e.kind.as_str(), e.id.as_str())).collect();
-        assert_eq!(
-            ids,
-            [("ticker", "AAPL"), ("ticker", "MSFT"), ("sector", "tech")]
-        );
-        assert!(parse_entities("AAPL").unwrap_err().contains("`AAPL`"));
-        assert!(parse_entities("").unwrap().is_empty());
-        assert_eq!(
-            meta_key("data-pf-meta-page-section").as_deref(),
-            Some("page_section")
-        );
-        assert_eq!(meta_key("data-pf-meta-"), None);
-        assert_eq!(meta_key("data-pf-event"), None);
-        assert_eq!(impression_type(None, true), "content");
-        assert_eq!(impression_type(None, false), "recommendation");
-        assert_eq!(impression_type(Some("news"), true), "news");
-    }
-
-    #[test]
     fn an_impression_is_viewed_once_after_a_second_at_half_visible() {
         let mut e = Exposure::default();
         assert_eq!(e.update(0.2, 0), None);
@@ -326,50 +117,5 @@ mod tests {
         assert!(!e.due(3_000));
         e.update(0.7, 3_500);
         assert!(e.due(4_500));
-    }
-
-    #[test]
-    fn clicks_and_impressions_become_events_from_their_attributes() {
-        let declared = [
-            ("data-pf-event", "watchlist.added"),
-            ("data-pf-entities", "ticker:AAPL"),
-            ("data-pf-meta-page-section", "hero"),
-        ];
-        let impression = [
-            ("data-pf-impression-id", "imp-1"),
-            ("data-pf-position", "2"),
-            ("data-pf-recommender", "similar"),
-            ("data-pf-meta-slot", "top"),
-        ];
-        let e = declared_event(&declared, &impression).unwrap();
-        assert_eq!(
-            (e.event_type.as_str(), e.action.as_str()),
-            ("watchlist", "added")
-        );
-        assert_eq!(
-            e.meta_json,
-            r#"{"impression_id":"imp-1","page_section":"hero"}"#
-        );
-        assert_eq!(e.entities[0].id, "AAPL");
-        let v = impression_event(&impression, "viewed").unwrap();
-        assert_eq!(v.event_type, "recommendation");
-        assert_eq!(
-            v.meta_json,
-            r#"{"impression_id":"imp-1","recommender":"similar","position":2,"slot":"top"}"#
-        );
-        assert_eq!(impression_key(&impression), Some("imp-1"));
-        let content = [("data-pf-fxcid", "fx-9")];
-        assert_eq!(
-            impression_event(&content, "clicked").unwrap().event_type,
-            "content"
-        );
-        assert_eq!(impression_key(&content), Some("fx-9"));
-        let bad = [("data-pf-fxcid", "fx-9"), ("data-pf-position", "first")];
-        assert!(
-            impression_event(&bad, "viewed")
-                .unwrap_err()
-                .contains("\"first\"")
-        );
-        assert!(declared_event(&[("data-pf-event", "nodot")], &[]).is_err());
     }
 }

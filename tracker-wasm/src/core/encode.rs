@@ -109,8 +109,7 @@ pub fn encode_batch<'a>(sent_at: Timestamp, events: impl IntoIterator<Item = &'a
 pub(crate) const BATCH_OVERHEAD: usize =
     "{\"sent_at\":\"2026-11-28T14:00:00.123Z\",\"events\":[]}".len();
 
-/// Builds an `event_meta` object for events the tracker makes itself (page views, clicks on
-/// `data-pf-*` elements, impressions).
+/// Builds the `event_meta` object of the events the tracker makes itself (page views).
 #[derive(Debug, Default)]
 pub struct Meta(String);
 
@@ -121,25 +120,10 @@ impl Meta {
         self
     }
 
-    pub fn int(&mut self, key: &str, value: i64) -> &mut Meta {
-        self.key(key);
-        crate::core::push_int(&mut self.0, value);
-        self
-    }
-
     fn key(&mut self, key: &str) {
         self.0.push(if self.0.is_empty() { '{' } else { ',' });
         push_str(&mut self.0, key);
         self.0.push(':');
-    }
-
-    /// True when `key` was already written (attributes never override the tracker's keys).
-    pub fn has(&self, key: &str) -> bool {
-        let mut quoted = String::with_capacity(key.len() + 3);
-        push_str(&mut quoted, key);
-        quoted.push(':');
-        let quoted = quoted.as_bytes();
-        self.0.as_bytes().windows(quoted.len()).any(|w| w == quoted)
     }
 
     pub fn finish(&self) -> String {
@@ -224,12 +208,11 @@ mod tests {
     fn meta_objects_are_json() {
         let mut m = Meta::default();
         assert_eq!(m.finish(), "{}");
-        m.str("impression_id", "imp-\"1").int("position", -2);
-        assert!(m.has("position") && !m.has("pos"));
+        m.str("url", "https://x/?q=\"1\"").str("title", "a\nb");
         let v: serde_json::Value = serde_json::from_str(&m.finish()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"impression_id": "imp-\"1", "position": -2})
+            serde_json::json!({"url": "https://x/?q=\"1\"", "title": "a\nb"})
         );
     }
 

@@ -1,15 +1,14 @@
 //! What the tracker records by itself: page views (load and SPA route changes), clicks on
 //! `data-pf-event` elements, and impressions (`data-pf-impression-id` / `data-pf-fxcid`:
 //! `viewed` after a second at half visible, `clicked` on click). `host.js` listens and
-//! observes, and sends elements as their `data-pf-*` attributes; the events are built by
-//! `core::autocapture`.
+//! observes, and sends an element's event as the `track()` call its `data-pf-*` attributes
+//! make; this decides which are recorded, and when an impression counts as seen
+//! (`core::autocapture`).
 
-use super::host::{FIELD, GROUP, RECORD, fields};
-use super::{record, report_error, with_state};
-use crate::core::autocapture::{
-    Captured, Exposure, PageViews, declared_event, impression_event, impression_key,
-};
-use crate::core::{self, Meta, cut, pieces, push_int};
+use super::host::{GROUP, fields};
+use super::{read_event, record, report_error, with_state};
+use crate::core::autocapture::{Exposure, PageViews};
+use crate::core::{self, EventInput, Meta, cut, push_int};
 
 /// Autocapture's part of the tracker state.
 pub(crate) struct Autocapture {
@@ -43,11 +42,6 @@ impl Autocapture {
     }
 }
 
-/// `name\x1fvalue\x1e…` as `host.js` sends an element.
-fn attributes(text: &str) -> Vec<(&str, &str)> {
-    pieces(text, RECORD).filter_map(|a| cut(a, FIELD)).collect()
-}
-
 /// Records `page.viewed` when the URL changed since the last one (or always, when `forced`
 /// by the page's own `page()` call, or when page views are not captured automatically).
 /// `location` is `href\x1fpath\x1ftitle\x1freferrer`.
@@ -77,46 +71,57 @@ pub(crate) fn page_view(forced: bool, location: &str) {
     if !referrer.is_empty() {
         meta.str("referrer", referrer);
     }
-    emit(Ok(Captured {
-        event_type: "page".into(),
-        action: "viewed".into(),
-        meta_json: meta.finish(),
-        entities: Vec::new(),
-    }));
+    let meta = meta.finish();
+    let page = EventInput {
+        event_type: "page",
+        action: "viewed",
+        meta_json: Some(&meta),
+        entities: &[],
+        timestamp: None,
+    };
+    if let Err(core::TrackError::Invalid(message)) = record(&page) {
+        refused(&message);
+    }
 }
 
-fn emit(captured: Result<Captured, String>) {
-    let result = captured.and_then(|c| match record(&c.input()) {
+/// Records an element's event, a `track()` line as `host.js` writes it. A malformed attribute
+/// is reported (console and `onError`), not thrown: no call of the page's made the event.
+fn emit(line: &str) {
+    let result = read_event(line).and_then(|call| match record(&call.input()) {
         Err(core::TrackError::Invalid(message)) => Err(message),
         _ => Ok(()),
     });
     if let Err(message) = result {
-        super::warn(&message);
-        report_error("invalid_attribute", &message, None, 1);
+        refused(&message);
     }
 }
 
-/// A click: the closest `data-pf-event` element and the closest impression element around
-/// its target, each as attributes ("" when there is none), separated by \x1d.
+fn refused(message: &str) {
+    super::warn(message);
+    report_error("invalid_attribute", message, None, 1);
+}
+
+/// A click: the event of the closest `data-pf-event` element and the `clicked` of the
+/// closest impression element around its target ("" when there is none), separated by \x1d.
 pub(crate) fn clicked(text: &str) {
     let Some(switches) = with_state(|s| s.autocapture.switches) else {
         return;
     };
     let (declared, impression) = cut(text, GROUP).unwrap_or((text, ""));
-    let (declared, impression) = (attributes(declared), attributes(impression));
     if switches.data_attributes && !declared.is_empty() {
-        emit(declared_event(&declared, &impression));
+        emit(declared);
     }
     if switches.impressions && !impression.is_empty() {
-        emit(impression_event(&impression, "clicked"));
+        emit(impression);
     }
 }
 
-/// An impression's visible ratio changed: how long to wait (in ms, as text) before asking
-/// [`due`], when it just became visible enough.
-pub(crate) fn intersected(ratio: f64, text: &str) -> Option<String> {
-    let attrs = attributes(text);
-    let key = impression_key(&attrs)?;
+/// The impression `key`'s visible ratio changed: how long to wait (in ms, as text) before
+/// asking [`due`], when it just became visible enough.
+pub(crate) fn intersected(ratio: f64, key: &str) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
     let now = super::host::now() as i64;
     let wait = with_state(|s| {
         if s.autocapture.exposure(key).is_none() {
@@ -133,24 +138,19 @@ pub(crate) fn intersected(ratio: f64, text: &str) -> Option<String> {
 }
 
 /// True, once, when the impression has been in view long enough: its `viewed` is recorded.
+/// `text` is the impression's key and its `viewed` line, separated by \x1d.
 pub(crate) fn due(text: &str) -> bool {
-    let attrs = attributes(text);
-    let Some(key) = impression_key(&attrs) else {
-        return false;
-    };
+    let (key, viewed) = cut(text, GROUP).unwrap_or((text, ""));
     let now = super::host::now() as i64;
     let due = with_state(|s| s.autocapture.exposure(key).is_some_and(|e| e.due(now)));
     if due == Some(true) {
-        emit(impression_event(&attrs, "viewed"));
+        emit(viewed);
     }
     due == Some(true)
 }
 
-/// Whether this impression was already viewed (the page need not watch it any more).
-pub(crate) fn seen(text: &str) -> bool {
-    let attrs = attributes(text);
-    let Some(key) = impression_key(&attrs) else {
-        return true;
-    };
-    with_state(|s| s.autocapture.exposure(key).is_some_and(|e| e.viewed())) == Some(true)
+/// Whether the impression `key` was already viewed (the page need not watch it any more).
+pub(crate) fn seen(key: &str) -> bool {
+    key.is_empty()
+        || with_state(|s| s.autocapture.exposure(key).is_some_and(|e| e.viewed())) == Some(true)
 }
