@@ -69,7 +69,7 @@ export function install(d) {
   // Another tab stored a queue: wait for its lock too.
   on(window, "storage", (e) => queueOf(e.key) && adopt());
   // Inside the page's own `pushState` call: whatever happens here must not throw into it.
-  const route = () => attempt(() => dispatch(ROUTE, 0, pageLocation()));
+  const route = () => attempt(() => dispatch(ROUTE, 0));
   on(window, "popstate", route);
   on(window, "hashchange", route);
   for (const name of ["pushState", "replaceState"]) {
@@ -505,18 +505,36 @@ export function dnt() {
   return yes(navigator.doNotTrack) || yes(window.doNotTrack) || navigator.globalPrivacyControl === true;
 }
 
-/** `href\x1fpath\x1ftitle\x1freferrer` of the page now. */
-export function pageLocation() {
-  return [location.href, location.pathname, document.title, document.referrer].map(clean).join(F);
+/** The URL of the last page view (an SPA's referrer for the next one). */
+let lastPage;
+
+/**
+ * The `page.viewed` call of the page now, as `readEvent` writes it, or "" when this URL was
+ * the last page viewed: one navigation that `pushState`, `replaceState`, `popstate` and
+ * `hashchange` all report is one page view. `forced` (the page's own `page()`) records it
+ * regardless. In an SPA the referrer is the page before.
+ */
+export function pageView(forced) {
+  const href = location.href;
+  const changed = href !== lastPage;
+  if (!changed && !forced) return "";
+  const referrer = changed && lastPage !== undefined ? lastPage : document.referrer;
+  lastPage = href;
+  const meta = { url: href, path: location.pathname };
+  if (document.title) meta.title = document.title;
+  if (referrer) meta.referrer = referrer;
+  return readEvent("page", "viewed", { eventMeta: meta });
 }
 
 /**
- * After `init()`: forgets the iframes of the last configuration and (re)starts the impression
+ * After `init()`: forgets the iframes and the last page view of the last configuration (a new
+ * configuration records the page it starts on) and (re)starts the impression
  * observers when `impressions` is on. An impression at least half visible is reported with its
  * ratio (`INTERSECT` answers how long to wait), then asked about again (`DUE` records it once).
  */
 export function restart(impressions) {
   frames = new Map();
+  lastPage = undefined;
   if (observers) observers.forEach((o) => o.disconnect());
   observers = undefined;
   if (!impressions || typeof IntersectionObserver === "undefined") return;

@@ -5,7 +5,7 @@
 // end-to-end tests cover it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { declaredEvent, impressionEvent, impressionKey, options, readEvent } from "../host.js";
+import { declaredEvent, impressionEvent, impressionKey, options, pageView, readEvent, restart } from "../host.js";
 
 const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
 
@@ -115,4 +115,22 @@ test("malformed attributes are refused with what is wrong", () => {
     [impressionEvent({ fxcid: "f", position: "first" }, "viewed"), 'data-pf-position="first" must be a whole number'],
   ];
   for (const [line, message] of cases) assert.equal(line, "!" + message);
+});
+
+test("a URL is one page view however often it is reported, with the page before as referrer", () => {
+  globalThis.document = { title: "Markets", referrer: "https://search.example/" };
+  const go = (href) => (globalThis.location = { href, pathname: new URL(href).pathname });
+  const meta = (line) => JSON.parse(line.split(F)[2]);
+  restart(false);
+  go("https://x.example/a");
+  const first = pageView(false);
+  assert.deepEqual(first.split(F).slice(0, 2), ["page", "viewed"]);
+  assert.deepEqual(meta(first), { url: "https://x.example/a", path: "/a", title: "Markets", referrer: "https://search.example/" });
+  assert.equal(pageView(false), "", "replaceState to the same URL");
+  go("https://x.example/b#news");
+  assert.equal(meta(pageView(false)).referrer, "https://x.example/a");
+  assert.equal(pageView(false), "", "popstate then hashchange");
+  assert.equal(meta(pageView(true)).referrer, "https://search.example/", "page() records the same URL again");
+  restart(false);
+  assert.ok(pageView(false), "a new init() records the page it starts on");
 });

@@ -1,24 +1,6 @@
-//! The decisions behind autocapture, free of the DOM: when a route change is a new page
-//! view, and when an impression counts as seen. (How `data-pf-*` attributes become an event
-//! is `host.js`'s: it writes them as a `track()` call, validated here like any other.)
-
-/// Remembers the last page viewed, so `pushState`, `replaceState`, `popstate` and
-/// `hashchange` reporting one navigation (or none) give one page view.
-#[derive(Debug, Default)]
-pub struct PageViews {
-    last: Option<String>,
-}
-
-impl PageViews {
-    /// True when `url` differs from the page last viewed; it becomes the last one. Returns the
-    /// previous URL, the SPA's referrer, alongside.
-    pub fn changed(&mut self, url: &str) -> Option<Option<String>> {
-        if self.last.as_deref() == Some(url) {
-            return None;
-        }
-        Some(self.last.replace(url.to_owned()))
-    }
-}
+//! When an impression counts as seen, free of the DOM. (How the page and its `data-pf-*`
+//! attributes become events is `host.js`'s: it writes them as `track()` calls, which are
+//! validated and recorded like the page's own.)
 
 /// How much of an impression must show, and for how long, before it counts as viewed (the
 /// IAB/MRC display standard).
@@ -71,27 +53,6 @@ impl Exposure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_url_is_one_page_view_however_often_it_is_reported() {
-        let mut p = PageViews::default();
-        assert_eq!(p.changed("https://x/a"), Some(None));
-        assert_eq!(
-            p.changed("https://x/a"),
-            None,
-            "replaceState to the same URL"
-        );
-        assert_eq!(p.changed("https://x/b"), Some(Some("https://x/a".into())));
-        assert_eq!(
-            p.changed("https://x/b#news"),
-            Some(Some("https://x/b".into()))
-        );
-        assert_eq!(
-            p.changed("https://x/b#news"),
-            None,
-            "popstate then hashchange"
-        );
-    }
 
     #[test]
     fn an_impression_is_viewed_once_after_a_second_at_half_visible() {

@@ -109,32 +109,6 @@ pub fn encode_batch<'a>(sent_at: Timestamp, events: impl IntoIterator<Item = &'a
 pub(crate) const BATCH_OVERHEAD: usize =
     "{\"sent_at\":\"2026-11-28T14:00:00.123Z\",\"events\":[]}".len();
 
-/// Builds the `event_meta` object of the events the tracker makes itself (page views).
-#[derive(Debug, Default)]
-pub struct Meta(String);
-
-impl Meta {
-    pub fn str(&mut self, key: &str, value: &str) -> &mut Meta {
-        self.key(key);
-        push_str(&mut self.0, value);
-        self
-    }
-
-    fn key(&mut self, key: &str) {
-        self.0.push(if self.0.is_empty() { '{' } else { ',' });
-        push_str(&mut self.0, key);
-        self.0.push(':');
-    }
-
-    pub fn finish(&self) -> String {
-        if self.0.is_empty() {
-            "{}".to_owned()
-        } else {
-            [self.0.as_str(), "}"].concat()
-        }
-    }
-}
-
 /// Formats 16 random bytes as an RFC 9562 version 4 UUID.
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
@@ -202,18 +176,6 @@ mod tests {
         let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&ev).unwrap();
         let event = schema::Event::from_raw(&raw).unwrap();
         event.event_meta["s"].as_str().unwrap().to_owned()
-    }
-
-    #[test]
-    fn meta_objects_are_json() {
-        let mut m = Meta::default();
-        assert_eq!(m.finish(), "{}");
-        m.str("url", "https://x/?q=\"1\"").str("title", "a\nb");
-        let v: serde_json::Value = serde_json::from_str(&m.finish()).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"url": "https://x/?q=\"1\"", "title": "a\nb"})
-        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod text;
 mod tracker;
 
 pub use config::{Autocapture, Config, ConfigError, Consent, Storage};
-pub use encode::{EntityRef, EventInput, Meta, encode_batch, encode_event, uuid_v4};
+pub use encode::{EntityRef, EventInput, encode_batch, encode_event, uuid_v4};
 pub use queue::Queue;
 pub use retry::{Backoff, parse_retry_after};
 pub use session::{Identity, Session};

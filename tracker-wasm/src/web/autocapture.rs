@@ -5,15 +5,14 @@
 //! make; this decides which are recorded, and when an impression counts as seen
 //! (`core::autocapture`).
 
-use super::host::{GROUP, fields};
+use super::host::{self, GROUP};
 use super::{read_event, record, report_error, with_state};
-use crate::core::autocapture::{Exposure, PageViews};
-use crate::core::{self, EventInput, Meta, cut, push_int};
+use crate::core::autocapture::Exposure;
+use crate::core::{self, cut, push_int};
 
 /// Autocapture's part of the tracker state.
 pub(crate) struct Autocapture {
     switches: core::Autocapture,
-    pages: PageViews,
     /// What each impression has shown so far, by its key (a page shows tens of them, so a
     /// list is as quick as a map, and smaller in wasm).
     exposures: Vec<(String, Exposure)>,
@@ -23,7 +22,6 @@ impl Autocapture {
     pub(crate) fn new(switches: core::Autocapture) -> Autocapture {
         Autocapture {
             switches,
-            pages: PageViews::default(),
             exposures: Vec::new(),
         }
     }
@@ -42,45 +40,18 @@ impl Autocapture {
     }
 }
 
-/// Records `page.viewed` when the URL changed since the last one (or always, when `forced`
-/// by the page's own `page()` call, or when page views are not captured automatically).
-/// `location` is `href\x1fpath\x1ftitle\x1freferrer`.
-pub(crate) fn page_view(forced: bool, location: &str) {
-    let [href, path, title, referrer] = fields(location);
-    let change = with_state(|s| {
-        if !forced && !s.autocapture.switches.page_views {
-            return None;
-        }
-        match s.autocapture.pages.changed(href) {
-            Some(previous) => Some(previous),
-            None if forced => Some(None),
-            None => None,
-        }
-    })
-    .flatten();
-    let Some(previous) = change else {
+/// Records `page.viewed` for the page now: on `init()` and route changes when page views are
+/// captured automatically (`host.js` skips a URL that was the last page viewed), and always
+/// when `forced` by the page's own `page()` call.
+pub(crate) fn page_view(forced: bool) {
+    let Some(automatic) = with_state(|s| s.autocapture.switches.page_views) else {
         return;
     };
-    let referrer = previous.as_deref().unwrap_or(referrer);
-    let mut meta = Meta::default();
-    meta.str("url", href);
-    meta.str("path", path);
-    if !title.is_empty() {
-        meta.str("title", title);
-    }
-    if !referrer.is_empty() {
-        meta.str("referrer", referrer);
-    }
-    let meta = meta.finish();
-    let page = EventInput {
-        event_type: "page",
-        action: "viewed",
-        meta_json: Some(&meta),
-        entities: &[],
-        timestamp: None,
-    };
-    if let Err(core::TrackError::Invalid(message)) = record(&page) {
-        refused(&message);
+    if forced || automatic {
+        let line = host::page_view(forced);
+        if !line.is_empty() {
+            emit(&line);
+        }
     }
 }
 

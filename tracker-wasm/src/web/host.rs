@@ -35,9 +35,10 @@ extern "C" {
     pub(crate) fn beacon(url: &str, body: &str) -> bool;
     pub(crate) fn online() -> bool;
     pub(crate) fn dnt() -> bool;
-    /// `href\x1fpath\x1ftitle\x1freferrer` (named so as not to shadow `location`).
-    #[wasm_bindgen(js_name = pageLocation)]
-    pub(crate) fn location() -> String;
+    /// The `page.viewed` line of the page now, "" when it is the page last viewed (unless
+    /// `forced`).
+    #[wasm_bindgen(js_name = pageView)]
+    pub(crate) fn page_view(forced: bool) -> String;
     pub(crate) fn restart(impressions: bool);
     pub(crate) fn greet() -> bool;
     pub(crate) fn tell(identity: &str);

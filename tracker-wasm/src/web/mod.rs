@@ -107,7 +107,7 @@ fn dispatch(what: u32, number: f64, text: Option<String>) -> Option<String> {
             with_state(|s| s.autocapture.hidden());
         }
         kind::ONLINE => wake(),
-        kind::ROUTE => autocapture::page_view(false, &text),
+        kind::ROUTE => autocapture::page_view(false),
         kind::CLICK => autocapture::clicked(&text),
         kind::INTERSECT => return autocapture::intersected(number, &text),
         // "1" for yes: an empty string would read as no in JS.
@@ -192,7 +192,7 @@ pub(crate) fn init(config: crate::core::Config) {
         host::claim(&random_id());
     }
     with_state(bridge::start);
-    autocapture::page_view(false, &host::location());
+    autocapture::page_view(false);
     persist_soon();
 }
 
@@ -323,7 +323,7 @@ pub(crate) fn invalid_call(message: &str) {
 }
 
 pub(crate) fn page_view() {
-    autocapture::page_view(true, &host::location());
+    autocapture::page_view(true);
 }
 
 /// Queues one event (from the page or from autocapture): sends at once when the batch is
