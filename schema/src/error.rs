@@ -227,13 +227,16 @@ fn decimal(mut v: usize) -> String {
     let mut i = digits.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
+        digits[i] = (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    digits[i..].iter().map(|&d| char::from(d)).collect()
+    digits[i..]
+        .iter()
+        .map(|&d| crate::time::digit(d.into()))
+        .collect()
 }
 
 /// Why a whole batch was refused: nothing in it can be read as events.

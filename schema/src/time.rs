@@ -124,6 +124,9 @@ impl Timestamp {
 
     /// Writes `YYYY-MM-DDTHH:MM:SS[.mmm]Z`, with the fraction only when it is not zero. An
     /// instant outside the years 0000 to 9999 is written as the nearest one inside.
+    // `push_str` of one-character strings: `String::push(char)` would link UTF-8 encoding,
+    // which nothing else in the browser tracker needs.
+    #[allow(clippy::single_char_add_str)]
     pub fn write_rfc3339(self, out: &mut String) {
         let ms = Timestamp::saturating(self.0).0;
         let millis = ms.rem_euclid(1000);
@@ -131,21 +134,21 @@ impl Timestamp {
         let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
         let (y, m, d) = civil_from_days(days);
         push_digits(out, y, 4);
-        out.push('-');
+        out.push_str("-");
         push_digits(out, m, 2);
-        out.push('-');
+        out.push_str("-");
         push_digits(out, d, 2);
-        out.push('T');
+        out.push_str("T");
         push_digits(out, sod / 3600, 2);
-        out.push(':');
+        out.push_str(":");
         push_digits(out, sod / 60 % 60, 2);
-        out.push(':');
+        out.push_str(":");
         push_digits(out, sod % 60, 2);
         if millis != 0 {
-            out.push('.');
+            out.push_str(".");
             push_digits(out, millis, 3);
         }
-        out.push('Z');
+        out.push_str("Z");
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -167,6 +170,13 @@ impl serde::Serialize for Timestamp {
     }
 }
 
+/// A decimal digit as a string: pushing one needs no UTF-8 encoding of a `char` (the browser
+/// tracker carries this code).
+pub(crate) fn digit(d: usize) -> &'static str {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    DIGITS[d % 10]
+}
+
 fn push_digits(out: &mut String, n: i64, width: u32) {
     let mut div = 10i64.pow(width - 1);
     // Years past 9999 keep all their digits rather than wrapping.
@@ -174,7 +184,7 @@ fn push_digits(out: &mut String, n: i64, width: u32) {
         div *= 10;
     }
     while div > 0 {
-        out.push(char::from(b'0' + (n / div % 10) as u8));
+        out.push_str(digit((n / div % 10) as usize));
         div /= 10;
     }
 }

@@ -359,7 +359,7 @@ fn origins(i: usize, list: Option<&str>) -> Result<Vec<String>, ConfigError> {
     let key = KEYS[i].0;
     let mut out = Vec::new();
     for item in pieces(list.unwrap_or(""), ITEM).filter(|v| !v.is_empty()) {
-        match item.strip_prefix('s') {
+        match item.strip_prefix("s") {
             Some(o) if is_origin(o) => out.push(o.to_owned()),
             Some(o) => {
                 return Err(ConfigError(

@@ -3,6 +3,8 @@
 
 use schema::Timestamp;
 
+use super::text::push_digit;
+
 /// One `track()` call, as the core sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventInput<'a> {
@@ -118,34 +120,36 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        out.push(hex(b >> 4));
-        out.push(hex(b & 0xf));
+        push_digit(&mut out, b >> 4);
+        push_digit(&mut out, b & 0xf);
     }
     out
 }
 
-fn hex(n: u8) -> char {
-    char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 })
-}
-
-/// Writes `s` as a JSON string literal.
+/// Writes `s` as a JSON string literal, copying the runs between escapes whole.
 fn push_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                out.push_str("\\u00");
-                out.push(hex((c as u32 >> 4) as u8));
-                out.push(hex((c as u32 & 0xf) as u8));
-            }
-            c => out.push(c),
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 => "\\u00",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte, so both slices are at character boundaries.
+        out.push_str(s.get(start..i).unwrap_or(""));
+        out.push_str(escape);
+        if escape.len() > 2 {
+            push_digit(out, b >> 4);
+            push_digit(out, b & 0xf);
         }
+        start = i + 1;
     }
+    out.push_str(s.get(start..).unwrap_or(""));
     out.push('"');
 }
 

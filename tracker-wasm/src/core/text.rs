@@ -3,6 +3,16 @@
 //! loads the tracker more than these lines do. Separators are ASCII bytes, so cutting at one
 //! always leaves valid UTF-8 on both sides.
 
+/// Hex digits as strings: pushing one needs no UTF-8 encoding of a `char`.
+const DIGITS: [&str; 16] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f",
+];
+
+/// Appends the hex digit `d` (0 to 15).
+pub(super) fn push_digit(out: &mut String, d: u8) {
+    out.push_str(DIGITS[usize::from(d & 0xf)]);
+}
+
 /// `s` cut at the first `sep`: what is before it and what is after it.
 pub fn cut(s: &str, sep: u8) -> Option<(&str, &str)> {
     let i = s.bytes().position(|b| b == sep)?;
@@ -62,7 +72,7 @@ pub fn fields<const N: usize>(line: &str, sep: u8) -> [&str; N] {
 /// Reads a whole number (optionally negative, digits only) without `str::parse`, whose
 /// generic code would cost the wasm more than this.
 pub fn parse_int(s: &str) -> Option<i64> {
-    let (negative, digits) = match s.strip_prefix('-') {
+    let (negative, digits) = match s.strip_prefix("-") {
         Some(rest) => (true, rest),
         None => (false, s),
     };
@@ -89,14 +99,14 @@ pub fn push_int(out: &mut String, n: i64) {
     let mut v = n.unsigned_abs();
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
+        digits[i] = (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
     for &d in &digits[i..] {
-        out.push(char::from(d));
+        push_digit(out, d);
     }
 }
 

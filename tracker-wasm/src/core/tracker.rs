@@ -473,7 +473,7 @@ pub fn encode_queue<'a>(events: impl Iterator<Item = &'a String>) -> String {
 /// Reads a stored queue, skipping lines that are not an encoded event (a truncated write).
 pub fn decode_queue(record: &str) -> Vec<String> {
     super::pieces(record, b'\n')
-        .filter(|l| l.starts_with('{') && l.ends_with('}'))
+        .filter(|l| l.starts_with("{") && l.ends_with("}"))
         .map(str::to_owned)
         .collect()
 }
