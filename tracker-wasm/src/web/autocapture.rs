@@ -58,7 +58,7 @@ pub(crate) fn page_view(forced: bool) {
 /// Records an element's event, a `track()` line as `host.js` writes it. A malformed attribute
 /// is reported (console and `onError`), not thrown: no call of the page's made the event.
 fn emit(line: &str) {
-    let result = read_event(line).and_then(|call| match record(&call.input()) {
+    let result = read_event(line).and_then(|call| match record(call) {
         Err(core::TrackError::Invalid(message)) => Err(message),
         _ => Ok(()),
     });

@@ -10,39 +10,17 @@
 //! `host.js` posts and receives the messages; this decides who is answered and believed.
 
 use super::host::{self, fields};
-use super::{HANDSHAKE_TIMER, State, record, set_timer, with_state};
-use crate::core::{EntityRef, EventInput};
+use super::{HANDSHAKE_TIMER, State, TrackCall, record, set_timer, with_state};
 
 /// How long an iframe holds its events waiting for the host's answer.
 const HANDSHAKE_MS: f64 = 1_500.0;
 
-/// An event recorded while waiting for the host, kept to be recorded once the identity is
-/// known (with the time it was tracked).
-pub(crate) struct Held {
-    event_type: String,
-    action: String,
-    meta_json: Option<String>,
-    entities: Vec<EntityRef>,
-    timestamp: i64,
-}
-
-impl Held {
-    pub(crate) fn of(input: &EventInput<'_>) -> Held {
-        Held {
-            event_type: input.event_type.to_owned(),
-            action: input.action.to_owned(),
-            meta_json: input.meta_json.map(str::to_owned),
-            entities: input.entities.to_vec(),
-            timestamp: input.timestamp.unwrap_or_else(|| host::now() as i64),
-        }
-    }
-}
-
 /// The bridge's part of the tracker state.
 #[derive(Default)]
 pub(crate) struct Bridge {
-    /// Set in an iframe until the host answered or the handshake timed out.
-    pub(crate) held: Option<Vec<Held>>,
+    /// Set in an iframe until the host answered or the handshake timed out: the events
+    /// recorded meanwhile, each with the time it was tracked.
+    pub(crate) held: Option<Vec<TrackCall>>,
 }
 
 /// After `init()`: an iframe with `hostOrigins` greets its parent and starts holding events.
@@ -59,15 +37,8 @@ pub(crate) fn release() {
     let Some(Some(held)) = with_state(|s| s.bridge.held.take()) else {
         return;
     };
-    for h in held {
-        let input = EventInput {
-            event_type: &h.event_type,
-            action: &h.action,
-            meta_json: h.meta_json.as_deref(),
-            entities: &h.entities,
-            timestamp: Some(h.timestamp),
-        };
-        if let Err(crate::core::TrackError::Invalid(message)) = record(&input) {
+    for call in held {
+        if let Err(crate::core::TrackError::Invalid(message)) = record(call) {
             super::invalid_call(&message);
         }
     }

@@ -17,12 +17,12 @@ use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 
 use crate::core::{
-    BEACON_BYTES, Clock, Consent, Delivery, Entropy, EventInput, TrackError, Tracker, parse_int,
+    BEACON_BYTES, Clock, Consent, Delivery, Entropy, TrackError, Tracker, parse_int,
     parse_retry_after, push_int, uuid_v4,
 };
 use host::{FIELD, kind};
 
-pub(crate) use options::{read_config, read_event};
+pub(crate) use options::{TrackCall, read_config, read_event};
 
 struct BrowserClock;
 
@@ -310,7 +310,7 @@ pub(crate) fn track(
 ) -> Result<(), Option<String>> {
     let line = host::read_event(&event_type, &action, &options);
     let event = read_event(&line).map_err(Some)?;
-    record(&event.input()).map_err(|e| match e {
+    record(event).map_err(|e| match e {
         TrackError::Invalid(message) => Some(message),
         TrackError::NotRecorded => None,
     })
@@ -328,13 +328,16 @@ pub(crate) fn page_view() {
 
 /// Queues one event (from the page or from autocapture): sends at once when the batch is
 /// full, otherwise when the flush timer fires.
-pub(crate) fn record(input: &EventInput<'_>) -> Result<(), TrackError> {
+pub(crate) fn record(mut call: TrackCall) -> Result<(), TrackError> {
+    if with_state(|s| s.bridge.held.is_some()) == Some(true) {
+        // An iframe waiting for its host's identity: recorded once it is known, with the time
+        // it was tracked.
+        call.timestamp.get_or_insert_with(|| host::now() as i64);
+        with_state(|s| s.bridge.held.as_mut().map(|held| held.push(call)));
+        return Ok(());
+    }
+    let input = &call.input();
     let outcome = with_state(|s| {
-        if let Some(held) = s.bridge.held.as_mut() {
-            // An iframe waiting for its host's identity: recorded once it is known.
-            held.push(bridge::Held::of(input));
-            return (Ok(false), 0);
-        }
         if s.tracker.session_expired() {
             // Another tab may have kept the session alive: look before starting a new one.
             if let Some(stored) = host::stored() {

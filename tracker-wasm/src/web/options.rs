@@ -20,7 +20,8 @@ pub(crate) struct TrackCall {
     action: String,
     meta_json: Option<String>,
     entities: Vec<EntityRef>,
-    timestamp: Option<i64>,
+    /// When it was tracked, if the call said; else the time it is recorded.
+    pub(crate) timestamp: Option<i64>,
 }
 
 impl TrackCall {
