@@ -37,7 +37,8 @@ const ENTRIES = {
       import { init, track } from ${JSON.stringify(join(root, "js-wrapper/dist/index.js"))};
       window.benchReady = init({ clientKey: "pk_bench", endpoint: SINK + "/v1/events", autocapture: false });
       window.benchTrack = (i) => track("instrument", "viewed", { relatedEntities: [{ type: "ticker", id: "AAPL" }], eventMeta: { position: i } });`,
-    assets: [["personafin_tracker_bg.wasm", join(root, "js-wrapper/pkg/personafin_tracker_bg.wasm")]],
+    // Where the package's `new URL("../pkg/…", import.meta.url)` finds it beside the bundle.
+    assets: [["pkg/personafin_tracker_bg.wasm", join(root, "js-wrapper/pkg/personafin_tracker_bg.wasm")]],
   },
   snowplow: {
     label: "@snowplow/browser-tracker",
@@ -136,7 +137,10 @@ async function bundle(name, entry, origin) {
     join(out, `${name}.html`),
     `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>${name}</title><script type="module" src="${name}.js"></script>`,
   );
-  for (const [file, from] of entry.assets ?? []) await copyFile(from, join(out, file));
+  for (const [file, from] of entry.assets ?? []) {
+    await mkdir(dirname(join(out, file)), { recursive: true });
+    await copyFile(from, join(out, file));
+  }
 }
 
 /** Gzip bytes of every response the page loaded (HTML excepted: it is the harness's own). */
