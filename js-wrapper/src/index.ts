@@ -148,6 +148,17 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
   return loading;
 }
 
+/** The wasm's `call()` numbers (see `tracker-wasm/src/lib.rs`). */
+const enum Call {
+  Page,
+  Identify,
+  Reset,
+  SetConsent,
+  SessionId,
+  VisitorId,
+  QueuedEvents,
+}
+
 /** The wasm answers a refused call with its reason, which the page gets as an exception. */
 function refused(reason: string | undefined): void {
   if (reason !== undefined) throw new Error(reason);
@@ -206,7 +217,7 @@ export function track(eventType: string, action: string, options?: TrackOptions)
 
 /** Records a page view now; route changes are recorded by themselves unless `autocapture.pageViews` is off. */
 export function page(): void {
-  whenReady(() => wasm.page());
+  whenReady(() => wasm.call(Call.Page));
 }
 
 /** Sends everything queued now; resolves with what happened. Never rejects. */
@@ -220,32 +231,32 @@ export async function flush(): Promise<FlushResult> {
  * (before the tracker is ready, the call waits and the error goes to the console instead).
  */
 export function identify(clientRef: string | null): void {
-  whenReady(() => refused(wasm.identify(clientRef)));
+  whenReady(() => refused(wasm.call(Call.Identify, clientRef)));
 }
 
 /** Forgets who is browsing, for a logout: a new visitor id and session, no user id. */
 export function reset(): void {
-  whenReady(() => refused(wasm.reset()));
+  whenReady(() => refused(wasm.call(Call.Reset)));
 }
 
 /** Records the visitor's choice; see `TrackerConfig.consent`. */
 export function setConsent(consent: Consent): void {
-  whenReady(() => refused(wasm.setConsent(consent)));
+  whenReady(() => refused(wasm.call(Call.SetConsent, consent)));
 }
 
 /** The current session id, or `undefined` before the tracker is ready. */
 export function sessionId(): string | undefined {
-  return ready ? wasm.sessionId() : undefined;
+  return ready ? wasm.call(Call.SessionId) : undefined;
 }
 
 /** The anonymous visitor id, or `undefined` before the tracker is ready. */
 export function visitorId(): string | undefined {
-  return ready ? wasm.visitorId() : undefined;
+  return ready ? wasm.call(Call.VisitorId) : undefined;
 }
 
 /** Events not yet delivered: queued before or after load, or on their way to ingest. */
 export function queuedEvents(): number {
-  return earlyEvents + (ready ? wasm.queuedEvents() : 0);
+  return earlyEvents + (ready ? Number(wasm.call(Call.QueuedEvents)) : 0);
 }
 
 function emptyFlush(): FlushResult {

@@ -8,7 +8,7 @@
 
 // What `dispatch(kind, number, text)` is told; the numbers match `web/host.rs`.
 const TIMER = 0, NEXT = 1, ANSWER = 2, SCHEDULE = 3, HIDE = 4, ONLINE = 5, ROUTE = 6,
-  CLICK = 7, INTERSECT = 8, DUE = 9, SEEN = 10, HELLO = 11, HOST = 12, CLAIMED = 13, ADOPT = 14;
+  ELEMENT = 7, HELLO = 8, HOST = 9, CLAIMED = 10, ADOPT = 11;
 
 const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
 const IMPRESSIONS = "[data-pf-impression-id],[data-pf-fxcid]";
@@ -35,6 +35,9 @@ const waiting = new Set();
 /** Iframe components that asked for the identity, with their origins. */
 let frames = new Map();
 let observers;
+/** Impressions viewed so far, by key; one-second timers running, by element. */
+let viewed = new Set();
+const timers = new Map();
 
 const clean = (s) => s.replace(/[\x1c-\x1f]/g, "\ufffd");
 const attempt = (f, fallback) => {
@@ -54,11 +57,16 @@ export function install(d) {
   const on = (target, type, f, capture) => target.addEventListener(type, f, capture);
   on(window, "pagehide", () => dispatch(HIDE, 0));
   on(document, "visibilitychange", () => {
-    if (document.hidden) return dispatch(HIDE, 0);
-    // Asked afresh what is on screen: what was seen while hidden does not count.
+    if (document.hidden) {
+      // Hidden pages show nothing: visible time starts again when the page comes back.
+      timers.forEach(clearTimeout);
+      timers.clear();
+      return dispatch(HIDE, 0);
+    }
+    // Asked afresh what is on screen.
     if (observers) {
       for (const el of document.querySelectorAll(IMPRESSIONS)) {
-        if (!dispatch(SEEN, 0, impressionKey(pf(el)))) {
+        if (!viewed.has(impressionKey(pf(el)))) {
           observers[0].unobserve(el);
           observers[0].observe(el);
         }
@@ -88,7 +96,7 @@ export function install(d) {
     if (declared || impression) {
       const around = pf(impression);
       const line = declared ? declaredEvent(pf(declared), around) : "";
-      dispatch(CLICK, 0, line + G + (impression ? impressionEvent(around, "clicked") : ""));
+      dispatch(ELEMENT, 0, line + G + (impression ? impressionEvent(around, "clicked") : ""));
     }
   }, true);
   on(window, "message", (e) => {
@@ -314,15 +322,13 @@ const warn = (message) => log(true, message);
 
 /**
  * Uses `kind`'s storage under `clientKey`'s names (`pf_<clientKey>`, and per-tab queues
- * `pf_<clientKey>_q_<tab>`); empties it when tracking is `refused`; returns the identity line
- * stored there.
+ * `pf_<clientKey>_q_<tab>`); empties it when tracking is `refused`.
  */
 export function open(kind, clientKey, refused, debug) {
   const name = "pf_" + clientKey;
   store = { kind, identity: name, prefix: name + "_q_", slot: "pf_tab_" + clientKey };
   verbose = debug;
   if (refused) forget();
-  return refused ? undefined : stored();
 }
 
 /**
@@ -527,32 +533,47 @@ export function pageView(forced) {
 }
 
 /**
- * After `init()`: forgets the iframes and the last page view of the last configuration (a new
- * configuration records the page it starts on) and (re)starts the impression
- * observers when `impressions` is on. An impression at least half visible is reported with its
- * ratio (`INTERSECT` answers how long to wait), then asked about again (`DUE` records it once).
+ * An impression element's visible ratio is now `ratio`. Half of it visible for a second without
+ * a break (the IAB/MRC display standard) is a view: `onView(el)` is told, once per impression
+ * (by its key), however many elements show it and however often.
+ */
+export function exposed(el, ratio, onView) {
+  const key = impressionKey(pf(el));
+  if (ratio < 0.5 || document.hidden || !key || viewed.has(key)) {
+    clearTimeout(timers.get(el));
+    timers.delete(el);
+  } else if (!timers.has(el)) {
+    const timer = setTimeout(() => {
+      timers.delete(el);
+      if (viewed.has(key)) return;
+      viewed.add(key);
+      onView(el);
+    }, 1000);
+    timers.set(el, timer);
+  }
+}
+
+/**
+ * After `init()`: forgets the iframes, the last page view and the impressions viewed under the
+ * last configuration (a new configuration records the page it starts on) and (re)starts the
+ * impression observers when `impressions` is on; each view is recorded as the element's
+ * `viewed` event.
  */
 export function restart(impressions) {
   frames = new Map();
   lastPage = undefined;
+  viewed = new Set();
+  timers.forEach(clearTimeout);
+  timers.clear();
   if (observers) observers.forEach((o) => o.disconnect());
   observers = undefined;
   if (!impressions || typeof IntersectionObserver === "undefined") return;
+  const view = (el) => {
+    intersection.unobserve(el);
+    dispatch(ELEMENT, 0, G + impressionEvent(pf(el), "viewed"));
+  };
   const intersection = new IntersectionObserver(
-    (entries) => {
-      for (const entry of entries) {
-        if (document.hidden) continue;
-        const el = entry.target;
-        const wait = dispatch(INTERSECT, entry.intersectionRatio, impressionKey(pf(el)));
-        if (wait === undefined) continue;
-        setTimeout(() => {
-          const a = pf(el);
-          if (observers?.[0] === intersection && dispatch(DUE, 0, impressionKey(a) + G + impressionEvent(a, "viewed"))) {
-            intersection.unobserve(el);
-          }
-        }, +wait);
-      }
-    },
+    (entries) => entries.forEach((entry) => exposed(entry.target, entry.intersectionRatio, view)),
     { threshold: [0, 0.5] },
   );
   const within = (el) => {
@@ -563,6 +584,7 @@ export function restart(impressions) {
     for (const r of records) {
       if (r.type === "attributes") {
         // A reused element with a new impression id is a new impression.
+        exposed(r.target, 0, view);
         intersection.unobserve(r.target);
         within(r.target);
       } else {

@@ -8,11 +8,12 @@
 //! await flush();
 //! ```
 //!
-//! Layout: `core` is the tracker's logic in plain Rust (config, encoding, queue, batching,
-//! sessions, consent, autocapture's decisions) with the clock and randomness injected, tested
+//! Layout: `core` is the tracker's logic in plain Rust (config, validation, encoding, queue,
+//! batching, retries, sessions, consent) with the clock and randomness injected, tested
 //! natively; `web` holds the state on the page and acts on what `js/host.js` reports (storage,
 //! tabs, timers, lifecycle, observers, `fetch` and beacons all live in that one small JS
-//! module); this file is only the `#[wasm_bindgen]` surface.
+//! module, which also writes what autocapture sees as `track()` calls); this file is only the
+//! `#[wasm_bindgen]` surface.
 
 pub mod core;
 mod web;
@@ -53,13 +54,6 @@ pub fn track(event_type: JsValue, action: JsValue, options: JsValue) -> bool {
     }
 }
 
-/// Records a page view now (route changes are recorded by themselves unless
-/// `autocapture.pageViews` is off).
-#[wasm_bindgen]
-pub fn page() {
-    web::page_view();
-}
-
 /// Sends everything queued now, once flushes already under way are done. Resolves, never
 /// rejects, with the counts of the batches this flush sent (automatic flushes report theirs
 /// to `onBatch`): `{ batches, accepted, duplicates, rejected, retrying, dropped }`.
@@ -71,15 +65,43 @@ pub fn flush() -> JsValue {
     web::flush()
 }
 
-/// Sets the customer's user id for later events; `null` clears it. Answers why not, if not.
+/// The page's other calls, by number, so that the wasm and its glue carry one export for them
+/// all rather than one each (the wrapper names them): 0 [`page`], 1 [`identify`] (`arg`),
+/// 2 [`reset`], 3 [`set_consent`] (`arg`), 4 [`session_id`], 5 [`visitor_id`],
+/// 6 [`queued_events`]. Answers what the call returns: an id or a count, or why a call was
+/// refused; nothing otherwise.
 #[wasm_bindgen]
+pub fn call(what: u32, arg: Option<String>) -> Option<String> {
+    match what {
+        0 => page(),
+        1 => return identify(arg),
+        2 => return reset(),
+        3 => return set_consent(arg.as_deref().unwrap_or("")),
+        4 => return session_id(),
+        5 => return visitor_id(),
+        6 => {
+            let mut n = String::new();
+            core::push_int(&mut n, i64::from(queued_events()));
+            return Some(n);
+        }
+        _ => {}
+    }
+    None
+}
+
+/// Records a page view now (route changes are recorded by themselves unless
+/// `autocapture.pageViews` is off).
+pub fn page() {
+    web::page_view();
+}
+
+/// Sets the customer's user id for later events; `null` clears it. Answers why not, if not.
 pub fn identify(client_ref: Option<String>) -> Option<String> {
     web::set_client_ref(client_ref).err()
 }
 
 /// Forgets who is browsing (for a logout): new visitor id, new session, no user id. Answers
 /// why not (before `init()`).
-#[wasm_bindgen]
 pub fn reset() -> Option<String> {
     web::reset().err()
 }
@@ -87,7 +109,6 @@ pub fn reset() -> Option<String> {
 /// `'granted'`, `'pending'` or `'denied'`. Granting sends what was held while pending;
 /// denying discards what is unsent and what the tracker stored on the device. Answers why
 /// not, if not.
-#[wasm_bindgen(js_name = setConsent)]
 pub fn set_consent(consent: &str) -> Option<String> {
     let Some(consent) = core::Consent::parse(consent) else {
         return Some(
@@ -103,19 +124,16 @@ pub fn set_consent(consent: &str) -> Option<String> {
 }
 
 /// The current session id, or `undefined` before `init()`.
-#[wasm_bindgen(js_name = sessionId)]
 pub fn session_id() -> Option<String> {
     web::session_id()
 }
 
 /// The anonymous visitor id, or `undefined` before `init()`.
-#[wasm_bindgen(js_name = visitorId)]
 pub fn visitor_id() -> Option<String> {
     web::visitor_id()
 }
 
 /// How many events are not delivered yet: queued, or sent and awaiting ingest's answer.
-#[wasm_bindgen(js_name = queuedEvents)]
 pub fn queued_events() -> u32 {
     web::queued()
 }

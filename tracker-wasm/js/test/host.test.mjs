@@ -3,9 +3,9 @@
 // tests read the same strings), and the messages of calls refused before they reach Rust. The
 // rest of `host.js` needs a browser: the wasm-pack tests in Chrome and Firefox and the
 // end-to-end tests cover it.
-import { test } from "node:test";
+import { mock, test } from "node:test";
 import assert from "node:assert/strict";
-import { declaredEvent, impressionEvent, impressionKey, options, pageView, readEvent, restart } from "../host.js";
+import { declaredEvent, exposed, impressionEvent, impressionKey, options, pageView, readEvent, restart } from "../host.js";
 
 const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
 
@@ -133,4 +133,52 @@ test("a URL is one page view however often it is reported, with the page before 
   assert.equal(meta(pageView(true)).referrer, "https://search.example/", "page() records the same URL again");
   restart(false);
   assert.ok(pageView(false), "a new init() records the page it starts on");
+});
+
+test("an impression is viewed once, after a second at least half visible without a break", () => {
+  mock.timers.enable({ apis: ["setTimeout"] });
+  try {
+    globalThis.document = { hidden: false, title: "", referrer: "" };
+    restart(false);
+    const element = (id) => ({ attributes: [{ name: "data-pf-impression-id", value: id }] });
+    const views = [];
+    const view = (el) => views.push(el.attributes[0].value);
+    const a = element("imp-1");
+    exposed(a, 0.2, view);
+    exposed(a, 0.6, view);
+    mock.timers.tick(600);
+    exposed(a, 0.9, view); // still the same exposure
+    mock.timers.tick(399);
+    assert.deepEqual(views, []);
+    mock.timers.tick(1);
+    assert.deepEqual(views, ["imp-1"]);
+    // Once per impression, whichever element shows it.
+    const twin = element("imp-1");
+    exposed(twin, 1, view);
+    mock.timers.tick(2000);
+    assert.deepEqual(views, ["imp-1"]);
+    // Scrolled away before the second was up: the second starts again.
+    const b = element("imp-2");
+    exposed(b, 0.5, view);
+    mock.timers.tick(900);
+    exposed(b, 0.49, view);
+    mock.timers.tick(500);
+    assert.deepEqual(views, ["imp-1"]);
+    exposed(b, 0.7, view);
+    mock.timers.tick(1000);
+    assert.deepEqual(views, ["imp-1", "imp-2"]);
+    // Nothing counts while the page is hidden.
+    document.hidden = true;
+    exposed(element("imp-3"), 1, view);
+    mock.timers.tick(5000);
+    assert.deepEqual(views, ["imp-1", "imp-2"]);
+    // A new init() starts counting afresh.
+    document.hidden = false;
+    restart(false);
+    exposed(a, 1, view);
+    mock.timers.tick(1000);
+    assert.deepEqual(views, ["imp-1", "imp-2", "imp-1"]);
+  } finally {
+    mock.timers.reset();
+  }
 });

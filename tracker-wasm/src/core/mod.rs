@@ -1,8 +1,7 @@
-//! The tracker's logic, free of the browser: configuration, event encoding, the queue,
-//! batching, sessions and identity, consent, and autocapture's decisions. Time and randomness come in through [`Clock`] and [`Entropy`], so
-//! all of it runs under `cargo test` natively.
+//! The tracker's logic, free of the browser: configuration, validation and event encoding,
+//! the queue, batching and retries, sessions and identity, consent. Time and randomness come
+//! in through [`Clock`] and [`Entropy`], so all of it runs under `cargo test` natively.
 
-pub mod autocapture;
 mod config;
 mod encode;
 mod queue;

@@ -18,8 +18,8 @@ extern "C" {
     #[wasm_bindgen(js_name = readEvent)]
     pub(crate) fn read_event(event_type: &JsValue, action: &JsValue, options: &JsValue) -> String;
     /// Uses `kind`'s storage (0 `localStorage`, 1 cookie, 2 memory) under `client_key`'s
-    /// names; empties it when tracking is `refused`; returns the identity line stored there.
-    pub(crate) fn open(kind: u32, client_key: &str, refused: bool, debug: bool) -> Option<String>;
+    /// names; empties it when tracking is `refused`.
+    pub(crate) fn open(kind: u32, client_key: &str, refused: bool, debug: bool);
     /// The identity line in storage now (another tab may have written it).
     pub(crate) fn stored() -> Option<String>;
     /// Writes what changed: the identity line, this tab's queue ("" removes it).
@@ -59,14 +59,11 @@ pub(crate) mod kind {
     pub(crate) const HIDE: u32 = 4;
     pub(crate) const ONLINE: u32 = 5;
     pub(crate) const ROUTE: u32 = 6;
-    pub(crate) const CLICK: u32 = 7;
-    pub(crate) const INTERSECT: u32 = 8;
-    pub(crate) const DUE: u32 = 9;
-    pub(crate) const SEEN: u32 = 10;
-    pub(crate) const HELLO: u32 = 11;
-    pub(crate) const HOST: u32 = 12;
-    pub(crate) const CLAIMED: u32 = 13;
-    pub(crate) const ADOPT: u32 = 14;
+    pub(crate) const ELEMENT: u32 = 7;
+    pub(crate) const HELLO: u32 = 8;
+    pub(crate) const HOST: u32 = 9;
+    pub(crate) const CLAIMED: u32 = 10;
+    pub(crate) const ADOPT: u32 = 11;
 }
 
 /// Field, record and group separators of the strings `host.js` sends.

@@ -61,7 +61,8 @@ struct State {
     send_requested: bool,
     /// Queue drops already reported to `onError`.
     drops_reported: u64,
-    autocapture: autocapture::Autocapture,
+    /// What is recorded without code.
+    autocapture: crate::core::Autocapture,
     bridge: bridge::Bridge,
 }
 
@@ -102,17 +103,10 @@ fn dispatch(what: u32, number: f64, text: Option<String>) -> Option<String> {
         kind::SCHEDULE => {
             with_state(schedule);
         }
-        kind::HIDE => {
-            send_beacons();
-            with_state(|s| s.autocapture.hidden());
-        }
+        kind::HIDE => send_beacons(),
         kind::ONLINE => wake(),
         kind::ROUTE => autocapture::page_view(false),
-        kind::CLICK => autocapture::clicked(&text),
-        kind::INTERSECT => return autocapture::intersected(number, &text),
-        // "1" for yes: an empty string would read as no in JS.
-        kind::DUE => return autocapture::due(&text).then(|| "1".to_owned()),
-        kind::SEEN => return autocapture::seen(&text).then(|| "1".to_owned()),
+        kind::ELEMENT => autocapture::element(&text),
         kind::HELLO => return bridge::greeted(&text),
         kind::HOST => bridge::host_identity(&text),
         kind::CLAIMED => claimed(&text),
@@ -169,7 +163,8 @@ pub(crate) fn init(config: crate::core::Config) {
         crate::core::Storage::Cookie => 1,
         crate::core::Storage::Memory => 2,
     };
-    let stored = host::open(kind, &config.client_key, refused, config.debug);
+    host::open(kind, &config.client_key, refused, config.debug);
+    let stored = if refused { None } else { host::stored() };
     let switches = config.autocapture;
     let tracker = Tracker::new(config, BrowserClock, BrowserEntropy, stored.as_deref(), dnt);
     STATE.with(|s| {
@@ -181,7 +176,7 @@ pub(crate) fn init(config: crate::core::Config) {
             persist_scheduled: false,
             send_requested: false,
             drops_reported: 0,
-            autocapture: autocapture::Autocapture::new(switches),
+            autocapture: switches,
             bridge: bridge::Bridge::default(),
         })
     });
