@@ -133,7 +133,7 @@ let earlyEvents = 0;
 export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<void> {
   const load = loading ?? loadWasm(wasmSource);
   loading = load.then(() => {
-    refused(wasm.init(config));
+    refused(wasm.init(config), "invalid tracker config: ");
     ready = true;
     earlyEvents = 0;
     for (const call of early.splice(0)) {
@@ -160,8 +160,8 @@ const enum Call {
 }
 
 /** The wasm answers a refused call with its reason, which the page gets as an exception. */
-function refused(reason: string | undefined): void {
-  if (reason !== undefined) throw new Error(reason);
+function refused(reason: string | undefined, what = ""): void {
+  if (reason !== undefined) throw new Error(what + reason);
 }
 
 /**

@@ -439,7 +439,7 @@ export function flush() {
   const run = flushes.then(sendAll);
   // A flush that failed (it cannot, short of a bug) must not stop the ones after it.
   flushes = run.catch(() => {});
-  return run.catch(() => summary("0 0 0 0 0 0"));
+  return run.catch(() => summary([0, 0, 0, 0, 0, 0]));
 }
 
 /** A flush of the tracker's own: after the page's current task, and one waiting is enough. */
@@ -456,27 +456,31 @@ export function wake() {
 
 async function sendAll() {
   const total = [0, 0, 0, 0, 0, 0];
-  if (!dispatch) return summary(total.join(" "));
+  if (!dispatch) return summary(total);
   for (let first = 1; ; first = 0) {
     const next = dispatch(NEXT, first);
     if (next === undefined) break;
     const [generation, id, count, keepalive, url, body] = next.split(F);
-    const answer = await post(url, body, keepalive === "1");
-    if (verbose) log(false, "sent " + count + " events: HTTP " + answer.replace(/\n.*\n.*\n.*\n.*\n/, " "));
-    const counts = dispatch(ANSWER, +id, generation + "\n" + answer);
-    if (counts === undefined) continue;
-    counts.split(" ").forEach((n, i) => (total[i] += +n));
-    report(0, counts);
+    const [status, retryAfter, text, ...ingested] = await post(url, body, keepalive === "1");
+    if (verbose) log(false, "sent " + count + " events: HTTP " + status + " " + text);
+    // Delivered (0): what ingest counted; to be retried (1) or dropped (2): the batch.
+    const outcome = dispatch(ANSWER, +id, [generation, status, retryAfter, text].join("\n"));
+    if (outcome === undefined) continue;
+    const counts = outcome === "0" ? [1, ...ingested, 0, 0] : [1, 0, 0, 0, 0, 0];
+    if (outcome !== "0") counts[3 + +outcome] = +count;
+    counts.forEach((n, i) => (total[i] += n));
+    const onBatch = callbacks.onBatch;
+    if (typeof onBatch === "function") attempt(() => onBatch(summary(counts)));
     if (total[4]) break;
   }
   dispatch(SCHEDULE, 0);
-  return summary(total.join(" "));
+  return summary(total);
 }
 
 /**
- * POSTs a batch as `text/plain` (no CORS preflight); resolves with `status\nretry-after\n
- * accepted\nduplicates\nrejected\nbody`, status 0 when there was no answer. Small batches go
- * with `keepalive`, so a navigation does not cancel them; a hung send fails after 30 s.
+ * POSTs a batch as `text/plain` (no CORS preflight); resolves with `[status, retry-after, body,
+ * accepted, duplicates, rejected]`, status 0 when there was no answer. Small batches go with
+ * `keepalive`, so a navigation does not cancel them; a hung send fails after 30 s.
  */
 function post(url, body, keepalive) {
   const init = { method: "POST", body, keepalive };
@@ -490,7 +494,7 @@ function post(url, body, keepalive) {
       const parsed = status >= 200 && status < 300 ? attempt(() => JSON.parse(text), null) : null;
       const n = (v) => (typeof v === "number" ? v : 0);
       const counts = parsed ? [n(parsed.accepted), n(parsed.duplicates), parsed.rejected?.length ?? 0] : [0, 0, 0];
-      return [status, retryAfter ?? "", ...counts, text].join("\n");
+      return [status, retryAfter ?? "", text, ...counts];
     });
 }
 
@@ -621,27 +625,19 @@ export function tell(identity) {
 }
 
 const COUNTS = ["batches", "accepted", "duplicates", "rejected", "retrying", "dropped"];
-const summary = (line) => {
-  const n = line.split(" ");
-  return Object.fromEntries(COUNTS.map((k, i) => [k, +n[i]]));
-};
+const summary = (counts) => Object.fromEntries(COUNTS.map((k, i) => [k, counts[i]]));
 
 /**
- * Tells the page's callbacks: `onBatch` with a batch's counts (`kind` 0), or `onError`
- * with `code\x1fmessage\x1fevents\x1fstatus` (`kind` 1). A throwing callback is the page's bug
- * and must not stop the tracker.
+ * Tells the page's `onError` about `code\x1fmessage\x1fevents\x1fstatus` (as it tells
+ * `onBatch` about each batch, in `sendAll`). A throwing callback is the page's bug and must not
+ * stop the tracker.
  */
-export function report(kind, text) {
-  let arg;
-  if (kind) {
-    const [code, message, events, status] = text.split(F);
-    arg = { code, message, events: +events };
-    if (status) arg.status = +status;
-  } else {
-    arg = summary(text);
-  }
-  const f = kind ? callbacks.onError : callbacks.onBatch;
-  if (typeof f === "function") attempt(() => f(arg));
+export function report(text) {
+  const [code, message, events, status] = text.split(F);
+  const error = { code, message, events: +events };
+  if (status) error.status = +status;
+  const onError = callbacks.onError;
+  if (typeof onError === "function") attempt(() => onError(error));
 }
 
 export function log(warn, message) {

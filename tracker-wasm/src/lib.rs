@@ -35,7 +35,7 @@ pub fn init(config: JsValue) -> Option<String> {
             web::init(config);
             None
         }
-        Err(e) => Some(["invalid tracker config: ", &e.0].concat()),
+        Err(e) => Some(e.0),
     }
 }
 
@@ -110,17 +110,10 @@ pub fn reset() -> Option<String> {
 /// denying discards what is unsent and what the tracker stored on the device. Answers why
 /// not, if not.
 pub fn set_consent(consent: &str) -> Option<String> {
-    let Some(consent) = core::Consent::parse(consent) else {
-        return Some(
-            [
-                "consent must be 'granted', 'pending' or 'denied', not '",
-                consent,
-                "'",
-            ]
-            .concat(),
-        );
-    };
-    web::set_consent(consent).err()
+    match core::Consent::parse(consent) {
+        Ok(consent) => web::set_consent(consent).err(),
+        Err(e) => Some(e.0),
+    }
 }
 
 /// The current session id, or `undefined` before `init()`.

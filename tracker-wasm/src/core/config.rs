@@ -36,12 +36,13 @@ pub enum Consent {
 }
 
 impl Consent {
-    pub fn parse(s: &str) -> Option<Consent> {
+    /// `'granted'`, `'pending'` or `'denied'`; the error names `consent` and what it got.
+    pub fn parse(s: &str) -> Result<Consent, ConfigError> {
         match s {
-            "granted" => Some(Consent::Granted),
-            "pending" => Some(Consent::Pending),
-            "denied" => Some(Consent::Denied),
-            _ => None,
+            "granted" => Ok(Consent::Granted),
+            "pending" => Ok(Consent::Pending),
+            "denied" => Ok(Consent::Denied),
+            _ => Err(one_of(CONSENT, s, "'granted', 'pending', 'denied'")),
         }
     }
 }
@@ -142,6 +143,8 @@ const KEYS: [(&str, Kind); 20] = [
 
 /// Where the `autocapture.*` switches start in [`KEYS`].
 const SWITCHES: usize = 17;
+/// Where `consent` is in [`KEYS`].
+const CONSENT: usize = 11;
 /// Where the five whole numbers start in [`KEYS`].
 const COUNTS: usize = 4;
 
@@ -244,9 +247,8 @@ impl Config {
         ] = counts;
         c.debug = flag(9).unwrap_or(c.debug);
         c.respect_do_not_track = flag(10).unwrap_or(c.respect_do_not_track);
-        if let Some(v) = given[11] {
-            c.consent =
-                Consent::parse(v).ok_or_else(|| one_of(11, v, "'granted', 'pending', 'denied'"))?;
+        if let Some(v) = given[CONSENT] {
+            c.consent = Consent::parse(v)?;
         }
         let all = flag(14).unwrap_or(true);
         c.autocapture = Autocapture {
@@ -493,6 +495,7 @@ mod tests {
         assert_eq!(MAX_EVENTS_PER_BATCH, 500);
         assert_eq!(KEYS[SWITCHES].0, "autocapture.pageViews");
         assert_eq!(KEYS[COUNTS].0, "sessionTimeoutMinutes");
+        assert_eq!(KEYS[CONSENT].0, "consent");
         assert!(matches!(KEYS[COUNTS + 4].1, Kind::Count(_)));
         assert!(!matches!(KEYS[COUNTS + 5].1, Kind::Count(_)));
     }

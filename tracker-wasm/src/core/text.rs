@@ -16,8 +16,7 @@ pub(super) fn push_digit(out: &mut String, d: u8) {
 /// `s` cut at the first `sep`: what is before it and what is after it.
 pub fn cut(s: &str, sep: u8) -> Option<(&str, &str)> {
     let i = s.bytes().position(|b| b == sep)?;
-    let (head, tail) = s.split_at_checked(i)?;
-    Some((head, tail.get(1..)?))
+    Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
 /// The pieces of `s` between the `sep` bytes (`str::split` for an ASCII separator).

@@ -46,7 +46,7 @@ extern "C" {
     pub(crate) fn flush() -> JsValue;
     /// Queues a flush of the tracker's own, unless one is waiting already.
     pub(crate) fn wake();
-    pub(crate) fn report(kind: u32, text: &str);
+    pub(crate) fn report(text: &str);
     pub(crate) fn log(warn: bool, message: &str);
 }
 

@@ -384,7 +384,7 @@ fn report_error(code: &str, message: &str, status: Option<u16>, events: u32) {
         text.push(char::from(FIELD));
         push_int(&mut text, i64::from(status));
     }
-    host::report(1, &text);
+    host::report(&text);
 }
 
 /// How long changes wait before they are written to storage, so a burst of events costs one
@@ -469,26 +469,19 @@ fn next_batch(first: bool) -> Option<String> {
     .flatten()
 }
 
-/// Counts of one batch as the page sees them, in `host.js`'s order: batches, accepted,
-/// duplicates, rejected, retrying, dropped.
-const ACCEPTED: usize = 1;
-const RETRYING: usize = 4;
-const DROPPED: usize = 5;
-
-/// Ingest's answer to batch `id`, as `generation\nstatus\nretry-after\naccepted\nduplicates
-/// \nrejected\nbody`: settles the batch and returns its counts, space-separated, for the flush
-/// and `onBatch`. Nothing for a batch of an earlier `init()`, which is not reported to the
-/// later one.
+/// Ingest's answer to batch `id`, as `generation\nstatus\nretry-after\nbody`: settles the
+/// batch and says how it went, for the flush's counts and `onBatch`: "0" delivered, "1" to be
+/// retried, "2" dropped. Nothing for a batch of an earlier `init()`, which is not reported to
+/// the later one.
 fn answered(id: u32, text: &str) -> Option<String> {
-    let fields: [&str; 7] = crate::core::fields(text, b'\n');
-    let number = |i: usize| {
-        parse_int(fields[i])
+    let [generation, status, retry_after, body] = crate::core::fields(text, b'\n');
+    let number = |s: &str| {
+        parse_int(s)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(0)
     };
-    let (generation, status) = (number(0), number(1) as u16);
-    let retry_after = parse_retry_after(fields[2]);
-    let body = fields[6];
+    let (generation, status) = (number(generation), number(status) as u16);
+    let retry_after = parse_retry_after(retry_after);
     let (delivery, count) = with_state(|s| {
         if s.generation != generation {
             return None;
@@ -499,31 +492,19 @@ fn answered(id: u32, text: &str) -> Option<String> {
         Some((delivery, count as u32))
     })
     .flatten()?;
-    let mut counts = [1, 0, 0, 0, 0, 0];
-    match delivery {
-        Delivery::Delivered => {
-            for (i, slot) in counts[ACCEPTED..=3].iter_mut().enumerate() {
-                *slot = number(3 + i);
-            }
-        }
-        Delivery::Retry => counts[RETRYING] = count,
+    let outcome = match delivery {
+        Delivery::Delivered => "0",
+        Delivery::Retry => "1",
         Delivery::Drop => {
-            counts[DROPPED] = count;
             let mut message = counted("ingest refused ", count, " events with HTTP ");
             push_int(&mut message, i64::from(status));
             let message = [&message, ": ", body, "; they are dropped"].concat();
             warn(&message);
             report_error("refused", &message, Some(status), count);
+            "2"
         }
-    }
-    let mut line = String::new();
-    for (i, n) in counts.into_iter().enumerate() {
-        if i > 0 {
-            line.push(' ');
-        }
-        push_int(&mut line, i64::from(n));
-    }
-    Some(line)
+    };
+    Some(outcome.to_owned())
 }
 
 /// The page is going away or to the background: hand everything queued to `sendBeacon` in
