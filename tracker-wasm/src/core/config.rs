@@ -348,10 +348,12 @@ fn whole(i: usize, v: &str) -> Result<u32, ConfigError> {
     };
     match parse_int(v) {
         Some(n) if n >= i64::from(min) && n <= i64::from(u32::MAX) => Ok(n as u32),
-        _ if min == 0 => Err(ConfigError(["`", key, "` must be a whole number"].concat())),
-        _ => Err(ConfigError(
-            ["`", key, "` must be a whole number of at least 1"].concat(),
-        )),
+        _ => {
+            let least = if min > 0 { " of at least 1" } else { "" };
+            Err(ConfigError(
+                ["`", key, "` must be a whole number", least].concat(),
+            ))
+        }
     }
 }
 
@@ -361,27 +363,20 @@ fn origins(i: usize, list: Option<&str>) -> Result<Vec<String>, ConfigError> {
     let key = KEYS[i].0;
     let mut out = Vec::new();
     for item in pieces(list.unwrap_or(""), ITEM).filter(|v| !v.is_empty()) {
-        match item.strip_prefix("s") {
-            Some(o) if is_origin(o) => out.push(o.to_owned()),
-            Some(o) => {
-                return Err(ConfigError(
-                    [
-                        "`",
-                        key,
-                        "` holds origins like 'https://app.example.com' (no path, no trailing slash), not '",
-                        o,
-                        "'",
-                    ]
-                    .concat(),
-                ));
-            }
+        let text = item.strip_prefix("s");
+        match text.filter(|o| is_origin(o)) {
+            Some(o) => out.push(o.to_owned()),
             None => {
+                let got = match text {
+                    Some(o) => ["'", o, "'"].concat(),
+                    None => noun(item.as_bytes()[0]).to_owned(),
+                };
                 return Err(ConfigError(
                     [
                         "`",
                         key,
-                        "` must be an array of origin strings, not of ",
-                        noun(item.bytes().next().unwrap_or(b'a')),
+                        "` holds origins like 'https://app.example.com' (no path, no trailing slash), not ",
+                        &got,
                     ]
                     .concat(),
                 ));
@@ -512,7 +507,7 @@ mod tests {
             (
                 "hostOrigins",
                 "ln1",
-                "array of origin strings, not of a number",
+                "(no path, no trailing slash), not a number",
             ),
             ("endpoint", "s/v1/events", "absolute"),
             ("clientKey", "s", "clientKey"),
