@@ -222,21 +222,10 @@ impl std::fmt::Display for EventError {
 impl std::error::Error for EventError {}
 
 /// Decimal digits of a count, without `core::fmt`.
-fn decimal(mut v: usize) -> String {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    digits[i..]
-        .iter()
-        .map(|&d| crate::time::digit(d.into()))
-        .collect()
+fn decimal(v: usize) -> String {
+    let mut out = String::new();
+    crate::time::push_digits(&mut out, v as u64, 1);
+    out
 }
 
 /// Why a whole batch was refused: nothing in it can be read as events.

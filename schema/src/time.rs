@@ -133,20 +133,20 @@ impl Timestamp {
         let secs = ms.div_euclid(1000);
         let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
         let (y, m, d) = civil_from_days(days);
-        push_digits(out, y, 4);
+        push_digits(out, y as u64, 4);
         out.push_str("-");
-        push_digits(out, m, 2);
+        push_digits(out, m as u64, 2);
         out.push_str("-");
-        push_digits(out, d, 2);
+        push_digits(out, d as u64, 2);
         out.push_str("T");
-        push_digits(out, sod / 3600, 2);
+        push_digits(out, (sod / 3600) as u64, 2);
         out.push_str(":");
-        push_digits(out, sod / 60 % 60, 2);
+        push_digits(out, (sod / 60 % 60) as u64, 2);
         out.push_str(":");
-        push_digits(out, sod % 60, 2);
+        push_digits(out, (sod % 60) as u64, 2);
         if millis != 0 {
             out.push_str(".");
-            push_digits(out, millis, 3);
+            push_digits(out, millis as u64, 3);
         }
         out.push_str("Z");
     }
@@ -172,15 +172,17 @@ impl serde::Serialize for Timestamp {
 
 /// A decimal digit as a string: pushing one needs no UTF-8 encoding of a `char` (the browser
 /// tracker carries this code).
-pub(crate) fn digit(d: usize) -> &'static str {
+fn digit(d: usize) -> &'static str {
     const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
     DIGITS[d % 10]
 }
 
-fn push_digits(out: &mut String, n: i64, width: u32) {
-    let mut div = 10i64.pow(width - 1);
+/// Writes `n` in decimal, zero-padded to `width` digits (the fields of a timestamp are never
+/// negative: it is clamped to the years 0000 to 9999 first).
+pub(crate) fn push_digits(out: &mut String, n: u64, width: u32) {
+    let mut div = 10u64.pow(width - 1);
     // Years past 9999 keep all their digits rather than wrapping.
-    while div * 10 <= n {
+    while div <= n / 10 {
         div *= 10;
     }
     while div > 0 {
