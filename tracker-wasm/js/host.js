@@ -15,7 +15,9 @@ const IMPRESSIONS = "[data-pf-impression-id],[data-pf-fxcid]";
 const SEND_TIMEOUT_MS = 30000;
 
 let dispatch;
+/** The page's `onBatch` and `onError`: of the configuration in force, and of the one read last. */
 let callbacks = {};
+let pending = {};
 /** The last flush started: each starts when the one before it is done. */
 let flushes = Promise.resolve();
 /** A flush of the tracker's own is waiting to start. */
@@ -208,9 +210,13 @@ function value(v) {
   return Array.isArray(v) ? "l" + v.map(value).join(L) : "o";
 }
 
-/** `init()`'s argument as `key\x1fvalue\x1d…` (`autocapture: {…}` as `autocapture.key`). */
+/**
+ * `init()`'s argument as `key\x1fvalue\x1d…` (`autocapture: {…}` as `autocapture.key`). Its
+ * callbacks are kept for `open`, which the Rust side calls if it accepts the rest.
+ */
 export function options(config) {
   if (config === null || typeof config !== "object") return undefined;
+  pending = { onBatch: config.onBatch, onError: config.onError };
   const out = [];
   for (const [k, v] of Object.entries(config)) {
     if (k === "autocapture" && v !== null && typeof v === "object" && !Array.isArray(v)) {
@@ -222,10 +228,6 @@ export function options(config) {
   return out.join(G);
 }
 
-/** Keeps the page's `onBatch` and `onError` of a configuration that was accepted. */
-export function useCallbacks(config) {
-  callbacks = { onBatch: config.onBatch, onError: config.onError };
-}
 
 const TRACK_OPTIONS = ["eventMeta", "relatedEntities", "timestamp", "impressionId", "fxcid"];
 
@@ -321,12 +323,15 @@ function set(kind, key, value) {
 const warn = (message) => log(true, message);
 
 /**
- * Uses `kind`'s storage under `clientKey`'s names (`pf_<clientKey>`, and per-tab queues
- * `pf_<clientKey>_q_<tab>`); empties it when tracking is `refused`.
+ * Starts a configuration (the one `options` read last, which the Rust side accepted): sends to
+ * `endpoint`, tells its callbacks, and uses `kind`'s storage under `clientKey`'s names
+ * (`pf_<clientKey>`, and per-tab queues `pf_<clientKey>_q_<tab>`); empties it when tracking is
+ * `refused`.
  */
-export function open(kind, clientKey, refused, debug) {
+export function open(kind, clientKey, endpoint, refused, debug) {
   const name = "pf_" + clientKey;
-  store = { kind, identity: name, prefix: name + "_q_", slot: "pf_tab_" + clientKey };
+  store = { kind, endpoint, identity: name, prefix: name + "_q_", slot: "pf_tab_" + clientKey };
+  callbacks = pending;
   verbose = debug;
   if (refused) forget();
 }
@@ -460,8 +465,8 @@ async function sendAll() {
   for (let first = 1; ; first = 0) {
     const next = dispatch(NEXT, first);
     if (next === undefined) break;
-    const [generation, id, count, keepalive, url, body] = next.split(F);
-    const [status, retryAfter, text, ...ingested] = await post(url, body, keepalive === "1");
+    const [generation, id, count, keepalive, body] = next.split(F);
+    const [status, retryAfter, text, ...ingested] = await post(store.endpoint, body, keepalive === "1");
     if (verbose) log(false, "sent " + count + " events: HTTP " + status + " " + text);
     // Delivered (0): what ingest counted; to be retried (1) or dropped (2): the batch.
     const outcome = dispatch(ANSWER, +id, [generation, status, retryAfter, text].join("\n"));
@@ -499,7 +504,8 @@ function post(url, body, keepalive) {
 }
 
 /** Hands a batch over for after the page has gone: `sendBeacon`, else a keepalive fetch. */
-export function beacon(url, body) {
+export function beacon(body) {
+  const url = store.endpoint;
   return attempt(() => {
     if (navigator.sendBeacon) return navigator.sendBeacon(url, body);
     fetch(url, { method: "POST", body, keepalive: true }).catch(() => {});

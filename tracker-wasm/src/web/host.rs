@@ -12,14 +12,13 @@ extern "C" {
     pub(crate) fn random(bytes: &mut [u8]);
     /// `init()`'s argument as `key\x1fvalue\x1d…`; `None` when it is not an object.
     pub(crate) fn options(config: &JsValue) -> Option<String>;
-    #[wasm_bindgen(js_name = useCallbacks)]
-    pub(crate) fn use_callbacks(config: &JsValue);
     /// A `track()` call as `type\x1faction\x1fmeta\x1fts\x1fentities`, or `!` and the error.
     #[wasm_bindgen(js_name = readEvent)]
     pub(crate) fn read_event(event_type: &JsValue, action: &JsValue, options: &JsValue) -> String;
-    /// Uses `kind`'s storage (0 `localStorage`, 1 cookie, 2 memory) under `client_key`'s
-    /// names; empties it when tracking is `refused`.
-    pub(crate) fn open(kind: u32, client_key: &str, refused: bool, debug: bool);
+    /// Starts the configuration `options` read last: sends to `endpoint`, tells its
+    /// callbacks, uses `kind`'s storage (0 `localStorage`, 1 cookie, 2 memory) under
+    /// `client_key`'s names; empties it when tracking is `refused`.
+    pub(crate) fn open(kind: u32, client_key: &str, endpoint: &str, refused: bool, debug: bool);
     /// The identity line in storage now (another tab may have written it).
     pub(crate) fn stored() -> Option<String>;
     /// Writes what changed: the identity line, this tab's queue ("" removes it).
@@ -32,7 +31,7 @@ extern "C" {
     pub(crate) fn adopt();
     pub(crate) fn timer(tag: u32, ms: f64) -> f64;
     pub(crate) fn clear(handle: f64);
-    pub(crate) fn beacon(url: &str, body: &str) -> bool;
+    pub(crate) fn beacon(body: &str) -> bool;
     pub(crate) fn online() -> bool;
     pub(crate) fn dnt() -> bool;
     /// The `page.viewed` line of the page now, "" when it is the page last viewed (unless

@@ -163,7 +163,13 @@ pub(crate) fn init(config: crate::core::Config) {
         crate::core::Storage::Cookie => 1,
         crate::core::Storage::Memory => 2,
     };
-    host::open(kind, &config.client_key, refused, config.debug);
+    host::open(
+        kind,
+        &config.client_key,
+        &config.endpoint,
+        refused,
+        config.debug,
+    );
     let stored = if refused { None } else { host::stored() };
     let switches = config.autocapture;
     let tracker = Tracker::new(config, BrowserClock, BrowserEntropy, stored.as_deref(), dnt);
@@ -435,8 +441,8 @@ pub(crate) fn flush() -> JsValue {
     host::flush()
 }
 
-/// The next batch for `host.js` to send, as `generation\x1fid\x1fcount\x1fkeepalive\x1fendpoint
-/// \x1fbody`; nothing while offline, or when nothing may be sent. Taking a batch leaves the
+/// The next batch for `host.js` to send (to the endpoint `host::open` gave it), as
+/// `generation\x1fid\x1fcount\x1fkeepalive\x1fbody`; nothing while offline, or when nothing may be sent. Taking a batch leaves the
 /// stored queue as it was: in-flight events stay in it until ingest has answered.
 fn next_batch(first: bool) -> Option<String> {
     with_state(|s| {
@@ -460,8 +466,6 @@ fn next_batch(first: bool) -> Option<String> {
         } else {
             '0'
         });
-        line.push(char::from(FIELD));
-        line.push_str(&s.tracker.config().endpoint);
         line.push(char::from(FIELD));
         line.push_str(&batch.body);
         Some(line)
@@ -517,11 +521,10 @@ fn send_beacons() {
             persist(s);
             return (0, 0);
         }
-        let endpoint = s.tracker.config().endpoint.clone();
         let batches = s.tracker.beacon_batches();
         let mut taken = 0;
         for b in &batches {
-            let ok = host::beacon(&endpoint, &b.body);
+            let ok = host::beacon(&b.body);
             taken += u32::from(ok);
             s.tracker.beaconed(b.id, ok);
         }

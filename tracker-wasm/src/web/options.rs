@@ -5,13 +5,11 @@ use wasm_bindgen::JsValue;
 use super::host::{self, ITEM, RECORD, fields};
 use crate::core::{Config, ConfigError, EntityRef, EventInput, cut, parse_int, pieces};
 
-/// Reads `init()`'s argument; the error names the key at fault. The page's callbacks are
-/// taken only from a configuration that is valid.
+/// Reads `init()`'s argument; the error names the key at fault. (`host.js` keeps its
+/// callbacks, and uses them once [`super::init`] opens the configuration.)
 pub(crate) fn read_config(config: &JsValue) -> Result<Config, ConfigError> {
     let flat = host::options(config).ok_or_else(|| ConfigError("expected an object".into()))?;
-    let parsed = Config::parse(&flat)?;
-    host::use_callbacks(config);
-    Ok(parsed)
+    Config::parse(&flat)
 }
 
 /// A `track()` call read out of JS values.
