@@ -228,7 +228,6 @@ export function options(config) {
   return out.join(G);
 }
 
-
 const TRACK_OPTIONS = ["eventMeta", "relatedEntities", "timestamp", "impressionId", "fxcid"];
 
 /**
