@@ -20,20 +20,8 @@ pub enum EventError {
     UnknownField {
         field: String,
     },
-    Empty {
-        field: String,
-    },
-    TooLong {
-        field: String,
-        len: usize,
-        limit: usize,
-    },
-    NotSnakeCase {
-        field: String,
-    },
-    InvalidCharacters {
-        field: String,
-    },
+    /// A name or id, or a key or string of `event_meta`, breaks one of [`FieldError`]'s rules.
+    Field(FieldError),
     InvalidTimestamp {
         field: String,
         reason: String,
@@ -72,10 +60,7 @@ impl EventError {
                 ["field `", field, "` must be ", expected].concat()
             }
             EventError::UnknownField { field } => ["unknown field `", field, "`"].concat(),
-            EventError::Empty { field } => empty(field),
-            EventError::TooLong { field, len, limit } => too_long(field, *len, *limit),
-            EventError::NotSnakeCase { field } => not_snake_case(field),
-            EventError::InvalidCharacters { field } => invalid_characters(field),
+            EventError::Field(e) => e.message(),
             EventError::InvalidTimestamp { field, reason } => {
                 ["field `", field, "` is not an RFC 3339 timestamp: ", reason].concat()
             }
@@ -114,10 +99,7 @@ impl EventError {
             EventError::Missing { .. } => "missing_field",
             EventError::WrongType { .. } => "wrong_type",
             EventError::UnknownField { .. } => "unknown_field",
-            EventError::Empty { .. } => "empty",
-            EventError::TooLong { .. } => "too_long",
-            EventError::NotSnakeCase { .. } => "not_snake_case",
-            EventError::InvalidCharacters { .. } => "invalid_characters",
+            EventError::Field(e) => e.code(),
             EventError::InvalidTimestamp { .. } => "invalid_timestamp",
             EventError::TooDeep { .. } => "too_deep",
             EventError::TooManyKeys { .. } => "too_many_keys",
@@ -127,9 +109,10 @@ impl EventError {
     }
 }
 
-/// What is wrong with one name or id: the rules of [`check_name`](crate::check_name) and
-/// [`check_id`](crate::check_id), which the browser tracker applies too. A type of its own so
-/// that the tracker links the words of these four rules only, not every rule's.
+/// What is wrong with one field: the rules of [`check_name`](crate::check_name) and
+/// [`check_id`](crate::check_id), which the browser tracker applies too, and the lengths of
+/// `event_meta`'s keys and strings. A type of its own so that the tracker links the words of
+/// these four rules only, not every rule's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldError {
     Empty {
@@ -149,25 +132,48 @@ pub enum FieldError {
 }
 
 impl FieldError {
-    /// The same words as the [`EventError`] it becomes.
+    /// What is wrong, in words, without `core::fmt` (as [`EventError::message`]).
     pub fn message(&self) -> String {
         match self {
-            FieldError::Empty { field } => empty(field),
-            FieldError::TooLong { field, len, limit } => too_long(field, *len, *limit),
-            FieldError::NotSnakeCase { field } => not_snake_case(field),
-            FieldError::InvalidCharacters { field } => invalid_characters(field),
+            FieldError::Empty { field } => ["field `", field, "` must not be empty"].concat(),
+            FieldError::TooLong { field, len, limit } => [
+                "field `",
+                field,
+                "` is ",
+                &decimal(*len),
+                " characters long, over the limit of ",
+                &decimal(*limit),
+            ]
+            .concat(),
+            FieldError::NotSnakeCase { field } => [
+                "field `",
+                field,
+                "` must be lower_snake_case: a-z first, then a-z, 0-9 or _",
+            ]
+            .concat(),
+            FieldError::InvalidCharacters { field } => [
+                "field `",
+                field,
+                "` must not contain whitespace or control characters",
+            ]
+            .concat(),
+        }
+    }
+
+    /// The stable machine-readable code of the rule, as ingest reports it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FieldError::Empty { .. } => "empty",
+            FieldError::TooLong { .. } => "too_long",
+            FieldError::NotSnakeCase { .. } => "not_snake_case",
+            FieldError::InvalidCharacters { .. } => "invalid_characters",
         }
     }
 }
 
 impl From<FieldError> for EventError {
     fn from(e: FieldError) -> EventError {
-        match e {
-            FieldError::Empty { field } => EventError::Empty { field },
-            FieldError::TooLong { field, len, limit } => EventError::TooLong { field, len, limit },
-            FieldError::NotSnakeCase { field } => EventError::NotSnakeCase { field },
-            FieldError::InvalidCharacters { field } => EventError::InvalidCharacters { field },
-        }
+        EventError::Field(e)
     }
 }
 
@@ -178,40 +184,6 @@ impl std::fmt::Display for FieldError {
 }
 
 impl std::error::Error for FieldError {}
-
-fn empty(field: &str) -> String {
-    ["field `", field, "` must not be empty"].concat()
-}
-
-fn too_long(field: &str, len: usize, limit: usize) -> String {
-    [
-        "field `",
-        field,
-        "` is ",
-        &decimal(len),
-        " characters long, over the limit of ",
-        &decimal(limit),
-    ]
-    .concat()
-}
-
-fn not_snake_case(field: &str) -> String {
-    [
-        "field `",
-        field,
-        "` must be lower_snake_case: a-z first, then a-z, 0-9 or _",
-    ]
-    .concat()
-}
-
-fn invalid_characters(field: &str) -> String {
-    [
-        "field `",
-        field,
-        "` must not contain whitespace or control characters",
-    ]
-    .concat()
-}
 
 impl std::fmt::Display for EventError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -288,11 +260,11 @@ mod tests {
         for v in [0, 7, 10, 32_768, usize::MAX] {
             assert_eq!(decimal(v), v.to_string());
         }
-        let e = EventError::TooLong {
+        let e = EventError::from(FieldError::TooLong {
             field: "action".into(),
             len: 129,
             limit: 128,
-        };
+        });
         assert_eq!(
             e.to_string(),
             "field `action` is 129 characters long, over the limit of 128"

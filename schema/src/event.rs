@@ -369,15 +369,16 @@ fn check_object(
         }
         let field = path(at, k);
         if k.is_empty() {
-            return Err(EventError::Empty { field });
+            return Err(FieldError::Empty { field }.into());
         }
         let len = char_count(k);
         if len > MAX_NAME_LEN {
-            return Err(EventError::TooLong {
+            return Err(FieldError::TooLong {
                 field,
                 len,
                 limit: MAX_NAME_LEN,
-            });
+            }
+            .into());
         }
         check_value(v, &field, depth, keys)?;
     }
@@ -389,11 +390,12 @@ fn check_value(v: &Value, at: &str, depth: usize, keys: &mut usize) -> Result<()
         Value::String(s) => {
             let len = char_count(s);
             if len > MAX_STRING_LEN {
-                return Err(EventError::TooLong {
+                return Err(FieldError::TooLong {
                     field: at.into(),
                     len,
                     limit: MAX_STRING_LEN,
-                });
+                }
+                .into());
             }
             Ok(())
         }
