@@ -491,6 +491,20 @@ mod tests {
         assert_eq!(KEYS[SWITCHES].0, "autocapture.pageViews");
         assert_eq!(KEYS[COUNTS].0, "sessionTimeoutMinutes");
         assert_eq!(KEYS[CONSENT].0, "consent");
+        // The other places `Config::parse` reads by index.
+        for (i, key) in [
+            (0, "clientKey"),
+            (1, "endpoint"),
+            (2, "clientRef"),
+            (3, "storage"),
+            (9, "debug"),
+            (10, "respectDoNotTrack"),
+            (14, "autocapture"),
+            (15, "iframeOrigins"),
+            (16, "hostOrigins"),
+        ] {
+            assert_eq!(KEYS[i].0, key);
+        }
         assert!(matches!(KEYS[COUNTS + 4].1, Kind::Count(_)));
         assert!(!matches!(KEYS[COUNTS + 5].1, Kind::Count(_)));
     }
