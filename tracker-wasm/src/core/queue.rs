@@ -46,12 +46,11 @@ impl Queue {
 
     /// Puts a batch that could not be delivered back in front, in its original order; what
     /// no longer fits under the bound is dropped (oldest first) and counted.
-    pub fn requeue(&mut self, batch: Vec<String>) {
+    pub fn requeue(&mut self, mut batch: Vec<String>) {
         let room = self.capacity.saturating_sub(self.events.len());
         let over = batch.len().saturating_sub(room);
         self.dropped += over as u64;
-        let mut kept = batch;
-        let mut kept = kept.split_off(over.min(kept.len()));
+        let mut kept = batch.split_off(over);
         self.bytes += kept.iter().map(String::len).sum::<usize>();
         kept.append(&mut self.events);
         self.events = kept;
