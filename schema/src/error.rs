@@ -132,6 +132,17 @@ pub enum FieldError {
 }
 
 impl FieldError {
+    /// The same error named for `field` (a nested field's path is written only once it fails).
+    pub fn at(mut self, field: String) -> FieldError {
+        match &mut self {
+            FieldError::Empty { field: f }
+            | FieldError::TooLong { field: f, .. }
+            | FieldError::NotSnakeCase { field: f }
+            | FieldError::InvalidCharacters { field: f } => *f = field,
+        }
+        self
+    }
+
     /// What is wrong, in words, without `core::fmt` (as [`EventError::message`]).
     pub fn message(&self) -> String {
         match self {

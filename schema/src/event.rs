@@ -25,9 +25,10 @@ pub struct Event {
 /// A tradeable entity (or other object) an interaction concerns, such as `ticker:AAPL`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entity {
+    // Fields in alphabetical order, as ingest's log writes every object's keys.
+    pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -137,29 +138,29 @@ impl Event {
             "related_entities",
             "channel_meta",
         ];
-        reject_unknown(&obj, &FIELDS, "")?;
-        let client_key = id(&mut obj, "client_key", "")?;
-        let event_id = id(&mut obj, "event_id", "")?;
-        let created_at = take_str(&mut obj, "created_at", "")?;
+        reject_unknown(&obj, &FIELDS, None)?;
+        let client_key = id(&mut obj, "client_key", None)?;
+        let event_id = id(&mut obj, "event_id", None)?;
+        let created_at = take_str(&mut obj, "created_at", None)?;
         let created_at =
             Timestamp::parse(&created_at).map_err(|e| EventError::InvalidTimestamp {
                 field: "created_at".into(),
                 reason: e.to_string(),
             })?;
-        let event_type = name(take_str(&mut obj, "event_type", "")?, "event_type")?;
-        let action = name(take_str(&mut obj, "action", "")?, "action")?;
+        let event_type = name(take_str(&mut obj, "event_type", None)?, "event_type")?;
+        let action = name(take_str(&mut obj, "action", None)?, "action")?;
         let event_meta = match obj.remove("event_meta") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(meta)) => {
                 check_meta(&meta)?;
                 meta
             }
-            Some(_) => return Err(wrong_type("event_meta", "an object")),
+            Some(_) => return Err(wrong_type(At::Field("event_meta"), "an object")),
         };
         let related_entities = match obj.remove("related_entities") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => entities(items)?,
-            Some(_) => return Err(wrong_type("related_entities", "an array")),
+            Some(_) => return Err(wrong_type(At::Field("related_entities"), "an array")),
         };
         let channel_meta = match obj.remove("channel_meta") {
             None => {
@@ -168,7 +169,7 @@ impl Event {
                 });
             }
             Some(Value::Object(cm)) => channel_meta(cm)?,
-            Some(_) => return Err(wrong_type("channel_meta", "an object")),
+            Some(_) => return Err(wrong_type(At::Field("channel_meta"), "an object")),
         };
         Ok(Event {
             client_key,
@@ -183,17 +184,36 @@ impl Event {
     }
 }
 
-fn path(prefix: &str, field: &str) -> String {
-    if prefix.is_empty() {
-        field.to_owned()
-    } else {
-        format!("{prefix}.{field}")
+/// Where a value sits in an event, such as `related_entities[2].id`: written out only when
+/// an error names it, so a valid event costs no string for it.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Field(&'a str),
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Field(name) => f.write_str(name),
+            At::Key(parent, key) => write!(f, "{parent}.{key}"),
+            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
     }
 }
 
-fn wrong_type(field: &str, expected: &'static str) -> EventError {
+/// `field` of the object at `parent`, or of the event itself.
+fn child<'a>(parent: Option<&'a At<'a>>, field: &'a str) -> At<'a> {
+    match parent {
+        None => At::Field(field),
+        Some(p) => At::Key(p, field),
+    }
+}
+
+fn wrong_type(at: At<'_>, expected: &'static str) -> EventError {
     EventError::WrongType {
-        field: field.into(),
+        field: at.to_string(),
         expected,
     }
 }
@@ -201,29 +221,37 @@ fn wrong_type(field: &str, expected: &'static str) -> EventError {
 fn reject_unknown(
     obj: &Map<String, Value>,
     known: &[&str],
-    prefix: &str,
+    parent: Option<&At<'_>>,
 ) -> Result<(), EventError> {
     match obj.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(EventError::UnknownField {
-            field: path(prefix, k),
+            field: child(parent, k).to_string(),
         }),
         None => Ok(()),
     }
 }
 
-fn take_str(obj: &mut Map<String, Value>, field: &str, prefix: &str) -> Result<String, EventError> {
+fn take_str(
+    obj: &mut Map<String, Value>,
+    field: &str,
+    parent: Option<&At<'_>>,
+) -> Result<String, EventError> {
     match obj.remove(field) {
         None | Some(Value::Null) => Err(EventError::Missing {
-            field: path(prefix, field),
+            field: child(parent, field).to_string(),
         }),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(wrong_type(&path(prefix, field), "a string")),
+        Some(_) => Err(wrong_type(child(parent, field), "a string")),
     }
 }
 
-fn id(obj: &mut Map<String, Value>, field: &str, prefix: &str) -> Result<String, EventError> {
-    let s = take_str(obj, field, prefix)?;
-    check_id(&s, &path(prefix, field))?;
+fn id(
+    obj: &mut Map<String, Value>,
+    field: &str,
+    parent: Option<&At<'_>>,
+) -> Result<String, EventError> {
+    let s = take_str(obj, field, parent)?;
+    check_id(&s, field).map_err(|e| e.at(child(parent, field).to_string()))?;
     Ok(s)
 }
 
@@ -313,31 +341,36 @@ fn entities(items: Vec<Value>) -> Result<Vec<Entity>, EventError> {
             limit: MAX_ENTITIES,
         });
     }
+    let list = At::Field("related_entities");
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let at = format!("related_entities[{i}]");
+            let at = At::Index(&list, i);
             let Value::Object(mut obj) = item else {
-                return Err(wrong_type(&at, "an object"));
+                return Err(wrong_type(at, "an object"));
             };
-            reject_unknown(&obj, &["type", "id"], &at)?;
-            let kind = take_str(&mut obj, "type", &at)?;
-            check_name(&kind, &path(&at, "type"))?;
-            let id = id(&mut obj, "id", &at)?;
-            Ok(Entity { kind, id })
+            reject_unknown(&obj, &["type", "id"], Some(&at))?;
+            let kind = take_str(&mut obj, "type", Some(&at))?;
+            check_name(&kind, "type").map_err(|e| e.at(At::Key(&at, "type").to_string()))?;
+            let id = id(&mut obj, "id", Some(&at))?;
+            Ok(Entity { id, kind })
         })
         .collect()
 }
 
 fn channel_meta(mut obj: Map<String, Value>) -> Result<ChannelMeta, EventError> {
-    let at = "channel_meta";
-    reject_unknown(&obj, &["session_id", "client_ref", "anonymous_id"], at)?;
-    let session_id = id(&mut obj, "session_id", at)?;
+    let at = At::Field("channel_meta");
+    reject_unknown(
+        &obj,
+        &["session_id", "client_ref", "anonymous_id"],
+        Some(&at),
+    )?;
+    let session_id = id(&mut obj, "session_id", Some(&at))?;
     let mut optional = |field: &str| -> Result<Option<String>, EventError> {
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(_) => id(&mut obj, field, at).map(Some),
+            Some(_) => id(&mut obj, field, Some(&at)).map(Some),
         }
     };
     let client_ref = optional("client_ref")?;
@@ -351,12 +384,12 @@ fn channel_meta(mut obj: Map<String, Value>) -> Result<ChannelMeta, EventError> 
 
 fn check_meta(meta: &Map<String, Value>) -> Result<(), EventError> {
     let mut keys = 0;
-    check_object(meta, "event_meta", 1, &mut keys)
+    check_object(meta, &At::Field("event_meta"), 1, &mut keys)
 }
 
 fn check_object(
     obj: &Map<String, Value>,
-    at: &str,
+    at: &At<'_>,
     depth: usize,
     keys: &mut usize,
 ) -> Result<(), EventError> {
@@ -367,31 +400,34 @@ fn check_object(
                 limit: MAX_META_KEYS,
             });
         }
-        let field = path(at, k);
+        let here = At::Key(at, k);
         if k.is_empty() {
-            return Err(FieldError::Empty { field }.into());
+            return Err(FieldError::Empty {
+                field: here.to_string(),
+            }
+            .into());
         }
         let len = char_count(k);
         if len > MAX_NAME_LEN {
             return Err(FieldError::TooLong {
-                field,
+                field: here.to_string(),
                 len,
                 limit: MAX_NAME_LEN,
             }
             .into());
         }
-        check_value(v, &field, depth, keys)?;
+        check_value(v, &here, depth, keys)?;
     }
     Ok(())
 }
 
-fn check_value(v: &Value, at: &str, depth: usize, keys: &mut usize) -> Result<(), EventError> {
+fn check_value(v: &Value, at: &At<'_>, depth: usize, keys: &mut usize) -> Result<(), EventError> {
     match v {
         Value::String(s) => {
             let len = char_count(s);
             if len > MAX_STRING_LEN {
                 return Err(FieldError::TooLong {
-                    field: at.into(),
+                    field: at.to_string(),
                     len,
                     limit: MAX_STRING_LEN,
                 }
@@ -402,7 +438,7 @@ fn check_value(v: &Value, at: &str, depth: usize, keys: &mut usize) -> Result<()
         Value::Object(obj) => {
             if depth + 1 > MAX_META_DEPTH {
                 return Err(EventError::TooDeep {
-                    field: at.into(),
+                    field: at.to_string(),
                     limit: MAX_META_DEPTH,
                 });
             }
@@ -411,14 +447,14 @@ fn check_value(v: &Value, at: &str, depth: usize, keys: &mut usize) -> Result<()
         Value::Array(items) => {
             if depth + 1 > MAX_META_DEPTH {
                 return Err(EventError::TooDeep {
-                    field: at.into(),
+                    field: at.to_string(),
                     limit: MAX_META_DEPTH,
                 });
             }
             items
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, item)| check_value(item, &format!("{at}[{i}]"), depth + 1, keys))
+                .try_for_each(|(i, item)| check_value(item, &At::Index(at, i), depth + 1, keys))
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
     }

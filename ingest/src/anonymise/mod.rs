@@ -13,9 +13,10 @@ pub mod vault;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use schema::{Event, Timestamp};
+use schema::{Entity, Event, Timestamp};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use self::pseudonym::{Kind, Pseudonymiser, pseudonymise};
 use self::user_agent::Agent;
@@ -56,30 +57,57 @@ pub fn anonymise(
     for e in &event.related_entities {
         input = input.with_entity(&e.kind, &e.id);
     }
-    let payload = json!({
-        "event_id": event.event_id,
-        "event_time": Timestamp(event_time),
-        "created_at": event.created_at,
-        "received_at": Timestamp(received_at),
-        "event_type": event.event_type,
-        "action": event.action,
-        "event_meta": meta,
-        "related_entities": event.related_entities,
-        "channel_meta": { "session_id": session_id, "user_id": user_id, "anonymous_id": anonymous_id },
-        "context": agent,
-    });
+    let payload = Payload {
+        action: &event.action,
+        channel_meta: PayloadChannel {
+            anonymous_id: anonymous_id.as_deref(),
+            session_id: &session_id,
+            user_id: user_id.as_deref(),
+        },
+        context: agent,
+        created_at: event.created_at,
+        event_id: &event.event_id,
+        event_meta: &meta,
+        event_time: Timestamp(event_time),
+        event_type: &event.event_type,
+        received_at: Timestamp(received_at),
+        related_entities: &event.related_entities,
+    };
+    let payload = serde_json::to_string(&payload).expect("a payload of strings, numbers and maps");
     let stored = StoredEvent {
-        event_id: event.event_id.clone(),
-        event_type: event.event_type.clone(),
-        action: event.action.clone(),
+        event_id: event.event_id,
+        event_type: event.event_type,
+        action: event.action,
         event_time,
         created_at: event.created_at.0,
         sent_at: sent_at.map(|t| t.0),
         user_id,
         session_id,
-        payload: payload.to_string(),
+        payload,
     };
     (stored, input)
+}
+
+/// The log's JSON of an event, keys in alphabetical order (the order the log has always had).
+#[derive(Serialize)]
+struct Payload<'a> {
+    action: &'a str,
+    channel_meta: PayloadChannel<'a>,
+    context: Agent,
+    created_at: Timestamp,
+    event_id: &'a str,
+    event_meta: &'a Map<String, Value>,
+    event_time: Timestamp,
+    event_type: &'a str,
+    received_at: Timestamp,
+    related_entities: &'a [Entity],
+}
+
+#[derive(Serialize)]
+struct PayloadChannel<'a> {
+    anonymous_id: Option<&'a str>,
+    session_id: &'a str,
+    user_id: Option<&'a str>,
 }
 
 /// A rejected event as kept in the failed-events table: as sent, except that identifiers in

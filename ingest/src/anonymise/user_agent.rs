@@ -5,9 +5,10 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Agent {
+    // Fields in alphabetical order, as the log writes every object's keys.
     pub browser: &'static str,
-    pub os: &'static str,
     pub device: &'static str,
+    pub os: &'static str,
 }
 
 pub fn reduce(ua: &str) -> Agent {
