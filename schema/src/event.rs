@@ -119,6 +119,11 @@ impl Event {
                 limit: MAX_EVENT_BYTES,
             });
         }
+        // Most events are well-formed: read them straight into their fields. Only one that is
+        // not is read again as a `Value`, for an error that names its problem.
+        if let Ok(Obj(shape)) = serde_json::from_str::<Obj<Shape>>(raw.get()) {
+            return shape.validate();
+        }
         let value: Value = serde_json::from_str(raw.get()).map_err(|_| EventError::NotAnObject)?;
         Event::from_value(value)
     }
@@ -180,6 +185,117 @@ impl Event {
             event_meta,
             related_entities,
             channel_meta,
+        })
+    }
+}
+
+/// A well-formed event: every field there and of its type, no other. Deserialising into it
+/// fails where [`Event::from_value`] would find a missing or unknown field or a wrong type;
+/// where it succeeds, [`Shape::validate`] applies `from_value`'s rules in `from_value`'s order,
+/// so both paths give the same answer (a test compares them).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shape<'a> {
+    client_key: String,
+    event_id: String,
+    #[serde(borrow)]
+    created_at: std::borrow::Cow<'a, str>,
+    event_type: String,
+    action: String,
+    #[serde(default)]
+    event_meta: Option<Map<String, Value>>,
+    #[serde(default)]
+    related_entities: Option<Vec<Obj<EntityShape>>>,
+    channel_meta: Obj<ChannelShape>,
+}
+
+/// A struct read from a JSON object only: serde's derived structs also take an array, by
+/// position, where `from_value` wants an object.
+struct Obj<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Fields(std::marker::PhantomData)).map(Obj)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntityShape {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelShape {
+    session_id: String,
+    #[serde(default)]
+    client_ref: Option<String>,
+    #[serde(default)]
+    anonymous_id: Option<String>,
+}
+
+impl Shape<'_> {
+    fn validate(self) -> Result<Event, EventError> {
+        check_id(&self.client_key, "client_key")?;
+        check_id(&self.event_id, "event_id")?;
+        let created_at =
+            Timestamp::parse(&self.created_at).map_err(|e| EventError::InvalidTimestamp {
+                field: "created_at".into(),
+                reason: e.to_string(),
+            })?;
+        check_name(&self.event_type, "event_type")?;
+        check_name(&self.action, "action")?;
+        let event_meta = self.event_meta.unwrap_or_default();
+        check_meta(&event_meta)?;
+        let items = self.related_entities.unwrap_or_default();
+        if items.len() > MAX_ENTITIES {
+            return Err(EventError::TooManyEntities {
+                count: items.len(),
+                limit: MAX_ENTITIES,
+            });
+        }
+        let list = At::Field("related_entities");
+        let mut related_entities = Vec::with_capacity(items.len());
+        for (i, Obj(EntityShape { kind, id })) in items.into_iter().enumerate() {
+            let at = At::Index(&list, i);
+            check_name(&kind, "type").map_err(|e| e.at(At::Key(&at, "type").to_string()))?;
+            check_id(&id, "id").map_err(|e| e.at(At::Key(&at, "id").to_string()))?;
+            related_entities.push(Entity { id, kind });
+        }
+        let Obj(cm) = self.channel_meta;
+        check_id(&cm.session_id, "channel_meta.session_id")?;
+        if let Some(r) = &cm.client_ref {
+            check_id(r, "channel_meta.client_ref")?;
+        }
+        if let Some(a) = &cm.anonymous_id {
+            check_id(a, "channel_meta.anonymous_id")?;
+        }
+        Ok(Event {
+            client_key: self.client_key,
+            event_id: self.event_id,
+            created_at,
+            event_type: self.event_type,
+            action: self.action,
+            event_meta,
+            related_entities,
+            channel_meta: ChannelMeta {
+                session_id: cm.session_id,
+                client_ref: cm.client_ref,
+                anonymous_id: cm.anonymous_id,
+            },
         })
     }
 }
