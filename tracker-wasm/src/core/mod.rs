@@ -11,7 +11,7 @@ mod text;
 mod tracker;
 
 pub use config::{Autocapture, Config, ConfigError, Consent, Storage};
-pub use encode::{EntityRef, EventInput, encode_batch, encode_event, uuid_v4};
+pub use encode::{EntityRef, EventInput, encode_batch, encode_event, uuid_v4, uuid_v7};
 pub use queue::Queue;
 pub use retry::{Backoff, parse_retry_after};
 pub use session::{Identity, Session};

@@ -3,7 +3,7 @@ use schema::limits::{MAX_ENTITIES, MAX_EVENT_BYTES, MAX_EVENTS_PER_BATCH};
 
 use super::config::{Consent, Storage};
 use super::encode::{
-    BATCH_OVERHEAD, Envelope, EventInput, encode_batch, encode_event_with, uuid_v4,
+    BATCH_OVERHEAD, Envelope, EventInput, encode_batch, encode_event_with, uuid_v4, uuid_v7,
 };
 use super::session::{Identity, Session};
 use super::{Backoff, Clock, Config, Entropy, Queue, push_int};
@@ -235,7 +235,9 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
             self.identity.session.restart(id, now);
         }
         self.identity_changed = true;
-        let event_id = new_id(&mut self.entropy);
+        let mut bytes = [0u8; 16];
+        self.entropy.fill(&mut bytes);
+        let event_id = uuid_v7(bytes, now);
         let env = Envelope {
             client_key: &self.config.client_key,
             event_id: &event_id,
@@ -562,6 +564,14 @@ mod tests {
         assert_eq!(events[0].created_at, Timestamp(T0));
         assert_eq!(events[1].created_at, Timestamp(T0 + 10));
         assert_ne!(events[0].event_id, events[1].event_id);
+        // Version 7 ids: the time they were made, then random bits.
+        for (e, ms) in events.iter().zip([T0, T0 + 10]) {
+            assert_eq!(
+                e.event_id,
+                uuid_v7([0; 16], ms)[..15].to_owned() + &e.event_id[15..]
+            );
+            assert_eq!(&e.event_id[14..15], "7");
+        }
         assert_eq!(
             events[0].channel_meta.session_id,
             events[1].channel_meta.session_id
