@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod support;
 
-const CONNECTIONS: usize = 16;
+const CONNECTIONS: usize = 64;
 const EVENTS_PER_BATCH: usize = 50;
 const DURATION: Duration = Duration::from_secs(6);
 const CLIENT_KEY: &str = "pk_bench";
@@ -51,7 +51,8 @@ fn batch_body() -> String {
         }
         let _ = write!(
             body,
-            r#"{{"client_key":"{CLIENT_KEY}","event_id":"bench-{n}","created_at":"2026-11-28T14:00:00.123Z","event_type":"instrument","action":"viewed","event_meta":{{"page":"/stocks/AAPL?utm_source=news","position":{}}},"related_entities":[{{"type":"ticker","id":"AAPL"}}],"channel_meta":{{"session_id":"s-{}","client_ref":"user-{}"}}}}"#,
+            r#"{{"client_key":"{CLIENT_KEY}","event_id":"{}","created_at":"2026-11-28T14:00:00.123Z","event_type":"instrument","action":"viewed","event_meta":{{"page":"/stocks/AAPL?utm_source=news","position":{}}},"related_entities":[{{"type":"ticker","id":"AAPL"}}],"channel_meta":{{"session_id":"s-{}","client_ref":"user-{}"}}}}"#,
+            support::event_id(),
             i + 1,
             n % 1000,
             n % 10_000
@@ -183,7 +184,7 @@ async fn store_ceiling(dir: &std::path::Path) -> Run {
 fn stored_event() -> StoredEvent {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     StoredEvent {
-        event_id: format!("store-{n}"),
+        event_id: support::event_id(),
         event_type: "instrument".into(),
         action: "viewed".into(),
         event_time: 1_795_874_400_123,

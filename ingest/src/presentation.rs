@@ -65,6 +65,10 @@ impl Datasets {
         store: &Store,
         tenant_id: i64,
     ) -> Result<(Arc<Mutex<Engine>>, bool), StoreError> {
+        if let Some(existing) = lock(&self.engines).get(&tenant_id) {
+            return Ok((existing.clone(), false));
+        }
+        // Not there: make one, unless another request does first (checked again below).
         let engine = Arc::new(Mutex::new(Engine::new(self.params.clone())));
         let mut guard = lock(&engine);
         {

@@ -124,7 +124,10 @@ fn both_paths_agree_on_every_changed_event() {
             }
         }
     }
-    assert!(compared > 1000 && valid > 20, "{compared} compared, {valid} valid");
+    assert!(
+        compared > 1000 && valid > 20,
+        "{compared} compared, {valid} valid"
+    );
 }
 
 #[test]
@@ -136,8 +139,7 @@ fn both_paths_agree_on_the_fixtures() {
     let mut events: Vec<Value> = invalid.iter().map(|c| c["event"].clone()).collect();
     for entry in std::fs::read_dir(dir.join("valid")).unwrap() {
         let body: Value =
-            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
         events.extend(body["events"].as_array().unwrap().iter().cloned());
     }
     // Whole events that are not objects, among them one that is a valid event's values in

@@ -89,6 +89,33 @@ impl Service {
     }
 }
 
+/// A fresh event id as the tracker makes them: a version 7 UUID (the time in ms, then random
+/// bits), from a cheap generator so that making ids costs the load generator little.
+pub(crate) fn event_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0x2545_f491_4f6c_dd1d);
+    let mix = || {
+        // splitmix64
+        let mut z = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let (a, b) = (mix(), mix());
+    format!(
+        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
+        ms >> 16,
+        ms & 0xffff,
+        a & 0xfff,
+        0x8000 | (a >> 12) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
 /// The `p` quantile (0 to 1) of some durations, nearest rank.
 pub(crate) fn percentile(samples: &[std::time::Duration], p: f64) -> std::time::Duration {
     let mut sorted = samples.to_vec();

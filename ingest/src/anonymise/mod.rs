@@ -73,7 +73,10 @@ pub fn anonymise(
         received_at: Timestamp(received_at),
         related_entities: &event.related_entities,
     };
-    let payload = serde_json::to_string(&payload).expect("a payload of strings, numbers and maps");
+    // Sized for a typical event, so the buffer seldom grows while it is written.
+    let mut json = Vec::with_capacity(640);
+    serde_json::to_writer(&mut json, &payload).expect("a payload of strings, numbers and maps");
+    let payload = String::from_utf8(json).expect("serde_json writes UTF-8");
     let stored = StoredEvent {
         event_id: event.event_id,
         event_type: event.event_type,
