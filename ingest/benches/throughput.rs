@@ -185,13 +185,8 @@ fn stored_event() -> StoredEvent {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     StoredEvent {
         event_id: support::event_id(),
-        event_type: "instrument".into(),
-        action: "viewed".into(),
         event_time: 1_795_874_400_123,
-        created_at: 1_795_874_400_123,
-        sent_at: Some(1_795_874_401_000),
         user_id: Some(format!("{:032x}", n % 10_000)),
-        session_id: format!("{:032x}", n % 1000),
         payload: format!(
             r#"{{"event_id":"store-{n}","event_type":"instrument","action":"viewed","event_meta":{{"page":"/stocks/AAPL?utm_source=news","position":1}},"related_entities":[{{"id":"AAPL","type":"ticker"}}],"channel_meta":{{"session_id":"{:032x}","user_id":"{:032x}"}}}}"#,
             n % 1000,

@@ -72,6 +72,7 @@ pub fn anonymise(
         event_type: &event.event_type,
         received_at: Timestamp(received_at),
         related_entities: &event.related_entities,
+        sent_at,
     };
     // Sized for a typical event, so the buffer seldom grows while it is written.
     let mut json = Vec::with_capacity(640);
@@ -79,13 +80,8 @@ pub fn anonymise(
     let payload = String::from_utf8(json).expect("serde_json writes UTF-8");
     let stored = StoredEvent {
         event_id: event.event_id,
-        event_type: event.event_type,
-        action: event.action,
         event_time,
-        created_at: event.created_at.0,
-        sent_at: sent_at.map(|t| t.0),
         user_id,
-        session_id,
         payload,
     };
     (stored, input)
@@ -104,6 +100,10 @@ struct Payload<'a> {
     event_type: &'a str,
     received_at: Timestamp,
     related_entities: &'a [Entity],
+    /// When the batch left the device, by its clock (with `created_at`, what `event_time`
+    /// was corrected by).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent_at: Option<Timestamp>,
 }
 
 #[derive(Serialize)]

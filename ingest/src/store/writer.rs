@@ -46,13 +46,11 @@ impl CheckpointPolicy {
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub event_id: String,
-    pub event_type: String,
-    pub action: String,
+    /// Skew-corrected, ms since the Unix epoch.
     pub event_time: i64,
-    pub created_at: i64,
-    pub sent_at: Option<i64>,
+    /// The pseudonym of the event's `client_ref`.
     pub user_id: Option<String>,
-    pub session_id: String,
+    /// The whole anonymised event, JSON.
     pub payload: String,
 }
 
@@ -289,22 +287,15 @@ fn commit(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<Outcome>
 fn write(tx: &rusqlite::Transaction<'_>, w: &Write) -> rusqlite::Result<WriteOutcome> {
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO events
-         (tenant_id, event_id, event_type, action, event_time, created_at, sent_at, received_at, user_id, session_id, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         (tenant_id, event_id, event_time, user_id, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut inserted = Vec::with_capacity(w.events.len());
     for e in &w.events {
         let n = insert.execute(params![
             w.tenant_id,
             e.event_id,
-            e.event_type,
-            e.action,
             e.event_time,
-            e.created_at,
-            e.sent_at,
-            w.received_at,
             e.user_id,
-            e.session_id,
             e.payload
         ])?;
         inserted.push(n == 1);
@@ -397,13 +388,8 @@ mod tests {
         let events = (first..first + n)
             .map(|i| StoredEvent {
                 event_id: format!("e-{i}"),
-                event_type: "instrument".into(),
-                action: "viewed".into(),
                 event_time: 0,
-                created_at: 0,
-                sent_at: None,
                 user_id: None,
-                session_id: "s".into(),
                 payload: format!(r#"{{"event_id":"e-{i}","padding":"{}"}}"#, "x".repeat(400)),
             })
             .collect();
