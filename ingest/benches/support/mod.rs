@@ -126,6 +126,21 @@ pub(crate) fn percentile(samples: &[std::time::Duration], p: f64) -> std::time::
         .unwrap_or_default()
 }
 
+/// CPU time this process has used so far (all threads, user and system), in seconds.
+pub(crate) fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat, after the parenthesised command name, in clock
+    // ticks of 1/100 s (USER_HZ on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    let ticks: f64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 pub(crate) fn peak_rss_mib() -> f64 {
     proc_status_kib("VmHWM:") / 1024.0
