@@ -27,7 +27,7 @@ use crate::store::StoredEvent;
 /// The log's form of a valid event, and what the datasets engine reads of it; takes the
 /// event by value so its `event_meta` is cleaned in place rather than copied first.
 pub fn anonymise(
-    pseudonyms: &mut Pseudonymiser<'_>,
+    pseudonyms: &mut Pseudonymiser,
     mut event: Event,
     agent: Agent,
     sent_at: Option<Timestamp>,
@@ -115,7 +115,7 @@ struct PayloadChannel<'a> {
 
 /// A rejected event as kept in the failed-events table: as sent, except that identifiers in
 /// `channel_meta` that are strings are pseudonymised like those of valid events.
-pub fn anonymise_failed(pseudonyms: &mut Pseudonymiser<'_>, raw: &RawValue) -> String {
+pub fn anonymise_failed(pseudonyms: &mut Pseudonymiser, raw: &RawValue) -> String {
     let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else {
         return raw.get().to_owned();
     };

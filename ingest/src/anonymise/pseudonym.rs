@@ -26,7 +26,11 @@ impl Kind {
 
 /// HMAC-SHA256 of `kind ‖ 0 ‖ value` under the tenant's key, first 128 bits in hex.
 pub fn pseudonymise(key: &[u8], kind: Kind, value: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    keyed(Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"), kind, value)
+}
+
+/// [`pseudonymise`] from an HMAC already keyed.
+fn keyed(mut mac: Hmac<Sha256>, kind: Kind, value: &str) -> String {
     mac.update(kind.label());
     mac.update(&[0]);
     mac.update(value.as_bytes());
@@ -35,18 +39,19 @@ pub fn pseudonymise(key: &[u8], kind: Kind, value: &str) -> String {
 
 /// [`pseudonymise`] under one key, remembering recent answers: the events of one batch
 /// nearly always share their session and user, so most HMACs are computed once per batch.
-pub struct Pseudonymiser<'k> {
-    key: &'k [u8],
+pub struct Pseudonymiser {
+    /// The HMAC with the key taken in (its padded blocks hashed once), cloned per value.
+    mac: Hmac<Sha256>,
     memo: Vec<(Kind, String, String)>,
 }
 
-impl<'k> Pseudonymiser<'k> {
+impl Pseudonymiser {
     /// Distinct values remembered; a batch with more computes the rest each time.
     const MEMO: usize = 8;
 
-    pub fn new(key: &'k [u8]) -> Pseudonymiser<'k> {
+    pub fn new(key: &[u8]) -> Pseudonymiser {
         Pseudonymiser {
-            key,
+            mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"),
             memo: Vec::new(),
         }
     }
@@ -55,7 +60,7 @@ impl<'k> Pseudonymiser<'k> {
         if let Some((_, _, p)) = self.memo.iter().find(|(k, v, _)| *k == kind && v == value) {
             return p.clone();
         }
-        let p = pseudonymise(self.key, kind, value);
+        let p = keyed(self.mac.clone(), kind, value);
         if self.memo.len() < Self::MEMO {
             self.memo.push((kind, value.to_owned(), p.clone()));
         }
@@ -118,5 +123,29 @@ mod tests {
         assert_ne!(a, pseudonymise(b"key-2", Kind::ClientRef, "u1"));
         assert_ne!(a, pseudonymise(b"key-1", Kind::Session, "u1"));
         assert_ne!(a, pseudonymise(b"key-1", Kind::ClientRef, "u2"));
+        // Stored pseudonyms must not change between versions (erasure recomputes them):
+        // HMAC-SHA256("key-1", "client_ref" ‖ 0 ‖ "u1"), first 16 bytes.
+        assert_eq!(a, "3945964fbfea5159ad3d22947e3b4cdc");
+    }
+
+    #[test]
+    fn the_pseudonymiser_answers_as_pseudonymise_does() {
+        let mut p = Pseudonymiser::new(b"key-1");
+        for _ in 0..2 {
+            for (kind, value) in [
+                (Kind::ClientRef, "u1"),
+                (Kind::Session, "u1"),
+                (Kind::Visitor, "v"),
+            ] {
+                assert_eq!(p.get(kind, value), pseudonymise(b"key-1", kind, value));
+            }
+        }
+        for i in 0..2 * Pseudonymiser::MEMO {
+            let value = format!("s-{i}");
+            assert_eq!(
+                p.get(Kind::Session, &value),
+                pseudonymise(b"key-1", Kind::Session, &value)
+            );
+        }
     }
 }
