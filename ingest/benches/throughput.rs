@@ -17,6 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod support;
 
+/// The allocator the `ingest` binary runs with (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Concurrent keep-alive connections (or store writers) of each measured level: a few busy
 /// clients, then many, as a service in front of thousands of browsers sees.
 const LEVELS: [usize; 2] = [16, 64];

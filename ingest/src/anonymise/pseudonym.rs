@@ -26,7 +26,11 @@ impl Kind {
 
 /// HMAC-SHA256 of `kind ‖ 0 ‖ value` under the tenant's key, first 128 bits in hex.
 pub fn pseudonymise(key: &[u8], kind: Kind, value: &str) -> String {
-    keyed(Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"), kind, value)
+    keyed(
+        Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"),
+        kind,
+        value,
+    )
 }
 
 /// [`pseudonymise`] from an HMAC already keyed.
