@@ -22,15 +22,16 @@ pub fn strip(s: &str) -> Cow<'_, str> {
     let (base, query) = without_fragment
         .split_once('?')
         .unwrap_or((without_fragment, ""));
-    let kept: Vec<&str> = query
+    let mut out = String::with_capacity(without_fragment.len());
+    out.push_str(base);
+    let kept = query
         .split('&')
-        .filter(|pair| KEPT_QUERY_PREFIXES.iter().any(|p| pair.starts_with(p)))
-        .collect();
-    if kept.is_empty() {
-        Cow::Owned(base.to_owned())
-    } else {
-        Cow::Owned(format!("{base}?{}", kept.join("&")))
+        .filter(|pair| KEPT_QUERY_PREFIXES.iter().any(|p| pair.starts_with(p)));
+    for (i, pair) in kept.enumerate() {
+        out.push_str(if i == 0 { "?" } else { "&" });
+        out.push_str(pair);
     }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -47,6 +48,7 @@ mod tests {
             ("/search?q=jane%40example.com", "/search"),
             ("/stocks/AAPL#chart", "/stocks/AAPL"),
             ("/stocks/AAPL", "/stocks/AAPL"),
+            ("/x?utm_a=1&b=2&utm_c=3#f", "/x?utm_a=1&utm_c=3"),
             ("what? no#", "what? no#"),
             ("//cdn.example.com/x?y=1", "//cdn.example.com/x?y=1"),
         ] {
