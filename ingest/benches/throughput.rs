@@ -153,7 +153,7 @@ async fn bare_axum(connections: usize) -> Run {
 async fn ingest_service(dir: &std::path::Path, connections: usize) -> Run {
     let service = support::Service::start(dir, CLIENT_KEY).await;
     let run = load(
-        "ingest, durable (synchronous=FULL, group commit)",
+        "ingest, durable (fsync before the answer, group commit)",
         service.addr,
         connections,
     )

@@ -3,6 +3,15 @@
 //! every request in it. Under load many requests share a commit; alone, a request pays one.
 //! Erasures go through the same thread, so the one writer owns every change to the log.
 //!
+//! The commit's fsync runs on a thread of its own too. The writer's connection commits with
+//! `synchronous=NORMAL`, which writes the transaction's frames to the WAL file without waiting
+//! for the disk (SQLite still syncs around checkpoints, so the file stays consistent); the
+//! syncer then fdatasyncs the WAL file and only then answers the requests of every commit made
+//! before that sync began. The disk flushes one group while the writer inserts the next, and
+//! no request is answered before its events are on disk, as with `synchronous=FULL`. A sync
+//! that fails stops the store taking writes: the kernel may have dropped the pages it could
+//! not write, so nothing later could be promised durable.
+//!
 //! Checkpoints (copying the WAL back into the database file) run on a thread of their own.
 //! SQLite's automatic checkpoint runs inside the commit that crosses its threshold and stalls
 //! every request waiting on that commit: 150 ms at p99 and a fifth of the throughput, measured
@@ -10,6 +19,8 @@
 //! writer restarts the WAL itself only when sustained load keeps the checkpointer from ever
 //! catching up, so the WAL stays bounded.
 
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -125,22 +136,43 @@ impl Op {
     }
 }
 
-type Job = (Op, oneshot::Sender<Result<Outcome, String>>);
+type Reply = oneshot::Sender<Result<Outcome, String>>;
+type Job = (Op, Reply);
+
+/// One commit's answers, waiting for the sync that makes it durable.
+type Committed = Vec<(Reply, Outcome)>;
 
 pub(super) struct Handle {
     sender: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set when a sync failed: the store takes no more writes.
+    failed: Arc<AtomicBool>,
 }
 
 impl Handle {
-    /// Starts the writer on `conn` and the checkpointer on `checkpoints`, two connections
-    /// to the same database.
+    /// Starts the writer on `conn` (which commits with `synchronous=NORMAL`), the syncer with
+    /// `sync` (which makes the WAL durable: [`sync_file`]), and the checkpointer on
+    /// `checkpoints`, another connection to the same database.
     pub(super) fn start(
         conn: Connection,
+        sync: impl FnMut() -> io::Result<()> + Send + 'static,
         checkpoints: Connection,
         policy: CheckpointPolicy,
     ) -> Handle {
         let (sender, receiver) = mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let (committed, to_sync) = mpsc::channel();
+        let syncer = {
+            let failed = failed.clone();
+            std::thread::Builder::new()
+                .name("store-sync".into())
+                .spawn(move || make_durable(to_sync, sync, &failed))
+                .expect("the sync thread can be spawned")
+        };
+        let durable = Durable {
+            committed,
+            failed: failed.clone(),
+        };
         let (tick, ticks) = mpsc::sync_channel(1);
         let restart = Arc::new(AtomicBool::new(false));
         let checkpointer = {
@@ -158,13 +190,15 @@ impl Handle {
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                run(conn, receiver, writer);
+                run(conn, receiver, writer, durable);
+                let _ = syncer.join();
                 let _ = checkpointer.join();
             })
             .expect("the writer thread can be spawned");
         Handle {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
+            failed,
         }
     }
 
@@ -185,9 +219,10 @@ impl Handle {
         }
     }
 
+    /// Whether the store takes writes: its writer runs and no sync has failed.
     pub(super) fn is_running(&self) -> bool {
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
-        thread.as_ref().is_some_and(|t| !t.is_finished())
+        thread.as_ref().is_some_and(|t| !t.is_finished()) && !self.failed.load(Ordering::Relaxed)
     }
 
     /// Lets the writer finish what was submitted, then waits for it to stop.
@@ -213,9 +248,22 @@ struct Checkpoints {
     restart: Arc<AtomicBool>,
 }
 
-fn run(mut conn: Connection, jobs: Receiver<Job>, checkpoints: Checkpoints) {
+/// The writer's side of the syncer: where commits wait for their sync, and whether a sync
+/// has failed.
+struct Durable {
+    committed: Sender<Committed>,
+    failed: Arc<AtomicBool>,
+}
+
+const STOPPED: &str = "the store stopped taking writes after a failed sync; restart it";
+
+fn run(mut conn: Connection, jobs: Receiver<Job>, checkpoints: Checkpoints, durable: Durable) {
     let mut since_checkpoint = 0;
     while let Ok(first) = jobs.recv() {
+        if durable.failed.load(Ordering::Relaxed) {
+            let _ = first.1.send(Err(STOPPED.into()));
+            continue;
+        }
         if checkpoints.restart.swap(false, Ordering::Relaxed) {
             // Waits (busy_timeout) for a checkpoint under way, then copies what is left and
             // starts the WAL over.
@@ -241,8 +289,11 @@ fn run(mut conn: Connection, jobs: Receiver<Job>, checkpoints: Checkpoints) {
         }
         match commit(&mut conn, &group) {
             Ok(outcomes) => {
-                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                let answers = group.into_iter().map(|(_, reply)| reply).zip(outcomes);
+                if let Err(mpsc::SendError(answers)) = durable.committed.send(answers.collect()) {
+                    for (reply, _) in answers {
+                        let _ = reply.send(Err("the sync thread stopped".into()));
+                    }
                 }
             }
             Err(e) => {
@@ -252,6 +303,50 @@ fn run(mut conn: Connection, jobs: Receiver<Job>, checkpoints: Checkpoints) {
                 }
             }
         }
+    }
+}
+
+/// The syncer: takes every commit made so far, syncs, answers them; until the writer stops.
+fn make_durable(
+    committed: Receiver<Committed>,
+    mut sync: impl FnMut() -> io::Result<()>,
+    failed: &AtomicBool,
+) {
+    while let Ok(first) = committed.recv() {
+        let mut commits = vec![first];
+        commits.extend(committed.try_iter());
+        let synced = if failed.load(Ordering::Relaxed) {
+            Err(io::Error::other("an earlier sync failed"))
+        } else {
+            sync()
+        };
+        match synced {
+            Ok(()) => {
+                for (reply, outcome) in commits.into_iter().flatten() {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot sync the WAL; the store takes no more writes");
+                for (reply, _) in commits.into_iter().flatten() {
+                    let _ = reply.send(Err(format!("cannot sync the WAL: {e}")));
+                }
+            }
+        }
+    }
+}
+
+/// fdatasync of the file at `path` (the WAL), opened on first use: the first sync follows a
+/// commit, so the file is there.
+pub(super) fn sync_file(path: PathBuf) -> impl FnMut() -> io::Result<()> + Send + 'static {
+    let mut file = None;
+    move || {
+        let f = match &file {
+            Some(f) => f,
+            None => file.insert(std::fs::File::open(&path)?),
+        };
+        f.sync_data()
     }
 }
 
@@ -402,6 +497,82 @@ mod tests {
         })
     }
 
+    /// The writer's side of a syncer thread that syncs with `sync`.
+    fn syncing(sync: impl FnMut() -> io::Result<()> + Send + 'static) -> Durable {
+        let (committed, to_sync) = mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = failed.clone();
+        std::thread::spawn(move || make_durable(to_sync, sync, &flag));
+        Durable { committed, failed }
+    }
+
+    /// A writer on a new database whose syncs are `sync`, and the checkpointer beside it.
+    fn writer(dir: &Path, sync: impl FnMut() -> io::Result<()> + Send + 'static) -> Handle {
+        let conn = database(dir);
+        let policy = CheckpointPolicy::DEFAULT;
+        Handle::start(conn, sync, connect(&dir.join(DB_FILE)).unwrap(), policy)
+    }
+
+    fn stored(dir: &Path) -> i64 {
+        connect(&dir.join(DB_FILE))
+            .unwrap()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_answered_only_after_the_sync_that_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (started, sync_started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let writer = writer(dir.path(), move || {
+            started.send(()).unwrap();
+            released.recv().map_err(io::Error::other)
+        });
+        let answer = writer.submit(batch(0, 5));
+        tokio::pin!(answer);
+        // The commit is made and its sync begun, but the request is not answered yet.
+        let wait = tokio::task::spawn_blocking(move || sync_started.recv().unwrap());
+        tokio::select! {
+            r = &mut answer => panic!("answered before its sync: {:?}", r.map(|_| ())),
+            _ = wait => {}
+        }
+        assert_eq!(stored(dir.path()), 5);
+        assert!(
+            futures_util::poll!(&mut answer).is_pending(),
+            "answered during its sync"
+        );
+        release.send(()).unwrap();
+        assert!(matches!(answer.await, Ok(Outcome::Written(w)) if w.inserted == [true; 5]));
+        drop(release);
+        writer.close();
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_fails_its_commit_and_stops_the_store_taking_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut syncs = 0;
+        let writer = writer(dir.path(), move || {
+            syncs += 1;
+            if syncs == 1 {
+                Ok(())
+            } else {
+                Err(io::Error::other("disk on fire"))
+            }
+        });
+        assert!(writer.submit(batch(0, 1)).await.is_ok());
+        assert!(writer.is_running());
+        let failed = writer.submit(batch(1, 1)).await.err().unwrap().to_string();
+        assert!(
+            failed.contains("cannot sync the WAL: disk on fire"),
+            "{failed}"
+        );
+        assert!(!writer.is_running(), "ready after a failed sync");
+        let refused = writer.submit(batch(2, 1)).await.err().unwrap().to_string();
+        assert!(refused.contains(STOPPED), "{refused}");
+        writer.close();
+    }
+
     /// Frames in the WAL since it last started over. (Checkpoints what it can as it asks.)
     fn wal_frames(dir: &Path) -> i64 {
         connect(&dir.join(DB_FILE))
@@ -418,7 +589,9 @@ mod tests {
             every: 100,
             restart_frames: i64::MAX,
         };
-        let writer = Handle::start(conn, connect(&dir.path().join(DB_FILE)).unwrap(), policy);
+        let path = dir.path().join(DB_FILE);
+        let wal = sync_file(dir.path().join(format!("{DB_FILE}-wal")));
+        let writer = Handle::start(conn, wal, connect(&path).unwrap(), policy);
         let db_size = || std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len();
         let before = db_size();
         for i in 0..10 {
@@ -473,7 +646,8 @@ mod tests {
                 every: usize::MAX,
                 restart: restart.clone(),
             };
-            let writer = std::thread::spawn(move || run(conn, receiver, checkpoints));
+            let durable = syncing(|| Ok(()));
+            let writer = std::thread::spawn(move || run(conn, receiver, checkpoints, durable));
             let submit = |op| {
                 let (reply, answer) = oneshot::channel();
                 jobs.send((op, reply)).unwrap();
