@@ -436,11 +436,9 @@ impl Store {
         })
     }
 
-    /// Fails unless the store answers a read and its writer is running.
+    /// Fails unless the store answers a read and its writer takes writes.
     pub fn check(&self) -> Result<(), StoreError> {
-        if !self.writer.is_running() {
-            return Err(StoreError::Closed);
-        }
+        self.writer.check()?;
         self.read(|c| c.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0)))?;
         Ok(())
     }

@@ -220,9 +220,15 @@ impl Handle {
     }
 
     /// Whether the store takes writes: its writer runs and no sync has failed.
-    pub(super) fn is_running(&self) -> bool {
+    pub(super) fn check(&self) -> Result<(), StoreError> {
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
-        thread.as_ref().is_some_and(|t| !t.is_finished()) && !self.failed.load(Ordering::Relaxed)
+        if !thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Err(StoreError::Closed);
+        }
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(StoreError::Commit(STOPPED.into()));
+        }
+        Ok(())
     }
 
     /// Lets the writer finish what was submitted, then waits for it to stop.
@@ -561,13 +567,14 @@ mod tests {
             }
         });
         assert!(writer.submit(batch(0, 1)).await.is_ok());
-        assert!(writer.is_running());
+        assert!(writer.check().is_ok());
         let failed = writer.submit(batch(1, 1)).await.err().unwrap().to_string();
         assert!(
             failed.contains("cannot sync the WAL: disk on fire"),
             "{failed}"
         );
-        assert!(!writer.is_running(), "ready after a failed sync");
+        let not_ready = writer.check().err().unwrap().to_string();
+        assert!(not_ready.contains(STOPPED), "{not_ready}");
         let refused = writer.submit(batch(2, 1)).await.err().unwrap().to_string();
         assert!(refused.contains(STOPPED), "{refused}");
         writer.close();
