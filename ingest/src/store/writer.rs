@@ -519,11 +519,16 @@ mod tests {
         Handle::start(conn, sync, connect(&dir.join(DB_FILE)).unwrap(), policy)
     }
 
-    fn stored(dir: &Path) -> i64 {
+    /// Column `column` of the first row `sql` answers, on a connection of its own.
+    fn ask(dir: &Path, sql: &str, column: usize) -> i64 {
         connect(&dir.join(DB_FILE))
             .unwrap()
-            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .query_row(sql, [], |r| r.get(column))
             .unwrap()
+    }
+
+    fn stored(dir: &Path) -> i64 {
+        ask(dir, "SELECT count(*) FROM events", 0)
     }
 
     #[tokio::test]
@@ -582,10 +587,7 @@ mod tests {
 
     /// Frames in the WAL since it last started over. (Checkpoints what it can as it asks.)
     fn wal_frames(dir: &Path) -> i64 {
-        connect(&dir.join(DB_FILE))
-            .unwrap()
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
-            .unwrap()
+        ask(dir, "PRAGMA wal_checkpoint(PASSIVE)", 1)
     }
 
     #[tokio::test]
