@@ -196,3 +196,73 @@ fn clean_value(value: &mut Value, is_id: bool) {
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: &str) -> Event {
+        Event::from_raw(&RawValue::from_string(json.to_owned()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_logs_payload_gives_back_the_datasets_input() {
+        let raw = r#"{"client_key":"pk","event_id":"e-1","created_at":"2026-11-28T14:00:00.123Z",
+            "event_type":"recommendation","action":"clicked",
+            "event_meta":{"impression_id":"imp-1","position":2,"page":"/x?utm_source=a&acct=7",
+                "note":"mail jane@example.com"},
+            "related_entities":[{"type":"ticker","id":"AAPL"},{"type":"ticker","id":"MSFT"}],
+            "channel_meta":{"session_id":"s-1","client_ref":"u-1","anonymous_id":"v-1"}}"#;
+        let agent = user_agent::reduce("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0");
+        let mut pseudonyms = Pseudonymiser::new(b"key");
+        let sent_at = Some(Timestamp(1_795_874_401_000));
+        let (stored, input) = anonymise(
+            &mut pseudonyms,
+            event(raw),
+            agent,
+            sent_at,
+            1_795_874_402_000,
+        );
+        let payload: Value = serde_json::from_str(&stored.payload).unwrap();
+        assert_eq!(crate::datasets::Input::from_stored(&payload), Some(input));
+        let keys: Vec<&str> = payload
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "action",
+                "channel_meta",
+                "context",
+                "created_at",
+                "event_id",
+                "event_meta",
+                "event_time",
+                "event_type",
+                "received_at",
+                "related_entities",
+                "sent_at"
+            ]
+        );
+        // The stored text keeps that order too, and holds no identifier as it was sent.
+        let at = |key: &str| stored.payload.find(&format!("\"{key}\"")).unwrap();
+        assert!(at("action") < at("channel_meta") && at("related_entities") < at("sent_at"));
+        for original in ["u-1", "s-1", "v-1", "jane@example.com", "acct=7"] {
+            assert!(
+                !stored.payload.contains(original),
+                "{original} in {}",
+                stored.payload
+            );
+        }
+        assert_eq!(payload["sent_at"], "2026-11-28T14:00:01Z");
+        assert_eq!(payload["event_time"], "2026-11-28T14:00:01.123Z");
+        assert_eq!(payload["event_meta"]["page"], "/x?utm_source=a");
+        assert_eq!(
+            stored.user_id.as_deref(),
+            payload["channel_meta"]["user_id"].as_str()
+        );
+    }
+}
