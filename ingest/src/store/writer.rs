@@ -222,7 +222,7 @@ impl Handle {
     /// Whether the store takes writes: its writer runs and no sync has failed.
     pub(super) fn check(&self) -> Result<(), StoreError> {
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
-        if !thread.as_ref().is_some_and(|t| !t.is_finished()) {
+        if thread.as_ref().is_none_or(|t| t.is_finished()) {
             return Err(StoreError::Closed);
         }
         if self.failed.load(Ordering::Relaxed) {
