@@ -79,16 +79,10 @@ pub fn call(what: u32, arg: Option<String>) -> Option<String> {
         3 => return set_consent(arg.as_deref().unwrap_or("")),
         4 => return session_id(),
         5 => return visitor_id(),
-        6 => return Some(decimal(queued_events())),
+        6 => return Some(web::counted("", queued_events(), "")),
         _ => {}
     }
     None
-}
-
-fn decimal(n: u32) -> String {
-    let mut out = String::new();
-    core::push_int(&mut out, i64::from(n));
-    out
 }
 
 /// Records a page view now (route changes are recorded by themselves unless

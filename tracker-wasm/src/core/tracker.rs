@@ -235,9 +235,7 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
             self.identity.session.restart(id, now);
         }
         self.identity_changed = true;
-        let mut bytes = [0u8; 16];
-        self.entropy.fill(&mut bytes);
-        let event_id = uuid_v7(bytes, now);
+        let event_id = uuid_v7(random_bytes(&mut self.entropy), now);
         let env = Envelope {
             client_key: &self.config.client_key,
             event_id: &event_id,
@@ -480,10 +478,14 @@ pub fn decode_queue(record: &str) -> Vec<String> {
         .collect()
 }
 
-fn new_id(entropy: &mut impl Entropy) -> String {
+fn random_bytes(entropy: &mut impl Entropy) -> [u8; 16] {
     let mut bytes = [0u8; 16];
     entropy.fill(&mut bytes);
-    uuid_v4(bytes)
+    bytes
+}
+
+fn new_id(entropy: &mut impl Entropy) -> String {
+    uuid_v4(random_bytes(entropy))
 }
 
 #[cfg(test)]

@@ -295,7 +295,7 @@ pub(crate) fn set_consent(consent: Consent) -> Result<(), String> {
 }
 
 /// `prefix`, a number, `suffix`: messages with a count, without `core::fmt`.
-fn counted(prefix: &str, n: u32, suffix: &str) -> String {
+pub(crate) fn counted(prefix: &str, n: u32, suffix: &str) -> String {
     let mut out = String::from(prefix);
     push_int(&mut out, i64::from(n));
     out.push_str(suffix);
