@@ -513,9 +513,12 @@ mod tests {
     }
 
     /// A writer on a new database whose syncs are `sync`, and the checkpointer beside it.
-    fn writer(dir: &Path, sync: impl FnMut() -> io::Result<()> + Send + 'static) -> Handle {
+    fn writer(
+        dir: &Path,
+        sync: impl FnMut() -> io::Result<()> + Send + 'static,
+        policy: CheckpointPolicy,
+    ) -> Handle {
         let conn = database(dir);
-        let policy = CheckpointPolicy::DEFAULT;
         Handle::start(conn, sync, connect(&dir.join(DB_FILE)).unwrap(), policy)
     }
 
@@ -536,10 +539,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (started, sync_started) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
-        let writer = writer(dir.path(), move || {
+        let sync = move || {
             started.send(()).unwrap();
             released.recv().map_err(io::Error::other)
-        });
+        };
+        let writer = writer(dir.path(), sync, CheckpointPolicy::DEFAULT);
         let answer = writer.submit(batch(0, 5));
         tokio::pin!(answer);
         // The commit is made and its sync begun, but the request is not answered yet.
@@ -563,14 +567,15 @@ mod tests {
     async fn a_failed_sync_fails_its_commit_and_stops_the_store_taking_writes() {
         let dir = tempfile::tempdir().unwrap();
         let mut syncs = 0;
-        let writer = writer(dir.path(), move || {
+        let sync = move || {
             syncs += 1;
             if syncs == 1 {
                 Ok(())
             } else {
                 Err(io::Error::other("disk on fire"))
             }
-        });
+        };
+        let writer = writer(dir.path(), sync, CheckpointPolicy::DEFAULT);
         assert!(writer.submit(batch(0, 1)).await.is_ok());
         assert!(writer.check().is_ok());
         let failed = writer.submit(batch(1, 1)).await.err().unwrap().to_string();
@@ -593,14 +598,12 @@ mod tests {
     #[tokio::test]
     async fn the_checkpointer_copies_the_wal_into_the_database_beside_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = database(dir.path());
         let policy = CheckpointPolicy {
             every: 100,
             restart_frames: i64::MAX,
         };
-        let path = dir.path().join(DB_FILE);
         let wal = sync_file(dir.path().join(format!("{DB_FILE}-wal")));
-        let writer = Handle::start(conn, wal, connect(&path).unwrap(), policy);
+        let writer = writer(dir.path(), wal, policy);
         let db_size = || std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len();
         let before = db_size();
         for i in 0..10 {
