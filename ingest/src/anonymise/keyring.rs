@@ -94,7 +94,7 @@ impl Keyring {
 fn create_secret(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::store::private_dir(dir)?;
     }
     let mut secret = [0u8; MIN_SECRET_BYTES];
     getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -136,5 +136,17 @@ mod tests {
             .err()
             .unwrap();
         assert!(missing.to_string().contains("absent.key"), "{missing}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_created_secret_and_its_directory_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let parent = tempfile::tempdir().unwrap();
+        let data_dir = parent.path().join("new-data");
+        Keyring::load(&data_dir, None).unwrap();
+        assert_eq!(mode(&data_dir), 0o700);
+        assert_eq!(mode(&data_dir.join(DEFAULT_FILE)), 0o600);
     }
 }

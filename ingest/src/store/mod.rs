@@ -25,6 +25,15 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot make {path} private to this user: {source}")]
+    Permissions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the store has layout {found}, newer than the layout {known} this ingest knows: run the newer ingest that wrote it"
+    )]
+    NewerLayout { found: i64, known: i64 },
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("commit failed: {0}")]
@@ -126,9 +135,21 @@ CREATE INDEX IF NOT EXISTS feedback_by_tenant ON feedback (tenant_id, seq);
 /// The layout `SCHEMA` describes, kept in the file's `user_version`.
 const LAYOUT: i64 = 2;
 
+/// The layout of the store on `conn`; an error when a newer version of ingest wrote it, whose
+/// tables this one would misread (and relabel, were it to migrate).
+fn layout(conn: &Connection) -> Result<i64, StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > LAYOUT {
+        return Err(StoreError::NewerLayout {
+            found,
+            known: LAYOUT,
+        });
+    }
+    Ok(found)
+}
+
 /// Brings a store written by an earlier version to [`LAYOUT`].
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+fn migrate(conn: &Connection, version: i64) -> Result<(), StoreError> {
     if version < 2 {
         // Layout 1 kept six of the payload's fields in columns as well, which no query read
         // and every insert paid for.
@@ -164,25 +185,83 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     // FULL makes every WAL commit reach the disk before it returns. The writer's connection
     // alone commits with NORMAL, and its syncer makes each group of requests durable before
     // they are answered (see `writer`): one fsync per commit, never one per event. A 64 MiB
-    // page cache measured ~10 % faster under `cargo xtask bench ingest`.
+    // page cache measured ~10 % faster under `cargo xtask bench ingest`. `secure_delete`
+    // overwrites what a delete frees, so an erased user's events do not live on in free pages.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -65536;",
+         PRAGMA cache_size = -65536; PRAGMA secure_delete = ON;",
     )?;
     Ok(conn)
+}
+
+/// Creates `dir` (and its parents) readable by this user alone, and makes it so if it was
+/// not: it holds pseudonymised events, and by default the master secret.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        // The current directory, as a relative file's parent: not this program's to change.
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    restrict(dir, 0o700)
+}
+
+/// Makes an existing file or directory readable by this user alone (`mode` on Unix).
+pub(crate) fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if current != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
+/// Creates the database file empty and owner-only unless it exists, before SQLite opens it:
+/// SQLite gives the WAL and shared-memory files it creates the database file's permissions.
+/// Those of an older ingest's files are narrowed too.
+fn private_files(db: &Path) -> Result<(), StoreError> {
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::Permissions { path, source }
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(db).map_err(failed(db))?;
+    restrict(db, 0o600).map_err(failed(db))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        if file.exists() {
+            restrict(&file, 0o600).map_err(failed(&file))?;
+        }
+    }
+    Ok(())
 }
 
 impl Store {
     /// Opens (creating if needed) the store under `data_dir` and starts its writer.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        private_dir(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
+        private_files(&path)?;
         let conn = connect(&path)?;
+        let version = layout(&conn)?;
         conn.execute_batch(SCHEMA)?;
-        migrate(&conn)?;
+        migrate(&conn, version)?;
         // The writer's own commits neither checkpoint nor wait for the disk: `writer` runs
         // checkpoints beside it and syncs the WAL before it answers.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL;")?;
@@ -564,6 +643,55 @@ mod tests {
             )
             .unwrap();
         assert_eq!((version, page_size), (LAYOUT, 16384));
+    }
+
+    #[test]
+    fn a_store_of_a_newer_layout_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let path = dir.path().join(DB_FILE);
+        let newer = LAYOUT + 1;
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {newer};"))
+            .unwrap();
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(err, StoreError::NewerLayout { found, known } if found == newer && known == LAYOUT),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer than the layout"), "{err}");
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, newer, "the layout number is not relabelled");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_and_its_files_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let store = Store::open(&dir).unwrap();
+        let db = dir.join(DB_FILE);
+        let wal = dir.join(format!("{DB_FILE}-wal"));
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(
+            mode(&wal),
+            0o600,
+            "SQLite gives the WAL the database's mode"
+        );
+        store.close();
+        drop(store);
+        // A store an older version left open to everyone is narrowed when opened.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(&dir).unwrap());
+        assert_eq!((mode(&dir), mode(&db)), (0o700, 0o600));
     }
 
     #[test]

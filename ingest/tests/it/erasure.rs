@@ -123,3 +123,31 @@ async fn the_vault_is_off_by_default() {
     h.post_json(&json!({ "events": [event("n1", "u1")] })).await;
     assert_eq!(h.count("identity_vault"), 0);
 }
+
+#[tokio::test]
+async fn erased_events_leave_nothing_readable_in_the_files() {
+    let h = Harness::new(&[]);
+    let marker = "erase-marker-5e1f";
+    let mut gone = event("gone-1", "u-gone");
+    gone["event_meta"] = json!({ "note": marker });
+    h.post_json(&json!({ "events": [gone, event("kept-1", "u-kept")] }))
+        .await;
+    let (status, answer) = delete(&h, "u-gone", Some(&format!("Bearer {}", h.api_key))).await;
+    assert_eq!((status, &answer["events"]), (StatusCode::OK, &json!(1)));
+    // Every connection closed: SQLite moves the WAL into the database file and deletes it.
+    let Harness {
+        dir, store, app, ..
+    } = h;
+    drop(app);
+    store.close();
+    drop(store);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "an erased event is still readable in {}",
+            path.display()
+        );
+    }
+}
