@@ -1,11 +1,16 @@
 // The npm install path, as a customer takes it: `npm pack` the package, install the tarball
-// into a copy of examples/npm-vite (offline: nothing comes from the registry that the root
-// install did not already cache), build with Vite 7 — and with webpack 5 — and no
+// into a copy of examples/npm-vite, build with Vite 7 — and with webpack 5 — and no
 // configuration, then load each built app in Chromium and read what ingest stored.
+//
+// Nothing here asks the registry. In the repository the example is an npm workspace, so the
+// bundlers it names come from the root's lockfile install (`cargo xtask test` runs `npm ci`),
+// and the package it depends on is the js-wrapper workspace. The copy, under the repository's
+// target/, installs the packed tarball instead (a package with no dependencies installs
+// offline) and builds with those same bundlers, which Node finds in the node_modules above it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { cpSync, readFileSync, rmSync, writeFileSync, mkdirSync, readdirSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync, mkdirSync, readdirSync, lstatSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { startIngest } from "../support/ingest.mjs";
@@ -15,6 +20,8 @@ import { launch, openPage } from "../support/browser.mjs";
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const CLIENT_KEY = "pk_vite";
 let ingest, site, webpackSite, readmeSite, browser, app;
+/** A bundler's command, from the root's install. */
+const bin = (name) => join(root, "node_modules/.bin", name);
 
 /** The README's first ```js block (the npm usage), pointed at the ingest under test. */
 function readmeApp(endpoint) {
@@ -39,14 +46,21 @@ before(async () => {
   app = join(root, "target/e2e-npm-vite");
   rmSync(app, { recursive: true, force: true });
   cpSync(join(root, "examples/npm-vite"), app, { recursive: true });
-  // The example names the tarball relative to its own folder; the copy names it absolutely.
+  // The copy depends on the tarball; its bundlers are the workspace's, at the versions it names.
   const manifest = JSON.parse(readFileSync(join(app, "package.json"), "utf8"));
+  for (const [name, version] of Object.entries(manifest.devDependencies)) {
+    const installed = JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")).version;
+    assert.equal(installed, version, `the root install has the ${name} the example names`);
+  }
+  delete manifest.devDependencies;
   manifest.dependencies["@personafin/capture"] = `file:${join(packed, tarball)}`;
   writeFileSync(join(app, "package.json"), JSON.stringify(manifest, null, 2));
   const quiet = { cwd: app, stdio: ["ignore", "ignore", "inherit"] };
   execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", "--no-package-lock"], quiet);
-  execFileSync("npx", ["--no-install", "vite", "build", "--logLevel", "warn"], quiet);
-  execFileSync("npx", ["--no-install", "webpack", "--mode", "production", "--entry", "./main.js", "-o", "dist-webpack"], quiet);
+  const installed = join(app, "node_modules/@personafin/capture");
+  assert.ok(!lstatSync(installed).isSymbolicLink(), "the tarball is installed, not the workspace linked");
+  execFileSync(bin("vite"), ["build", "--logLevel", "warn"], quiet);
+  execFileSync(bin("webpack"), ["--mode", "production", "--entry", "./main.js", "-o", "dist-webpack"], quiet);
   // webpack emits a classic script; the page is the example's, pointing at it.
   const html = readFileSync(join(app, "index.html"), "utf8").replace('<script type="module" src="/main.js">', '<script src="main.js">');
   writeFileSync(join(app, "dist-webpack/index.html"), html);
@@ -63,7 +77,7 @@ before(async () => {
   });
   // The README's snippet, as the whole of an app's code, built the same way.
   writeFileSync(join(app, "main.js"), readmeApp(ingest.endpoint));
-  execFileSync("npx", ["--no-install", "vite", "build", "--logLevel", "warn", "--outDir", "dist-readme"], quiet);
+  execFileSync(bin("vite"), ["build", "--logLevel", "warn", "--outDir", "dist-readme"], quiet);
   browser = await launch();
 });
 after(async () => {
