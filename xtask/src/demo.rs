@@ -1,10 +1,11 @@
 //! `cargo xtask demo`: build the browser package, start ingest on an embedded store, serve
-//! the demo trading UI (`examples/demo/`) and the other examples, print the URLs; Ctrl-C
-//! stops both.
+//! the demo trading UI (`examples/demo/`) and the other examples, print the URLs; Ctrl-C (or
+//! any other termination signal) stops both.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Child, Stdio};
 
 use anyhow::{Context, bail};
 
@@ -14,17 +15,20 @@ use crate::{build, install};
 
 pub(crate) const CLIENT_KEY: &str = "pk_demo";
 
-pub(crate) fn run(ingest_addr: SocketAddr, web_addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) fn run(
+    ingest_addr: SocketAddr,
+    web_addr: SocketAddr,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     install::for_build()?;
     ingest::build()?;
     let sizes = build::package()?;
     eprintln!("browser package:\n{sizes}");
-    let data_dir = root().join(".data/demo");
     // The demo keeps its tenant's secret key beside its store, so every run can link the
     // dashboard; a real deployment shows the key once and stores only its hash.
     let key_file = data_dir.join("demo-api-key");
-    if !ingest::tenants(&data_dir)?.iter().any(|k| k == CLIENT_KEY) {
-        let key = ingest::add_tenant(&data_dir, CLIENT_KEY)?;
+    if !ingest::tenants(data_dir)?.iter().any(|k| k == CLIENT_KEY) {
+        let key = ingest::add_tenant(data_dir, CLIENT_KEY)?;
         std::fs::write(&key_file, &key)?;
     }
     let api_key = std::fs::read_to_string(&key_file).unwrap_or_default();
@@ -36,31 +40,38 @@ pub(crate) fn run(ingest_addr: SocketAddr, web_addr: SocketAddr) -> anyhow::Resu
             data_dir.display()
         );
     }
-    let server = Ingest::start(&data_dir, &ingest_addr.to_string())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Caught from here on: a signal while the children start still stops them.
+    let stop = {
+        let _entered = runtime.enter();
+        stop_signal()?
+    };
+    let server = Ingest::start(data_dir, &ingest_addr.to_string())?;
     // The demo's web server is the one the end-to-end tests start too: it serves the UI and
     // asks the query API for it with the secret key, which never reaches the browser.
-    let mut web = cmd(
-        "node",
-        &[
-            "examples/demo/server.mjs",
-            "--port",
-            &web_addr.port().to_string(),
-            "--ingest",
-            &server.url,
-            "--client-key",
-            CLIENT_KEY,
-            "--api-key-file",
-            key_file.to_str().context("non-UTF-8 path")?,
-        ],
-    )
-    .current_dir(root())
-    .stdout(Stdio::piped())
-    .spawn()
-    .context("cannot start the demo's web server (node)")?;
+    let mut web = Stopped(
+        cmd(
+            "node",
+            &[
+                "examples/demo/server.mjs",
+                "--port",
+                &web_addr.port().to_string(),
+                "--ingest",
+                &server.url,
+                "--client-key",
+                CLIENT_KEY,
+                "--api-key-file",
+                key_file.to_str().context("non-UTF-8 path")?,
+            ],
+        )
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the demo's web server (node)")?,
+    );
     let mut line = String::new();
-    BufReader::new(web.stdout.take().context("demo server stdout")?).read_line(&mut line)?;
+    BufReader::new(web.0.stdout.take().context("demo server stdout")?).read_line(&mut line)?;
     let Some(url) = line.trim().strip_prefix("demo listening on ") else {
-        let _ = web.kill();
         bail!(
             "the demo's web server did not start (it printed {line:?}); pass --web-port to pick another port"
         );
@@ -73,16 +84,52 @@ pub(crate) fn run(ingest_addr: SocketAddr, web_addr: SocketAddr) -> anyhow::Resu
         key => format!("{}/dashboard#key={key}", server.url),
     };
     println!(
-        "\nPersonafin Capture demo\n  open      {url}/\n  examples  {url}/examples/basic/  {url}/examples/script-tag/  {url}/examples/iframe-widget/host.html\n  dashboard {dashboard}\n  ingest    {} (store: {})\n  events    `cargo run -q -p ingest -- events list --data-dir .data/demo --client-key {CLIENT_KEY}`\nCtrl-C stops it.",
+        "\nPersonafin Capture demo\n  open      {url}/\n  examples  {url}/examples/basic/  {url}/examples/script-tag/  {url}/examples/iframe-widget/host.html\n  dashboard {dashboard}\n  ingest    {} (store: {})\n  events    `cargo run -q -p ingest -- events list --data-dir {} --client-key {CLIENT_KEY}`\nCtrl-C stops it.",
         server.url,
+        data_dir.display(),
         data_dir.display()
     );
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
-    let _ = web.kill();
-    let _ = web.wait();
-    drop(server);
+    let signal = runtime.block_on(stop);
+    eprintln!("{signal}: stopping the demo");
+    drop((web, server));
     Ok(())
+}
+
+/// The node web server, stopped (and waited for) when dropped, like `Ingest`.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Catches the signals to stop on from now, and resolves with the first one's name. Ctrl-C in
+/// a terminal reaches the whole process group, children included; `kill`, a service manager
+/// or a closed terminal signal this process alone, so each is caught here and the children
+/// are stopped on the way out. Call inside the runtime.
+#[cfg(unix)]
+fn stop_signal() -> std::io::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+            _ = quit.recv() => "SIGQUIT",
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn stop_signal() -> std::io::Result<impl Future<Output = &'static str>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
 }

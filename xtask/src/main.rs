@@ -29,12 +29,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build everything and run the demo: ingest plus the example page.
+    /// Build everything and run the demo: ingest plus the example page. Ctrl-C, SIGTERM or
+    /// SIGHUP stops it, with ingest and the web server.
     Demo {
+        /// Ingest's port on 127.0.0.1 (0: any free one).
         #[arg(long, default_value_t = 8787)]
         ingest_port: u16,
+        /// The demo UI's port on 127.0.0.1 (0: any free one).
         #[arg(long, default_value_t = 8080)]
         web_port: u16,
+        /// Ingest's store for the demo, kept between runs.
+        #[arg(long, default_value = ".data/demo")]
+        data_dir: std::path::PathBuf,
     },
     /// Install what is missing, then run every check and test.
     Test,
@@ -87,9 +93,11 @@ fn main() -> anyhow::Result<()> {
         Task::Demo {
             ingest_port,
             web_port,
+            data_dir,
         } => demo::run(
             SocketAddr::from((Ipv4Addr::LOCALHOST, ingest_port)),
             SocketAddr::from((Ipv4Addr::LOCALHOST, web_port)),
+            &cmd::root().join(data_dir),
         ),
         Task::Test => {
             test::all()?;

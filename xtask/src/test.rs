@@ -154,7 +154,7 @@ fn browser_unit_tests() -> anyhow::Result<()> {
 }
 
 /// Node's test runner over every `*.test.mjs` in `dir`; they start the ingest binary named
-/// by `INGEST_BIN` themselves.
+/// by `INGEST_BIN` themselves, and `cargo xtask demo` as this binary, `XTASK_BIN`.
 fn node_tests(dir: &str) -> anyhow::Result<()> {
     let mut files: Vec<String> = std::fs::read_dir(root().join(dir))
         .with_context(|| format!("cannot read {dir}"))?
@@ -169,7 +169,9 @@ fn node_tests(dir: &str) -> anyhow::Result<()> {
     }
     let mut args = vec!["--test", "--test-concurrency=1"];
     args.extend(files.iter().map(String::as_str));
-    run(cmd("node", &args).env("INGEST_BIN", ingest::binary()))
+    run(cmd("node", &args)
+        .env("INGEST_BIN", ingest::binary())
+        .env("XTASK_BIN", std::env::current_exe()?))
 }
 
 /// A fresh directory under the system temp dir, for one step's store.
