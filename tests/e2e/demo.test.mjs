@@ -63,7 +63,10 @@ test("a trading session reaches ingest, and recommendations close the loop", asy
   await first.waitFor({ timeout: 15_000 });
   const impression = await first.getAttribute("data-pf-impression-id");
   const ticker = await first.getAttribute("data-ticker");
-  await page.waitForTimeout(1_300);
+  // Clicked once its view has counted (half on screen for a second) and reached ingest: the
+  // click leaves the page, and a view not yet counted would never be.
+  const viewed = (e) => named("recommendation.viewed")(e) && e.event_meta.impression_id === impression;
+  assert.equal((await ingest.waitForEvents(CLIENT_KEY, 1, viewed)).length, 1, "the recommendation was viewed");
   await first.click();
   await page.waitForURL(`**/instrument/${ticker}`);
   await page.locator("#buy").click();

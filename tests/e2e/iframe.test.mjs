@@ -30,8 +30,10 @@ test("the widget's events join the host page's session and user", async () => {
   await page.evaluate(() => window.ready);
   const frame = page.frameLocator("#widget");
   await frame.locator("li").first().waitFor();
-  // Seen for a second, then clicked, then the watchlist button of the second item.
-  await page.waitForTimeout(1_300);
+  // Seen for a second (the three views have reached ingest), then clicked, then the watchlist
+  // button of the second item.
+  const isView = (e) => e.event_type === "recommendation" && e.action === "viewed";
+  assert.equal((await ingest.waitForEvents(CLIENT_KEY, 3, isView)).length, 3, "three items viewed");
   await frame.locator("li").first().click();
   await frame.locator("li").nth(1).locator("button").click();
 

@@ -97,6 +97,13 @@ pub(crate) async fn sleep(ms: i32) {
     JsFuture::from(tick).await.unwrap();
 }
 
+/// Waits for a promise the test made with `js(…)`.
+pub(crate) async fn settled(promise: JsValue) -> JsValue {
+    JsFuture::from(js_sys::Promise::from(promise))
+        .await
+        .unwrap_or_else(|e| panic!("rejected: {e:?}"))
+}
+
 /// Polls `condition` every 20 ms until it holds; fails naming `what` after `limit_ms`.
 pub(crate) async fn wait_until(what: &str, limit_ms: f64, condition: impl Fn() -> bool) {
     let deadline = js_sys::Date::now() + limit_ms;
