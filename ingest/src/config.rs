@@ -1,6 +1,9 @@
 use std::net::SocketAddr;
+
 use std::path::PathBuf;
 use std::time::Duration;
+
+use clap::builder::TypedValueParser;
 
 use crate::protect::Limits;
 
@@ -23,16 +26,20 @@ pub struct Config {
     #[arg(long, env = "INGEST_IDENTITY_VAULT")]
     pub identity_vault: bool,
     /// Sustained events per second one client_key may send; beyond it, 429 with Retry-After.
-    #[arg(long, env = "INGEST_RATE_LIMIT", default_value_t = Limits::default().events_per_second)]
+    #[arg(long, env = "INGEST_RATE_LIMIT", default_value_t = Limits::default().events_per_second,
+          value_parser = positive("INGEST_RATE_LIMIT", MAX_EVENTS_PER_SECOND))]
     pub rate_limit: f64,
     /// Events one client_key may send in a burst.
-    #[arg(long, env = "INGEST_RATE_BURST", default_value_t = Limits::default().burst_events)]
+    #[arg(long, env = "INGEST_RATE_BURST", default_value_t = Limits::default().burst_events,
+          value_parser = positive("INGEST_RATE_BURST", MAX_EVENTS_PER_SECOND))]
     pub rate_burst: f64,
     /// Longest a request may take, body upload included, in seconds.
-    #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value_t = Limits::default().request_timeout.as_secs())]
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value_t = Limits::default().request_timeout.as_secs(),
+          value_parser = whole("INGEST_REQUEST_TIMEOUT", MAX_REQUEST_TIMEOUT_SECS))]
     pub request_timeout: u64,
     /// Requests handled at once; more get 503 with Retry-After.
-    #[arg(long, env = "INGEST_MAX_CONCURRENT_REQUESTS", default_value_t = Limits::default().max_concurrent_requests)]
+    #[arg(long, env = "INGEST_MAX_CONCURRENT_REQUESTS", default_value_t = Limits::default().max_concurrent_requests,
+          value_parser = whole("INGEST_MAX_CONCURRENT_REQUESTS", MAX_CONCURRENT_REQUESTS).map(|n| n as usize))]
     pub max_concurrent_requests: usize,
     /// The datasets' parameters (`datasets.toml`: half-lives, thresholds, weights); every
     /// key is optional and defaults to the datasets spec.
@@ -42,6 +49,42 @@ pub struct Config {
     /// production: it lets a caller recompute lists at any time.
     #[arg(long, env = "INGEST_TEST_MODE")]
     pub test_mode: bool,
+}
+
+/// The largest rate and burst accepted: far past what one process takes, yet small enough
+/// that every wait the rate limiter computes is a finite duration.
+const MAX_EVENTS_PER_SECOND: f64 = 1e9;
+/// An hour: past it a stalled upload holds a connection for no client's good.
+const MAX_REQUEST_TIMEOUT_SECS: u64 = 3_600;
+/// Each request in flight holds memory for its body (up to the 1 MiB cap).
+const MAX_CONCURRENT_REQUESTS: u64 = 1_000_000;
+
+/// A parser for a number greater than zero and at most `max`: zero, a negative number, NaN or
+/// infinity would make the rate limiter refuse everything or compute no wait at all. Its
+/// error names the environment variable too (clap names the flag), since either may have
+/// given the value.
+fn positive(env: &'static str, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone {
+    move |text| {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n > 0.0 && *n <= max)
+            .ok_or_else(|| {
+                format!("must be a number greater than 0 and at most {max} (the flag or {env})")
+            })
+    }
+}
+
+/// A parser for a whole number from 1 to `max`, whose error names the variable like
+/// [`positive`]'s.
+fn whole(env: &'static str, max: u64) -> impl TypedValueParser<Value = u64> {
+    move |text: &str| {
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("must be a whole number from 1 to {max} (the flag or {env})"))
+    }
 }
 
 impl Config {

@@ -69,9 +69,8 @@ impl RateLimiter {
         // A batch larger than the burst can never pass whole; it is told to wait one full
         // refill, and the tracker splits batches far below any sane burst anyway.
         let missing = (wanted.min(self.burst) - bucket.tokens).max(0.0);
-        Err(Duration::from_secs_f64(
-            missing / self.rate.max(f64::MIN_POSITIVE),
-        ))
+        // A rate so small that the wait overflows a Duration waits as long as one can.
+        Err(Duration::try_from_secs_f64(missing / self.rate).unwrap_or(Duration::MAX))
     }
 }
 
@@ -102,5 +101,18 @@ mod tests {
             "never more than the burst"
         );
         assert!(rl.check("pk", 1, t0 + Duration::from_secs(100)).is_err());
+    }
+
+    #[test]
+    fn a_rate_too_small_to_compute_a_wait_for_waits_the_longest() {
+        let limits = Limits {
+            events_per_second: f64::MIN_POSITIVE,
+            burst_events: 1.0,
+            ..Limits::default()
+        };
+        let rl = RateLimiter::new(&limits);
+        let t0 = Instant::now();
+        assert_eq!(rl.check("pk", 1, t0), Ok(()));
+        assert_eq!(rl.check("pk", 1, t0), Err(Duration::MAX));
     }
 }

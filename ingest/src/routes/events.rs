@@ -189,7 +189,7 @@ fn decode(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
         None | Some("identity") => Ok(body),
         Some("gzip" | "x-gzip") => {
             let limit = schema::limits::MAX_BODY_BYTES;
-            let mut out = Vec::with_capacity(body.len() * 4);
+            let mut out = Vec::with_capacity(gunzip_capacity(body.len(), limit));
             flate2::read::GzDecoder::new(&body[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
@@ -201,6 +201,12 @@ fn decode(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
         }
         Some(other) => Err(ApiError::UnsupportedEncoding(other.to_owned())),
     }
+}
+
+/// Room for a gunzipped body up front: JSON batches compress about fourfold, and the
+/// decoder stops one byte past the limit, so more than that is never needed.
+fn gunzip_capacity(compressed: usize, limit: usize) -> usize {
+    compressed.saturating_mul(4).min(limit + 1)
 }
 
 /// JSON, or `text/plain` as `navigator.sendBeacon` and preflight-free `fetch` send it.
@@ -235,5 +241,17 @@ pub(crate) fn event_time(
             Timestamp::saturating(received_at.saturating_sub(skew)).0
         }
         None => created_at.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gunzip_room_is_never_more_than_the_limit_allows() {
+        assert_eq!(gunzip_capacity(1_000, 1 << 20), 4_000);
+        assert_eq!(gunzip_capacity(1 << 20, 1 << 20), (1 << 20) + 1);
+        assert_eq!(gunzip_capacity(usize::MAX, 10), 11);
     }
 }

@@ -309,3 +309,59 @@ fn replay_prints_one_response_per_query_and_names_what_it_refused() {
     assert_eq!(problem["error"], "bad_parameter");
     assert!(text(&out.stderr).contains("1 of 1 queries failed"));
 }
+
+/// Runs `ingest serve` with `args` and `envs`, which must make it refuse to start: a serve that
+/// starts instead is killed after a while and the test fails.
+fn refused_serve(data_dir: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir])
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve {args:?} {envs:?} started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    text(&out.stderr)
+}
+
+#[test]
+fn every_numeric_limit_is_checked_at_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (flag, env, bad) in [
+        ("--rate-limit", "INGEST_RATE_LIMIT", "0"),
+        ("--rate-limit", "INGEST_RATE_LIMIT", "-5"),
+        ("--rate-limit", "INGEST_RATE_LIMIT", "NaN"),
+        ("--rate-limit", "INGEST_RATE_LIMIT", "inf"),
+        ("--rate-limit", "INGEST_RATE_LIMIT", "lots"),
+        ("--rate-burst", "INGEST_RATE_BURST", "0"),
+        ("--request-timeout", "INGEST_REQUEST_TIMEOUT", "0"),
+        ("--request-timeout", "INGEST_REQUEST_TIMEOUT", "86400000"),
+        (
+            "--max-concurrent-requests",
+            "INGEST_MAX_CONCURRENT_REQUESTS",
+            "0",
+        ),
+    ] {
+        for stderr in [
+            refused_serve(d, &[&format!("{flag}={bad}")], &[]),
+            refused_serve(d, &[], &[(env, bad)]),
+        ] {
+            assert!(
+                stderr.contains(flag) && stderr.contains(env) && stderr.contains(bad),
+                "{flag}={bad}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+}
