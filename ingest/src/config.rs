@@ -37,6 +37,15 @@ pub struct Config {
     #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value_t = Limits::default().request_timeout.as_secs(),
           value_parser = whole("INGEST_REQUEST_TIMEOUT", MAX_REQUEST_TIMEOUT_SECS))]
     pub request_timeout: u64,
+    /// Longest a client may take to send a request's head, in seconds; then the connection
+    /// is closed. (The request timeout starts only once the head is read.)
+    #[arg(long, env = "INGEST_HEADER_READ_TIMEOUT", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS,
+          value_parser = whole("INGEST_HEADER_READ_TIMEOUT", MAX_REQUEST_TIMEOUT_SECS))]
+    pub header_read_timeout: u64,
+    /// Connections open at once; more wait, unaccepted, until one closes.
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = whole("INGEST_MAX_CONNECTIONS", MAX_CONCURRENT_REQUESTS).map(|n| n as usize))]
+    pub max_connections: usize,
     /// Requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "INGEST_MAX_CONCURRENT_REQUESTS", default_value_t = Limits::default().max_concurrent_requests,
           value_parser = whole("INGEST_MAX_CONCURRENT_REQUESTS", MAX_CONCURRENT_REQUESTS).map(|n| n as usize))]
@@ -56,6 +65,12 @@ pub struct Config {
 const MAX_EVENTS_PER_SECOND: f64 = 1e9;
 /// An hour: past it a stalled upload holds a connection for no client's good.
 const MAX_REQUEST_TIMEOUT_SECS: u64 = 3_600;
+/// Ten seconds for a request's head: a page on a slow mobile link sends its few hundred bytes
+/// of headers in far less.
+const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Well under a default descriptor limit raised for a server, and far above what keep-alive
+/// trackers need: a page holds one connection while it sends.
+const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// Each request in flight holds memory for its body (up to the 1 MiB cap).
 const MAX_CONCURRENT_REQUESTS: u64 = 1_000_000;
 
@@ -99,6 +114,8 @@ impl Config {
             rate_limit: limits.events_per_second,
             rate_burst: limits.burst_events,
             request_timeout: limits.request_timeout.as_secs(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_concurrent_requests: limits.max_concurrent_requests,
             datasets_config: None,
             test_mode: false,

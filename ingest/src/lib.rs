@@ -13,12 +13,14 @@
 //! Layout: `routes` (HTTP surface), `anonymise` (pseudonyms, PII, URLs, user agents),
 //! `store` (SQLite, group commit, presentation documents), `datasets` (the pure datasets
 //! engine), `presentation` (per-tenant engines fed live, materialisation), `replay`
-//! (`ingest replay`), `tenants` (lookup cache), `error` (the one `ApiError`), `config`.
+//! (`ingest replay`), `tenants` (lookup cache), `error` (the one `ApiError`), `config`,
+//! `listen` (the accept loop: header deadline, connection cap, graceful shutdown).
 
 pub mod anonymise;
 mod config;
 pub mod datasets;
 mod error;
+mod listen;
 mod metrics;
 mod presentation;
 mod protect;
@@ -29,6 +31,7 @@ mod tenants;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -134,9 +137,14 @@ pub async fn serve(
         .with_identity_vault(config.identity_vault)
         .with_datasets(params, config.test_mode);
     let materialiser = tokio::spawn(state.datasets.clone().run(store.clone()));
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    listen::serve(
+        listener,
+        app(state),
+        Duration::from_secs(config.header_read_timeout),
+        config.max_connections,
+        shutdown,
+    )
+    .await;
     materialiser.abort();
     tokio::task::spawn_blocking(move || store.close()).await?;
     Ok(())

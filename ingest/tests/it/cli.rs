@@ -347,6 +347,8 @@ fn every_numeric_limit_is_checked_at_start_up_naming_it() {
         ("--rate-burst", "INGEST_RATE_BURST", "0"),
         ("--request-timeout", "INGEST_REQUEST_TIMEOUT", "0"),
         ("--request-timeout", "INGEST_REQUEST_TIMEOUT", "86400000"),
+        ("--header-read-timeout", "INGEST_HEADER_READ_TIMEOUT", "0"),
+        ("--max-connections", "INGEST_MAX_CONNECTIONS", "0"),
         (
             "--max-concurrent-requests",
             "INGEST_MAX_CONCURRENT_REQUESTS",

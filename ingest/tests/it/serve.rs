@@ -77,3 +77,83 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         "the listener is closed"
     );
 }
+
+/// Starts `ingest serve` in-process with `config` adjusted by `f`; returns its address and the
+/// sender that stops it.
+async fn started(
+    f: impl FnOnce(&mut ingest::Config),
+) -> (
+    tempfile::TempDir,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    f(&mut config);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ingest::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    (dir, addr, stop)
+}
+
+/// Sends a `GET /healthz` on `stream`, keeping the connection open, and reads the answer's
+/// status line.
+async fn healthz(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: ingest\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = stream.read(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_cut_off() {
+    let (_dir, addr, _stop) = started(|c| c.header_read_timeout = 1).await;
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /v1/events HTTP/1.1\r\nHost: ingest\r\n")
+        .await
+        .unwrap();
+    // The rest of the head never comes: the server closes the connection (with or without a
+    // 408 first). Without a header deadline the read would wait for ever.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was still open after 30 s");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let (_dir, addr, _stop) = started(|c| c.max_connections = 1).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    assert!(healthz(&mut first).await.contains("200"));
+    // The kernel completes the second handshake, but ingest does not take the connection
+    // while the first stays open.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    let waiting = tokio::spawn(async move { healthz(&mut second).await });
+    // An absence takes a while to see: half a second in which a served request would have
+    // been answered many times over.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "served past the cap of one connection"
+    );
+    drop(first);
+    let status = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("served once the first connection closed")
+        .unwrap();
+    assert!(status.contains("200"), "{status}");
+}
