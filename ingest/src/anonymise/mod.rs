@@ -10,6 +10,7 @@ pub mod url;
 pub mod user_agent;
 pub mod vault;
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -45,6 +46,12 @@ pub fn anonymise(
         .map(|a| pseudonyms.get(Kind::Visitor, a));
     let event_time = event_time(event.created_at, sent_at, received_at);
     let meta = clean_meta(&event.event_type, std::mem::take(&mut event.event_meta));
+    // An entity whose id holds personal data is left out of the log, and so of every
+    // dataset: scrubbed, it would trend as `[email]`. (An id is checked as ids are: for
+    // emails, secrets and IBANs, never taking a long numeric id for a card.)
+    event
+        .related_entities
+        .retain(|e| !matches!(pii::scrub_id(&e.id), Cow::Owned(s) if s != e.id));
     let mut input = Input::new(
         &event.event_id,
         event_time,
@@ -113,26 +120,62 @@ struct PayloadChannel<'a> {
     user_id: Option<&'a str>,
 }
 
-/// A rejected event as kept in the failed-events table: as sent, except that identifiers in
-/// `channel_meta` that are strings are pseudonymised like those of valid events.
+/// A rejected event as kept in the failed-events table, de-identified like a valid one:
+/// identifiers in `channel_meta` pseudonymised, `event_meta` cleaned, and every other string
+/// and key scrubbed, since a rejected event's fields passed no rule. An event that cannot be
+/// read back as JSON (a number past f64's range, nesting past serde_json's limit) keeps only
+/// its size: its text may hold anything. The row's error code and message say the rest.
 pub fn anonymise_failed(pseudonyms: &mut Pseudonymiser, raw: &RawValue) -> String {
     let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else {
-        return raw.get().to_owned();
+        return serde_json::json!({ "unreadable": true, "bytes": raw.get().len() }).to_string();
     };
-    if let Some(Value::Object(cm)) = value.get_mut("channel_meta") {
-        for (field, kind) in [
-            ("client_ref", Kind::ClientRef),
-            ("session_id", Kind::Session),
-            ("anonymous_id", Kind::Visitor),
-        ] {
-            if let Some(Value::String(s)) = cm.get_mut(field) {
-                *s = pseudonyms.get(kind, s);
-            } else if cm.contains_key(field) {
-                cm.insert(field.to_owned(), Value::Null);
+    let Value::Object(event) = &mut value else {
+        clean_value(&mut value, false);
+        return value.to_string();
+    };
+    clean_keys(event);
+    let event_type = match event.get("event_type") {
+        Some(Value::String(t)) => t.clone(),
+        _ => String::new(),
+    };
+    for (field, value) in event.iter_mut() {
+        match (field.as_str(), value) {
+            ("channel_meta", Value::Object(cm)) => {
+                clean_keys(cm);
+                for (field, value) in cm.iter_mut() {
+                    let kind = match field.as_str() {
+                        "client_ref" => Kind::ClientRef,
+                        "session_id" => Kind::Session,
+                        "anonymous_id" => Kind::Visitor,
+                        _ => {
+                            clean_value(value, false);
+                            continue;
+                        }
+                    };
+                    *value = match value {
+                        Value::String(s) => Value::String(pseudonyms.get(kind, s)),
+                        _ => Value::Null,
+                    };
+                }
             }
+            ("event_meta", Value::Object(meta)) => {
+                *meta = clean_meta(&event_type, std::mem::take(meta));
+            }
+            ("event_id", Value::String(id)) => {
+                if let Cow::Owned(clean) = pii::scrub_id(id) {
+                    *id = clean;
+                }
+            }
+            (_, value) => clean_value(value, false),
         }
     }
     value.to_string()
+}
+
+/// The message of a rejected event's error, as kept: it names fields by their paths, and a
+/// key of `event_meta` or an unknown field's name may itself be personal data.
+pub fn failed_message(message: &str) -> String {
+    pii::scrub(message).into_owned()
 }
 
 /// Every pseudonym `client_ref` has had for the tenant, one per key version, so erasure finds
@@ -172,6 +215,7 @@ fn clean_meta(event_type: &str, mut meta: Map<String, Value>) -> Map<String, Val
             }
         }
     }
+    clean_keys(&mut meta);
     for (key, value) in meta.iter_mut() {
         clean_value(value, ID_KEYS.contains(&key.as_str()));
     }
@@ -192,9 +236,24 @@ fn clean_value(value: &mut Value, is_id: bool) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|v| clean_value(v, false)),
-        Value::Object(obj) => obj.values_mut().for_each(|v| clean_value(v, false)),
+        Value::Object(obj) => {
+            clean_keys(obj);
+            obj.values_mut().for_each(|v| clean_value(v, false));
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
+}
+
+/// The object with its keys scrubbed: a UI may key a map by whatever it holds, an email
+/// included. Rebuilt only when a key needs it, which is seldom.
+fn clean_keys(object: &mut Map<String, Value>) {
+    if !object.keys().any(|k| pii::contains_pii(k)) {
+        return;
+    }
+    *object = std::mem::take(object)
+        .into_iter()
+        .map(|(k, v)| (pii::scrub(&k).into_owned(), v))
+        .collect();
 }
 
 #[cfg(test)]

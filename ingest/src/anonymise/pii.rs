@@ -83,6 +83,42 @@ static ANY: LazyLock<RegexSet> = LazyLock::new(|| {
 });
 
 fn scrub_with(text: &str, free_text: bool) -> Cow<'_, str> {
+    let out = scrub_plain(text, free_text);
+    if !out.contains('%') {
+        return out;
+    }
+    // Personal data percent-encoded, as an email in a URL's path (`/u/jane%40x.com`), is
+    // found in the decoded text, which is then what is kept, scrubbed.
+    let decoded = percent_decoded(&out);
+    match scrub_plain(&decoded, free_text) {
+        Cow::Owned(scrubbed) if scrubbed != decoded => Cow::Owned(scrubbed),
+        _ => out,
+    }
+}
+
+/// `text` with every `%XX` escape decoded (bytes that are not UTF-8 become U+FFFD).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if let (b'%', Some(hi), Some(lo)) = (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn scrub_plain(text: &str, free_text: bool) -> Cow<'_, str> {
     let hits = ANY.matches(text);
     let mut out = Cow::Borrowed(text);
     for (i, rule) in RULES.iter().enumerate() {
@@ -229,6 +265,21 @@ mod tests {
             scrub_id("req-1.2.3.4-+44 20 7946 0958"),
             "req-1.2.3.4-+44 20 7946 0958"
         );
+    }
+
+    #[test]
+    fn finds_what_percent_encoding_hides() {
+        check(
+            "/users/jane%40example.com/profile",
+            "/users/[email]/profile",
+        );
+        check("/u/jane%2Edoe%40example%2Ecom", "/u/[email]");
+        assert_eq!(scrub_id("imp-7%40x"), "imp-7%40x", "no domain: no email");
+        assert_eq!(scrub_id("imp%2D1%20jane%40x.co"), "imp-1 [email]");
+        // Escapes that hide nothing stay as they were sent.
+        for text in ["/search?q=50%25%20off", "100%", "%zz", "%E2%82%AC 5"] {
+            check(text, text);
+        }
     }
 
     #[test]

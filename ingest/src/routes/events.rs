@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::anonymise::pseudonym::Pseudonymiser;
 use crate::anonymise::user_agent;
 use crate::anonymise::vault::Vault;
-use crate::anonymise::{anonymise, anonymise_failed};
+use crate::anonymise::{anonymise, anonymise_failed, failed_message};
 use crate::error::ApiError;
 use crate::store::{FailedEvent, Write, now_ms};
 use crate::{AppState, tenants};
@@ -113,7 +113,7 @@ pub(crate) async fn post(
                 let message = e.to_string();
                 write.failed.push(FailedEvent {
                     error: e.code().to_owned(),
-                    message: message.clone(),
+                    message: failed_message(&message),
                     payload: anonymise_failed(&mut pseudonyms, raw),
                 });
                 rejected.push(Rejected {

@@ -369,3 +369,85 @@ async fn gzip_bodies_are_read_and_bombs_refused() {
     );
     assert_eq!(h.count("events"), 2);
 }
+
+#[tokio::test]
+async fn rejected_and_odd_events_keep_no_personal_data_either() {
+    let h = Harness::new(&[]);
+    let raw_ref = "customer-user-9191";
+    let pii = json!({
+        "note": "write to jane.roe@example.com or +44 20 7946 0958",
+        "payment": {"card": "4111 1111 1111 1111", "iban": "GB82 WEST 1234 5698 7654 32"},
+        "jane.roe@example.com": "a key that is an email",
+        "page": "/users/jane.roe%40example.com/profile"
+    });
+    let with = |id: &str, f: &dyn Fn(&mut Value)| {
+        let mut e = event(id, raw_ref);
+        e["event_meta"] = pii.clone();
+        f(&mut e);
+        e.to_string()
+    };
+    let events = [
+        // Valid, with personal data in an entity id, a meta key and a percent-encoded path.
+        with("ok-1", &|e| {
+            e["related_entities"] = json!([{"type": "ticker", "id": "AAPL"}, {"type": "ticker", "id": "jane.roe@example.com"}]);
+        }),
+        // Rejected for one rule each.
+        with("empty-action", &|e| e["action"] = json!("")),
+        with("long-type", &|e| e["event_type"] = json!("x".repeat(200))),
+        with("unknown-field", &|e| e["jane.roe@example.com"] = json!(1)),
+        with("bad-entity", &|e| {
+            e["related_entities"] =
+                json!([{"type": "Ticker Symbol", "id": "jane.roe@example.com"}]);
+        }),
+        // Numbers past f64 and nesting past serde_json's depth: not readable back as JSON.
+        with("huge", &|e| e["event_meta"]["n"] = json!("HUGE")).replace("\"HUGE\"", "1e400"),
+        with("deep", &|e| e["event_meta"]["deep"] = json!("DEEP")).replace(
+            "\"DEEP\"",
+            &format!("{}{}", "[".repeat(200), "]".repeat(200)),
+        ),
+    ];
+    let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+    let (status, answer) = h.post(body, Some("application/json"), None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["rejected"].as_array().unwrap().len(), 6, "{answer}");
+
+    let tenant = h.store.tenant(CLIENT_KEY).unwrap().unwrap();
+    let stored = h.store.recent_events(tenant.id, 10).unwrap();
+    assert_eq!(
+        stored[0]["related_entities"],
+        json!([{"type": "ticker", "id": "AAPL"}]),
+        "an entity whose id is personal data is left out, so no dataset counts it"
+    );
+    assert_eq!(stored[0]["event_meta"]["[email]"], "a key that is an email");
+    assert_eq!(stored[0]["event_meta"]["page"], "/users/[email]/profile");
+    let failed = h.store.recent_failed(tenant.id, 10).unwrap();
+    let unreadable: Vec<&Value> = failed
+        .iter()
+        .filter(|f| f["payload"].get("unreadable").is_some())
+        .collect();
+    assert_eq!(unreadable.len(), 2, "{failed:?}");
+    for f in unreadable {
+        assert_eq!(f["payload"].as_object().unwrap().len(), 2, "{f}");
+        assert!(f["payload"]["bytes"].as_u64().unwrap() > 100, "{f}");
+    }
+    h.store.close();
+    for entry in std::fs::read_dir(h.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in [
+            raw_ref,
+            "sess-1",
+            "jane.roe",
+            "4111 1111",
+            "WEST 1234",
+            "7946",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds {needle}",
+                path.display()
+            );
+        }
+    }
+}
