@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::MatchedPath;
 use axum::http::Request;
 use axum::http::{HeaderName, Method, Uri, header};
 use axum::routing::{delete, get, post};
@@ -31,6 +32,16 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// types in.
 async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("dashboard.html"))
+}
+
+/// Names the request's span by the route it matched, as its template.
+async fn record_route(
+    matched: MatchedPath,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    tracing::Span::current().record("route", matched.as_str());
+    next.run(request).await
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -86,7 +97,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::serve))
-        .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+        .route_layer(middleware::from_fn(record_route))
+        .fallback(|uri: Uri| async move {
+            tracing::Span::current().record("route", "unmatched");
+            ApiError::NotFound(uri.path().to_owned())
+        })
         .layer(DefaultBodyLimit::max(schema::limits::MAX_BODY_BYTES))
         .layer(protect)
         .layer(cors)
@@ -94,7 +109,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id = id)
+            // Never the path or the query as sent: they may name a user (`/v1/users/{client_ref}`,
+            // `?user=`). The route's template is filled in once routing has found it.
+            tracing::info_span!("request", method = %req.method(), route = tracing::field::Empty, request_id = id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)

@@ -151,3 +151,65 @@ async fn erased_events_leave_nothing_readable_in_the_files() {
         );
     }
 }
+
+/// Log lines written while `f` runs on this thread, at every level.
+async fn logged<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> String {
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    f().await;
+    drop(guard);
+    String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+}
+
+#[tokio::test]
+async fn the_log_names_routes_never_the_user_in_a_path_or_query() {
+    let h = Harness::new(&[]);
+    let auth = format!("Bearer {}", h.api_key);
+    let log = logged(|| async {
+        h.post_json(&json!({ "events": [event("l1", "jane.logged@example.com")] }))
+            .await;
+        delete(&h, "jane.logged@example.com", Some(&auth)).await;
+        for uri in [
+            "/v1/recommendations?user=jane.logged@example.com",
+            "/v1/users/jane.logged@example.com/preferences/entities",
+            "/v1/nothing/jane.logged@example.com",
+        ] {
+            let request = Request::get(uri)
+                .header("authorization", &auth)
+                .body(Body::empty())
+                .unwrap();
+            h.app.clone().oneshot(request).await.unwrap();
+        }
+    })
+    .await;
+    for route in [
+        "/v1/events",
+        "/v1/users/{client_ref}",
+        "/v1/recommendations",
+        "/v1/users/{client_ref}/preferences/entities",
+        "unmatched",
+    ] {
+        assert!(
+            log.contains(&format!("route=\"{route}\"")),
+            "{route}: {log}"
+        );
+    }
+    assert!(!log.contains("jane.logged"), "{log}");
+}
