@@ -18,7 +18,8 @@ pub struct Config {
     #[arg(long, env = "INGEST_DATA_DIR")]
     pub data_dir: PathBuf,
     /// File holding the master secret (at least 32 bytes) that derives every tenant's
-    /// pseudonymisation key; by default `master.key` in the data directory, created on first run.
+    /// pseudonymisation key; by default `master.key` in the data directory, created with the
+    /// first tenant. The store records its fingerprint and refuses any other secret after.
     /// Keep it apart from the data in production: whoever has both can link pseudonyms.
     #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
     pub master_secret_file: Option<PathBuf>,

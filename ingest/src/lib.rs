@@ -124,11 +124,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let keyring = Arc::new(Keyring::load(
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    let keyring = Arc::new(Keyring::open(
+        &store,
         &config.data_dir,
         config.master_secret_file.as_deref(),
     )?);
-    let store = Arc::new(Store::open(&config.data_dir)?);
     let params = match &config.datasets_config {
         Some(path) => load_datasets_params(path)?,
         None => datasets::Params::default(),

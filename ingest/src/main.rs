@@ -78,6 +78,10 @@ enum TenantCommand {
     Add {
         #[arg(long, env = "INGEST_DATA_DIR")]
         data_dir: PathBuf,
+        /// The master secret `serve` will use (see `serve --help`); by default `master.key`
+        /// in the data directory, created with the first tenant.
+        #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
+        master_secret_file: Option<PathBuf>,
         /// The public write key pages send with their events.
         #[arg(long)]
         client_key: String,
@@ -125,8 +129,8 @@ struct TenantKeys {
 
 impl TenantKeys {
     fn open(&self) -> anyhow::Result<(Keyring, Store, ingest::store::Tenant)> {
-        let keyring = Keyring::load(&self.data_dir, self.master_secret_file.as_deref())?;
         let store = Store::open(&self.data_dir)?;
+        let keyring = Keyring::open(&store, &self.data_dir, self.master_secret_file.as_deref())?;
         let key = &self.client_key;
         let tenant = store
             .tenant(key)?
@@ -162,11 +166,15 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(config) => serve(config),
         Command::Tenant(TenantCommand::Add {
             data_dir,
+            master_secret_file,
             client_key,
             origins,
         }) => {
             schema::check_id(&client_key, "client_key")?;
             let store = Store::open(&data_dir)?;
+            // The store's master secret is settled with its first tenant, before anything is
+            // pseudonymised with it.
+            Keyring::open(&store, &data_dir, master_secret_file.as_deref())?;
             let (tenant, api_key) = store.add_tenant(&client_key, &origins)?;
             eprintln!(
                 "added tenant `{}`; its secret API key follows (it is not shown again):",

@@ -130,6 +130,11 @@ CREATE TABLE IF NOT EXISTS feedback (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_by_tenant ON feedback (tenant_id, seq);
+-- The store's own facts: the fingerprint of the master secret its pseudonyms are made with.
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// The layout `SCHEMA` describes, kept in the file's `user_version`.
@@ -285,6 +290,42 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(f(&conn)?)
+    }
+
+    /// The fingerprint of the master secret this store's pseudonyms are made with, once one
+    /// has been used (see `Keyring::open`).
+    pub fn master_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT value FROM settings WHERE key = 'master_fingerprint'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Records the master secret's fingerprint, unless one is recorded already.
+    pub fn record_master_fingerprint(&self, fingerprint: &str) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO settings (key, value) VALUES ('master_fingerprint', ?1)",
+                [fingerprint],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Whether any pseudonym has been stored: events, failed events or vault entries.
+    pub fn holds_pseudonyms(&self) -> Result<bool, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM failed_events)
+                    OR EXISTS (SELECT 1 FROM identity_vault)",
+                [],
+                |r| r.get(0),
+            )
+        })
     }
 
     /// Registers a tenant; returns it with its secret API key, which is shown once and

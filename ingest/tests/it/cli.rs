@@ -218,8 +218,8 @@ async fn vault_reveal_opens_what_serve_sealed() {
         crate::CLIENT_KEY,
     ]);
     // The same master secret serve would use: master.key in the data directory.
-    let keyring = Arc::new(ingest::Keyring::load(dir.path(), None).unwrap());
     let store = Arc::new(ingest::Store::open(dir.path()).unwrap());
+    let keyring = Arc::new(ingest::Keyring::open(&store, dir.path(), None).unwrap());
     let app = ingest::app(ingest::AppState::new(store.clone(), keyring).with_identity_vault(true));
     let body =
         serde_json::json!({ "events": [crate::event("vault-1", "customer-user-77")] }).to_string();
@@ -366,4 +366,61 @@ fn every_numeric_limit_is_checked_at_start_up_naming_it() {
             assert!(!stderr.contains("panicked"), "{stderr}");
         }
     }
+}
+
+#[test]
+fn commands_refuse_a_master_secret_other_than_the_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("master.key");
+    std::fs::write(&secret, [5u8; 32]).unwrap();
+    let other = secrets.path().join("other.key");
+    std::fs::write(&other, [6u8; 32]).unwrap();
+    let (secret, other) = (secret.to_str().unwrap(), other.to_str().unwrap());
+    let add = ingest(&[
+        "tenant",
+        "add",
+        "--data-dir",
+        d,
+        "--master-secret-file",
+        secret,
+        "--client-key",
+        "pk_secret",
+    ]);
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    let erase = |extra: &[&str]| {
+        let mut args = vec![
+            "erase",
+            "--data-dir",
+            d,
+            "--client-key",
+            "pk_secret",
+            "--client-ref",
+            "u1",
+        ];
+        args.extend_from_slice(extra);
+        ingest(&args)
+    };
+    // Forgetting the flag no longer makes a new secret in the data dir and erases nothing.
+    let forgot = erase(&[]);
+    assert!(!forgot.status.success());
+    assert!(
+        text(&forgot.stderr).contains("no master secret at"),
+        "{}",
+        text(&forgot.stderr)
+    );
+    assert!(!dir.path().join("master.key").exists(), "no secret created");
+    let wrong = erase(&["--master-secret-file", other]);
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong.stderr).contains("is not the one this store's pseudonyms were made with"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let right = erase(&["--master-secret-file", secret]);
+    assert!(right.status.success(), "{}", text(&right.stderr));
+    // serve refuses the wrong one too, before it listens.
+    let serve = refused_serve(d, &["--master-secret-file", other], &[]);
+    assert!(serve.contains("is not the one"), "{serve}");
 }
