@@ -14,6 +14,11 @@ pub struct Config {
     /// Address to listen on; port 0 picks a free one.
     #[arg(long, env = "INGEST_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
+    /// Serve readiness (`/readyz`) and metrics (`/metrics`) on this address alone, e.g. an
+    /// internal interface's, instead of beside the API. They name no tenant and no user, but
+    /// belong to load balancers and Prometheus, not to the internet.
+    #[arg(long, env = "INGEST_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
     /// Directory holding the embedded store (created if missing).
     #[arg(long, env = "INGEST_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -109,6 +114,7 @@ impl Config {
         let limits = Limits::default();
         Config {
             listen,
+            ops_listen: None,
             data_dir,
             master_secret_file: None,
             identity_vault: false,

@@ -114,14 +114,34 @@ pub fn load_datasets_params(path: &std::path::Path) -> anyhow::Result<datasets::
 
 /// The whole HTTP application, for serving or for `oneshot` tests without a socket.
 pub fn app(state: AppState) -> Router {
-    routes::router(state)
+    routes::router(state, routes::Serves::Everything)
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests, lets the store commit
-/// what they submitted, and returns.
+/// what they submitted, and returns. With `config.ops_listen`, readiness and metrics are
+/// served on a listener of their own, bound here (see [`serve_with_ops`] to bind it first).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ops = match config.ops_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--ops-listen): {e}"))?,
+        ),
+        None => None,
+    };
+    serve_with_ops(config, listener, ops, shutdown).await
+}
+
+/// [`serve`], with the operations' listener (readiness, metrics) already bound, or `None` to
+/// serve them beside the API.
+pub async fn serve_with_ops(
+    config: Config,
+    listener: TcpListener,
+    ops: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&config.data_dir)?);
@@ -138,14 +158,44 @@ pub async fn serve(
         .with_identity_vault(config.identity_vault)
         .with_datasets(params, config.test_mode);
     let materialiser = tokio::spawn(state.datasets.clone().run(store.clone()));
+    let header_read_timeout = Duration::from_secs(config.header_read_timeout);
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopping = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|&stop| stop).await;
+        }
+    };
+    let api = if ops.is_some() {
+        routes::Serves::Api
+    } else {
+        routes::Serves::Everything
+    };
+    let ops = ops.map(|listener| {
+        tokio::spawn(listen::serve(
+            listener,
+            routes::router(state.clone(), routes::Serves::Ops),
+            header_read_timeout,
+            config.max_connections,
+            stopping(),
+        ))
+    });
     listen::serve(
         listener,
-        app(state),
-        Duration::from_secs(config.header_read_timeout),
+        routes::router(state, api),
+        header_read_timeout,
         config.max_connections,
-        shutdown,
+        stopping(),
     )
     .await;
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
     materialiser.abort();
     tokio::task::spawn_blocking(move || store.close()).await?;
     Ok(())

@@ -341,7 +341,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         // Scripts and tests read this line to find the port when they asked for port 0.
         println!("ingest listening on http://{}", listener.local_addr()?);
-        ingest::serve(config, listener, shutdown_signal()).await
+        let ops = match config.ops_listen {
+            Some(addr) => {
+                let ops = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--ops-listen)"))?;
+                println!("ingest operations on http://{}", ops.local_addr()?);
+                Some(ops)
+            }
+            None => None,
+        };
+        ingest::serve_with_ops(config, listener, ops, shutdown_signal()).await
     })
 }
 

@@ -44,7 +44,18 @@ async fn record_route(
     next.run(request).await
 }
 
-pub(crate) fn router(state: AppState) -> Router {
+/// Which routes a listener serves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Serves {
+    /// The API and the operations' routes (readiness, metrics) on one port.
+    Everything,
+    /// The API alone, the operations' routes being on a port of their own (`--ops-listen`).
+    Api,
+    /// Readiness and metrics (and `/healthz`, which every port answers).
+    Ops,
+}
+
+pub(crate) fn router(state: AppState, serves: Serves) -> Router {
     let timeout = state.limits.request_timeout;
     // Over the concurrency limit, answer 503 at once: queueing would only turn overload into
     // timeouts for everyone.
@@ -78,10 +89,15 @@ pub(crate) fn router(state: AppState) -> Router {
         ])
         .expose_headers([header::RETRY_AFTER, header::ETAG, REQUEST_ID])
         .max_age(Duration::from_secs(86_400));
-    Router::new()
+    // CORS for the API alone: readiness and metrics are for load balancers and Prometheus,
+    // never for a script on some page.
+    let api = Router::new()
         .route("/v1/events", post(events::post))
         .route("/v1/users/{client_ref}", delete(users::erase))
-        .route("/v1/users/{client_ref}/preferences/entities", get(query::query))
+        .route(
+            "/v1/users/{client_ref}/preferences/entities",
+            get(query::query),
+        )
         .route("/v1/trending/entities", get(query::query))
         .route("/v1/trending/content", get(query::query))
         .route("/v1/trending/searches", get(query::query))
@@ -89,14 +105,26 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/engagement/items", get(query::query))
         .route("/v1/engagement/click-positions", get(query::query))
         .route("/v1/engagement/daily", get(query::query))
-        .route("/v1/engagement/impressions/{impression_id}", get(query::query))
+        .route(
+            "/v1/engagement/impressions/{impression_id}",
+            get(query::query),
+        )
         .route("/v1/engagement/feedback", get(query::query))
         .route("/v1/recommendations", get(query::query))
-        .route("/dashboard", get(dashboard))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::serve))
+        .layer(cors)
+        .route("/dashboard", get(dashboard));
+    let ops = Router::new()
+        .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics));
+    let healthz = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let routes = match serves {
+        Serves::Everything => api.merge(ops),
+        Serves::Api => api,
+        Serves::Ops => ops,
+    };
+    routes
+        .merge(healthz)
         .route_layer(middleware::from_fn(record_route))
         .fallback(|uri: Uri| async move {
             tracing::Span::current().record("route", "unmatched");
@@ -104,7 +132,6 @@ pub(crate) fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(schema::limits::MAX_BODY_BYTES))
         .layer(protect)
-        .layer(cors)
         .layer(middleware::from_fn_with_state(state.clone(), ops::count_response))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

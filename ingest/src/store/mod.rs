@@ -563,6 +563,23 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the store takes writes now: [`Store::check`], and while commits fail (a full
+    /// disk), a probe write that must go through. Traffic stops reaching a node that is not
+    /// ready, so without the probe nothing would tell that commits succeed again.
+    pub async fn ready(self: &std::sync::Arc<Self>) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.check())
+            .await
+            .map_err(|_| StoreError::Closed)??;
+        if self.writer.failing() {
+            match self.writer.submit(Op::Probe).await? {
+                Outcome::Probed => {}
+                _ => return Err(StoreError::Commit("the writer answered out of turn".into())),
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the writer after it has committed everything already submitted.
     pub fn close(&self) {
         self.writer.close();

@@ -118,12 +118,16 @@ pub(super) enum Op {
     Write(Write),
     Erase(Erasure),
     Present(Presentation),
+    /// A write the size of a large batch, undone in its transaction: whether commits go
+    /// through again.
+    Probe,
 }
 
 pub(super) enum Outcome {
     Written(WriteOutcome),
     Erased(Erased),
     Presented,
+    Probed,
 }
 
 impl Op {
@@ -132,6 +136,7 @@ impl Op {
             Op::Write(w) => w.events.len(),
             Op::Erase(_) => 1,
             Op::Present(p) => p.documents.len() + p.feedback.len(),
+            Op::Probe => 1,
         }
     }
 }
@@ -147,6 +152,8 @@ pub(super) struct Handle {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Set when a sync failed: the store takes no more writes.
     failed: Arc<AtomicBool>,
+    /// Set while commits fail (a full disk, say), cleared by the next one that succeeds.
+    failing: Arc<AtomicBool>,
 }
 
 impl Handle {
@@ -173,6 +180,7 @@ impl Handle {
             committed,
             failed: failed.clone(),
         };
+        let failing = Arc::new(AtomicBool::new(false));
         let (tick, ticks) = mpsc::sync_channel(1);
         let restart = Arc::new(AtomicBool::new(false));
         let checkpointer = {
@@ -189,16 +197,20 @@ impl Handle {
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || {
-                run(conn, receiver, writer, durable);
-                let _ = syncer.join();
-                let _ = checkpointer.join();
+            .spawn({
+                let failing = failing.clone();
+                move || {
+                    run(conn, receiver, writer, durable, &failing);
+                    let _ = syncer.join();
+                    let _ = checkpointer.join();
+                }
             })
             .expect("the writer thread can be spawned");
         Handle {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
             failed,
+            failing,
         }
     }
 
@@ -231,6 +243,11 @@ impl Handle {
         Ok(())
     }
 
+    /// Whether the last commit failed.
+    pub(super) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// Lets the writer finish what was submitted, then waits for it to stop.
     pub(super) fn close(&self) {
         drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
@@ -261,9 +278,18 @@ struct Durable {
     failed: Arc<AtomicBool>,
 }
 
+/// A probe writes as much as the largest beacon a tracker sends.
+const PROBE_BYTES: usize = 64 * 1024;
+
 const STOPPED: &str = "the store stopped taking writes after a failed sync; restart it";
 
-fn run(mut conn: Connection, jobs: Receiver<Job>, checkpoints: Checkpoints, durable: Durable) {
+fn run(
+    mut conn: Connection,
+    jobs: Receiver<Job>,
+    checkpoints: Checkpoints,
+    durable: Durable,
+    failing: &AtomicBool,
+) {
     let mut since_checkpoint = 0;
     while let Ok(first) = jobs.recv() {
         if durable.failed.load(Ordering::Relaxed) {
@@ -293,7 +319,9 @@ fn run(mut conn: Connection, jobs: Receiver<Job>, checkpoints: Checkpoints, dura
             since_checkpoint = 0;
             let _ = checkpoints.tick.try_send(());
         }
-        match commit(&mut conn, &group) {
+        let committed = commit(&mut conn, &group);
+        failing.store(committed.is_err(), Ordering::Relaxed);
+        match committed {
             Ok(outcomes) => {
                 let answers = group.into_iter().map(|(_, reply)| reply).zip(outcomes);
                 if let Err(mpsc::SendError(answers)) = durable.committed.send(answers.collect()) {
@@ -378,6 +406,16 @@ fn commit(conn: &mut Connection, group: &[Job]) -> rusqlite::Result<Vec<Outcome>
             Op::Present(p) => {
                 present(&tx, p)?;
                 Outcome::Presented
+            }
+            Op::Probe => {
+                // As much as a large batch, so that it needs room as a batch does: a few
+                // bytes would fit in a page with room to spare on a full disk.
+                tx.execute(
+                    "INSERT OR REPLACE INTO settings (key, value) VALUES ('probe', ?1)",
+                    ["x".repeat(PROBE_BYTES)],
+                )?;
+                tx.execute("DELETE FROM settings WHERE key = 'probe'", [])?;
+                Outcome::Probed
             }
         });
     }
@@ -535,6 +573,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn failing_commits_are_told_until_one_goes_through_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // A database that may not grow past a few pages more: a full disk, as SQLite sees it.
+        let conn = database(dir.path());
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.execute_batch(&format!("PRAGMA max_page_count = {};", pages + 20))
+            .unwrap();
+        let writer = Handle::start(
+            conn,
+            || Ok(()),
+            connect(&dir.path().join(DB_FILE)).unwrap(),
+            CheckpointPolicy::DEFAULT,
+        );
+        let mut written = 0;
+        let full = loop {
+            match writer.submit(batch(written, 10)).await {
+                Ok(_) => written += 10,
+                Err(e) => break e.to_string(),
+            }
+            assert!(written < 10_000, "the database never filled");
+        };
+        assert!(full.contains("full"), "{full}");
+        assert!(writer.failing());
+        assert!(writer.check().is_ok(), "the writer still runs");
+        assert!(writer.submit(Op::Probe).await.is_err(), "still full");
+        assert!(writer.failing());
+        // Room again (the events' pages freed, here by a connection of the test's own): the
+        // probe goes through and clears the state.
+        connect(&dir.path().join(DB_FILE))
+            .unwrap()
+            .execute("DELETE FROM events", [])
+            .unwrap();
+        assert!(matches!(
+            writer.submit(Op::Probe).await,
+            Ok(Outcome::Probed)
+        ));
+        assert!(!writer.failing());
+    }
+
+    #[tokio::test]
     async fn a_commit_is_answered_only_after_the_sync_that_follows_it() {
         let dir = tempfile::tempdir().unwrap();
         let (started, sync_started) = mpsc::channel();
@@ -659,7 +739,15 @@ mod tests {
                 restart: restart.clone(),
             };
             let durable = syncing(|| Ok(()));
-            let writer = std::thread::spawn(move || run(conn, receiver, checkpoints, durable));
+            let writer = std::thread::spawn(move || {
+                run(
+                    conn,
+                    receiver,
+                    checkpoints,
+                    durable,
+                    &AtomicBool::new(false),
+                )
+            });
             let submit = |op| {
                 let (reply, answer) = oneshot::channel();
                 jobs.send((op, reply)).unwrap();

@@ -157,3 +157,71 @@ async fn connections_past_the_cap_wait_until_one_closes() {
         .unwrap();
     assert!(status.contains("200"), "{status}");
 }
+
+/// A `GET` over a new connection: the status code, the head, and the body.
+async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    origin: Option<&str>,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: ingest\r\n{origin}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn operations_routes_are_for_operators_alone() {
+    let (_dir, addr, _stop) = started(|_| {}).await;
+    let (status, head, body) = get(addr, "/readyz", Some("https://evil.example")).await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    let (status, head, _) = get(addr, "/metrics", Some("https://evil.example")).await;
+    assert_eq!(status, 200);
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    // The API still answers pages of any origin (each tenant's origins are checked on POST).
+    let (_, head, _) = get(addr, "/openapi.json", Some("https://app.example.com")).await;
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example.com"),
+        "{head}"
+    );
+
+    // With --ops-listen, they move to a port of their own.
+    let dir = tempfile::tempdir().unwrap();
+    let config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (api_addr, ops_addr) = (api.local_addr().unwrap(), ops.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ingest::serve_with_ops(config, api, Some(ops), async {
+        let _ = stopped.await;
+    }));
+    for (addr, path, status) in [
+        (api_addr, "/readyz", 404),
+        (api_addr, "/metrics", 404),
+        (api_addr, "/healthz", 200),
+        (api_addr, "/openapi.json", 200),
+        (ops_addr, "/readyz", 200),
+        (ops_addr, "/metrics", 200),
+        (ops_addr, "/healthz", 200),
+        (ops_addr, "/openapi.json", 404),
+    ] {
+        assert_eq!(get(addr, path, None).await.0, status, "{addr}{path}");
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(ops_addr).await.is_err(),
+        "both listeners closed"
+    );
+}
