@@ -98,6 +98,25 @@ enum TenantCommand {
         #[arg(long)]
         client_key: String,
     },
+    /// Give a tenant a new secret API key and print it (shown only this once). The old key
+    /// keeps working for the grace period, for the tenant's services to move over.
+    RotateApiKey {
+        #[arg(long, env = "INGEST_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        client_key: String,
+        /// Hours the old key stays valid (0: refused at once).
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(0..=24 * 365))]
+        grace_hours: u64,
+    },
+    /// Refuse every secret API key of a tenant at once (a leaked key) and print a new one.
+    /// A running service stops taking them within its tenant cache's 5 s.
+    RevokeApiKey {
+        #[arg(long, env = "INGEST_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        client_key: String,
+    },
     /// List tenants: client key and allowed origins, one per line.
     List {
         #[arg(long, env = "INGEST_DATA_DIR")]
@@ -200,6 +219,30 @@ fn main() -> anyhow::Result<()> {
         }) => {
             let version = Store::open(&data_dir)?.rotate_key(&client_key)?;
             println!("{version}");
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::RotateApiKey {
+            data_dir,
+            client_key,
+            grace_hours,
+        }) => {
+            let grace = std::time::Duration::from_secs(grace_hours * 3600);
+            let api_key = Store::open(&data_dir)?.rotate_api_key(&client_key, grace)?;
+            eprintln!(
+                "a new secret API key for `{client_key}` follows (it is not shown again); the old one works for {grace_hours} more hours:"
+            );
+            println!("{api_key}");
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::RevokeApiKey {
+            data_dir,
+            client_key,
+        }) => {
+            let api_key = Store::open(&data_dir)?.revoke_api_keys(&client_key)?;
+            eprintln!(
+                "every earlier secret API key of `{client_key}` is refused now; its new one follows (it is not shown again):"
+            );
+            println!("{api_key}");
             Ok(())
         }
         Command::Erase { tenant, client_ref } => {

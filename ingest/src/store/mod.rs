@@ -137,8 +137,8 @@ CREATE TABLE IF NOT EXISTS settings (
 ) WITHOUT ROWID;
 ";
 
-/// The layout `SCHEMA` describes, kept in the file's `user_version`.
-const LAYOUT: i64 = 2;
+/// The layout `SCHEMA` and [`migrate`] make, kept in the file's `user_version`.
+const LAYOUT: i64 = 3;
 
 /// The layout of the store on `conn`; an error when a newer version of ingest wrote it, whose
 /// tables this one would misread (and relabel, were it to migrate).
@@ -177,6 +177,23 @@ fn migrate(conn: &Connection, version: i64) -> Result<(), StoreError> {
         }
         drop += "COMMIT;";
         conn.execute_batch(&drop)?;
+    }
+    if version < 3 {
+        // Layout 3: a rotated secret API key stays valid until its grace period ends.
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('tenants')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if !columns.iter().any(|c| c == "previous_api_key_sha256") {
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE tenants ADD COLUMN previous_api_key_sha256 TEXT;
+                 ALTER TABLE tenants ADD COLUMN previous_api_key_expires_at INTEGER;
+                 CREATE INDEX IF NOT EXISTS tenants_by_previous_api_key
+                    ON tenants (previous_api_key_sha256);
+                 COMMIT;",
+            )?;
+        }
     }
     conn.execute_batch(&format!("PRAGMA user_version = {LAYOUT};"))?;
     Ok(())
@@ -339,10 +356,7 @@ impl Store {
             .iter()
             .map(|o| normalise_origin(o))
             .collect::<Result<Vec<_>, _>>()?;
-        let api_key = format!(
-            "sk_{}",
-            crate::anonymise::pseudonym::hex(&crate::anonymise::pseudonym::random::<24>())
-        );
+        let api_key = new_api_key();
         let origins_json = serde_json::to_string(&origins).unwrap_or_default();
         let id = self.read(|c| {
             let inserted = c.execute(
@@ -373,16 +387,62 @@ impl Store {
         })
     }
 
-    /// The tenant whose secret API key this is.
+    /// The tenant whose secret API key this is: its current one, or the one before it until
+    /// that one's grace period ends.
     pub fn tenant_by_api_key(&self, api_key: &str) -> Result<Option<Tenant>, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT id, client_key, origins, key_version FROM tenants WHERE api_key_sha256 = ?1",
-                [sha256_hex(api_key)],
+                "SELECT id, client_key, origins, key_version FROM tenants WHERE api_key_sha256 = ?1
+                 UNION ALL
+                 SELECT id, client_key, origins, key_version FROM tenants
+                 WHERE previous_api_key_sha256 = ?1 AND previous_api_key_expires_at > ?2",
+                params![sha256_hex(api_key), now_ms()],
                 tenant_row,
             )
             .optional()
         })
+    }
+
+    /// Gives the tenant a new secret API key, returned (it is shown once). The key it had
+    /// stays valid for `grace` more, for the tenant's services to move over; the one before
+    /// that is refused at once.
+    pub fn rotate_api_key(
+        &self,
+        client_key: &str,
+        grace: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        let api_key = new_api_key();
+        let expires = now_ms().saturating_add(grace.as_millis().min(i64::MAX as u128) as i64);
+        let changed = self.read(|c| {
+            c.execute(
+                "UPDATE tenants SET previous_api_key_sha256 = api_key_sha256,
+                    previous_api_key_expires_at = ?3, api_key_sha256 = ?2
+                 WHERE client_key = ?1",
+                params![client_key, sha256_hex(&api_key), expires],
+            )
+        })?;
+        if changed == 0 {
+            return Err(StoreError::UnknownTenant(client_key.to_owned()));
+        }
+        Ok(api_key)
+    }
+
+    /// Refuses every secret API key the tenant has, at once (a leaked key), and gives it a
+    /// new one, returned.
+    pub fn revoke_api_keys(&self, client_key: &str) -> Result<String, StoreError> {
+        let api_key = new_api_key();
+        let changed = self.read(|c| {
+            c.execute(
+                "UPDATE tenants SET api_key_sha256 = ?2, previous_api_key_sha256 = NULL,
+                    previous_api_key_expires_at = NULL
+                 WHERE client_key = ?1",
+                params![client_key, sha256_hex(&api_key)],
+            )
+        })?;
+        if changed == 0 {
+            return Err(StoreError::UnknownTenant(client_key.to_owned()));
+        }
+        Ok(api_key)
     }
 
     pub fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
@@ -618,6 +678,14 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A secret API key: `sk_` and 24 random bytes in hex. Only its SHA-256 is stored.
+fn new_api_key() -> String {
+    format!(
+        "sk_{}",
+        crate::anonymise::pseudonym::hex(&crate::anonymise::pseudonym::random::<24>())
+    )
+}
+
 pub(crate) fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     crate::anonymise::pseudonym::hex(&sha2::Sha256::digest(s.as_bytes()))
@@ -750,6 +818,42 @@ mod tests {
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
         drop(Store::open(&dir).unwrap());
         assert_eq!((mode(&dir), mode(&db)), (0o700, 0o600));
+    }
+
+    #[test]
+    fn a_rotated_api_key_works_through_its_grace_period_and_a_revoked_one_not_at_all() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (_, first) = store.add_tenant("pk_keys", &[]).unwrap();
+        let found = |key: &str| store.tenant_by_api_key(key).unwrap().map(|t| t.client_key);
+        let second = store
+            .rotate_api_key("pk_keys", Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(found(&second).as_deref(), Some("pk_keys"));
+        assert_eq!(
+            found(&first).as_deref(),
+            Some("pk_keys"),
+            "in its grace period"
+        );
+        let third = store.rotate_api_key("pk_keys", Duration::ZERO).unwrap();
+        assert_eq!(found(&third).as_deref(), Some("pk_keys"));
+        assert_eq!(found(&second), None, "no grace period");
+        assert_eq!(found(&first), None, "two rotations ago");
+        let fourth = store
+            .rotate_api_key("pk_keys", Duration::from_secs(3600))
+            .unwrap();
+        let fifth = store.revoke_api_keys("pk_keys").unwrap();
+        assert_eq!(found(&fifth).as_deref(), Some("pk_keys"));
+        assert_eq!(
+            (found(&fourth), found(&third)),
+            (None, None),
+            "revoked at once"
+        );
+        assert!(matches!(
+            store.rotate_api_key("pk_none", Duration::ZERO),
+            Err(StoreError::UnknownTenant(_))
+        ));
     }
 
     #[test]

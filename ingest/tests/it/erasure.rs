@@ -213,3 +213,18 @@ async fn the_log_names_routes_never_the_user_in_a_path_or_query() {
     }
     assert!(!log.contains("jane.logged"), "{log}");
 }
+
+#[tokio::test]
+async fn the_running_service_refuses_a_revoked_api_key() {
+    let h = Harness::with_state(|s| s.with_tenant_cache_for(std::time::Duration::ZERO));
+    let old = format!("Bearer {}", h.api_key);
+    let (status, _) = delete(&h, "u1", Some(&old)).await;
+    assert_eq!(status, StatusCode::OK);
+    let new = format!("Bearer {}", h.store.revoke_api_keys(CLIENT_KEY).unwrap());
+    let (status, answer) = delete(&h, "u1", Some(&old)).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unknown_api_key"))
+    );
+    assert_eq!(delete(&h, "u1", Some(&new)).await.0, StatusCode::OK);
+}
