@@ -48,10 +48,15 @@ pub(crate) fn all() -> anyhow::Result<()> {
     let sizes = build::package()?;
     eprintln!("browser package:\n{sizes}");
     browser_unit_tests()?;
-    node_tests("tracker-wasm/js/test")?;
-    node_tests("js-wrapper/test")?;
-    node_tests("tests/e2e")?;
-    node_tests("tests/faults")?;
+    let xtask = xtask_binary()?;
+    for dir in [
+        "tracker-wasm/js/test",
+        "js-wrapper/test",
+        "tests/e2e",
+        "tests/faults",
+    ] {
+        node_tests(dir, &xtask)?;
+    }
     Ok(())
 }
 
@@ -155,7 +160,7 @@ fn browser_unit_tests() -> anyhow::Result<()> {
 
 /// Node's test runner over every `*.test.mjs` in `dir`; they start the ingest binary named
 /// by `INGEST_BIN` themselves, and `cargo xtask demo` as this binary, `XTASK_BIN`.
-fn node_tests(dir: &str) -> anyhow::Result<()> {
+fn node_tests(dir: &str, xtask: &Path) -> anyhow::Result<()> {
     let mut files: Vec<String> = std::fs::read_dir(root().join(dir))
         .with_context(|| format!("cannot read {dir}"))?
         .filter_map(|e| e.ok())
@@ -171,7 +176,14 @@ fn node_tests(dir: &str) -> anyhow::Result<()> {
     args.extend(files.iter().map(String::as_str));
     run(cmd("node", &args)
         .env("INGEST_BIN", ingest::binary())
-        .env("XTASK_BIN", std::env::current_exe()?))
+        .env("XTASK_BIN", xtask))
+}
+
+/// This program as cargo builds it now. Not `current_exe()`: `cargo test --workspace` may
+/// have linked it anew since it started, and the running one's file is then gone.
+fn xtask_binary() -> anyhow::Result<PathBuf> {
+    run(&mut cmd("cargo", &["build", "--package", "xtask"]))?;
+    Ok(ingest::binary().with_file_name("xtask"))
 }
 
 /// A fresh directory under the system temp dir, for one step's store.
