@@ -13,6 +13,13 @@ let ingest, host, widget, other, browser;
 before(async () => {
   [host, widget, other] = await Promise.all([startStatic(), startStatic(), startStatic()]);
   ingest = await startIngest({ tenants: [{ clientKey: CLIENT_KEY, origins: [host.url, widget.url, other.url] }] });
+  // Each origin's deployment configures the example as a real one would: the host names the
+  // widget's origin, the widget its host's.
+  const config = { clientKey: CLIENT_KEY, endpoint: ingest.endpoint };
+  const configured = (site, settings) =>
+    (site.files["examples/iframe-widget/config.json"] = JSON.stringify({ ...config, widgetOrigin: null, hostOrigins: [], ...settings }));
+  configured(host, { widgetOrigin: widget.url });
+  configured(widget, { hostOrigins: [host.url] });
   browser = await launch();
 });
 after(async () => {
@@ -26,7 +33,7 @@ const query = (extra = {}) => new URLSearchParams({ clientKey: CLIENT_KEY, endpo
 test("the widget's events join the host page's session and user", async () => {
   const spy = `${other.url}/tests/e2e/fixtures/spy.html`;
   const page = await openPage(browser);
-  await page.goto(`${host.url}/examples/iframe-widget/host.html?${query({ widgetOrigin: widget.url, spy })}`);
+  await page.goto(`${host.url}/examples/iframe-widget/host.html?${new URLSearchParams({ spy })}`);
   await page.evaluate(() => window.ready);
   const frame = page.frameLocator("#widget");
   await frame.locator("li").first().waitFor();
@@ -65,7 +72,7 @@ test("a page on an unlisted origin cannot hand the widget its identity", async (
   const isClick = (e) => e.event_type === "recommendation" && e.action === "clicked";
   const clicksBefore = ingest.events(CLIENT_KEY).filter(isClick).length;
   const page = await openPage(browser);
-  const rogueQuery = query({ widgetOrigin: widget.url, trustedHost: host.url });
+  const rogueQuery = query({ widgetOrigin: widget.url });
   await page.goto(`${other.url}/tests/e2e/fixtures/rogue-host.html?${rogueQuery}`);
   await page.evaluate(() => window.ready);
   const frame = page.frameLocator("#widget");

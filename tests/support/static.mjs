@@ -18,13 +18,18 @@ const SERVED = ["examples/", "js-wrapper/", "tests/e2e/fixtures/", "target/e2e-p
 
 /**
  * Serves the repository's example and package folders, or with `dir` everything under that
- * directory (a built app).
+ * directory (a built app). `files` maps paths to the text served in their place: a
+ * deployment's own configuration files. The object returned has `files` too, to change.
  */
-export async function startStatic({ dir } = {}) {
+export async function startStatic({ dir, files = {} } = {}) {
   const base = dir ?? root;
   const server = createServer(async (req, res) => {
     let path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^\/+/, "");
     if (path.endsWith("/") || path === "") path += "index.html";
+    if (Object.hasOwn(files, path)) {
+      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" }).end(files[path]);
+      return;
+    }
     if (path.startsWith("..") || (!dir && !SERVED.some((p) => path.startsWith(p)))) {
       res.writeHead(404).end();
       return;
@@ -38,5 +43,5 @@ export async function startStatic({ dir } = {}) {
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address();
-  return { url: `http://127.0.0.1:${port}`, stop: () => new Promise((r) => server.close(r)) };
+  return { url: `http://127.0.0.1:${port}`, files, stop: () => new Promise((r) => server.close(r)) };
 }
