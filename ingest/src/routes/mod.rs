@@ -14,7 +14,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::MatchedPath;
 use axum::http::Request;
-use axum::http::{HeaderName, Method, Uri, header};
+use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
 use axum::routing::{delete, get, post};
 use axum::{BoxError, Router, middleware};
 use tower::ServiceBuilder;
@@ -42,6 +42,38 @@ async fn record_route(
 ) -> axum::response::Response {
     tracing::Span::current().record("route", matched.as_str());
     next.run(request).await
+}
+
+/// Whether a page of `origin` may call the API across origins. A preflight has no body, so the
+/// batch's client key is not known yet: on `/v1/events?client_key=K` the answer is tenant K's
+/// (its origins, or any when it lists none); elsewhere, whether any tenant allows the origin.
+/// `POST /v1/events` itself is answered to any origin, since it checks the batch's tenant's
+/// origins (403 for one it does not list, which the page may then read), and every query
+/// route needs the secret key.
+async fn origin_allowed(state: AppState, origin: HeaderValue, method: Method, uri: Uri) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if method == Method::POST && uri.path() == "/v1/events" {
+        return true;
+    }
+    let client_key = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "client_key")
+        .map(|(_, v)| v.into_owned());
+    if let Some(client_key) = client_key {
+        return crate::tenants::lookup(&state, &client_key)
+            .await
+            .is_ok_and(|tenant| tenant.allows_origin(origin));
+    }
+    let store = state.store.clone();
+    let origin = origin.to_owned();
+    tokio::task::spawn_blocking(move || {
+        store
+            .tenants()
+            .is_ok_and(|tenants| tenants.iter().any(|t| t.allows_origin(&origin)))
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Which routes a listener serves.
@@ -76,10 +108,13 @@ pub(crate) fn router(state: AppState, serves: Serves) -> Router {
             state.limits.max_concurrent_requests,
         ))
         .timeout(timeout);
-    // The preflight cannot know the tenant (it has no body), so CORS answers every origin
-    // here and `POST /v1/events` enforces each tenant's allowed origins itself.
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
+        .allow_origin(AllowOrigin::async_predicate({
+            let state = state.clone();
+            move |origin, parts| {
+                origin_allowed(state, origin, parts.method.clone(), parts.uri.clone())
+            }
+        }))
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             header::CONTENT_TYPE,

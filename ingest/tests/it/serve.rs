@@ -87,7 +87,27 @@ async fn started(
     std::net::SocketAddr,
     tokio::sync::oneshot::Sender<()>,
 ) {
+    started_with(&[], f).await
+}
+
+/// [`started`] over a store with these tenants: client key and allowed origins.
+async fn started_with(
+    tenants: &[(&str, &[&str])],
+    f: impl FnOnce(&mut ingest::Config),
+) -> (
+    tempfile::TempDir,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let dir = tempfile::tempdir().unwrap();
+    {
+        let store = ingest::Store::open(dir.path()).unwrap();
+        for (client_key, origins) in tenants {
+            let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
+            store.add_tenant(client_key, &origins).unwrap();
+        }
+        store.close();
+    }
     let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
     f(&mut config);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
@@ -164,10 +184,20 @@ async fn get(
     path: &str,
     origin: Option<&str>,
 ) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    request(addr, "GET", path, &origin).await
+}
+
+/// A request with `headers` (each line ending in CRLF) over a new connection.
+async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
     let request =
-        format!("GET {path} HTTP/1.1\r\nHost: ingest\r\n{origin}Connection: close\r\n\r\n");
+        format!("{method} {path} HTTP/1.1\r\nHost: ingest\r\n{headers}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
@@ -178,7 +208,8 @@ async fn get(
 
 #[tokio::test]
 async fn operations_routes_are_for_operators_alone() {
-    let (_dir, addr, _stop) = started(|_| {}).await;
+    let tenants: &[(&str, &[&str])] = &[("pk_app", &["https://app.example.com"])];
+    let (_dir, addr, _stop) = started_with(tenants, |_| {}).await;
     let (status, head, body) = get(addr, "/readyz", Some("https://evil.example")).await;
     assert_eq!((status, body.as_str()), (200, "ready\n"));
     assert!(!head.contains("access-control-allow-origin"), "{head}");
@@ -224,4 +255,30 @@ async fn operations_routes_are_for_operators_alone() {
         TcpStream::connect(ops_addr).await.is_err(),
         "both listeners closed"
     );
+}
+
+#[tokio::test]
+async fn preflights_are_answered_for_the_tenants_origins_only() {
+    let tenants: &[(&str, &[&str])] = &[
+        ("pk_a", &["https://a.example"]),
+        ("pk_b", &["https://b.example"]),
+    ];
+    let (_dir, addr, _stop) = started_with(tenants, |_| {}).await;
+    let allowed = |path: &'static str, origin: &'static str| async move {
+        let headers = format!(
+            "Origin: {origin}\r\nAccess-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: content-type\r\n"
+        );
+        let (_, head, _) = request(addr, "OPTIONS", path, &headers).await;
+        head.contains(&format!("access-control-allow-origin: {origin}"))
+    };
+    // The client key in the query: that tenant's origins alone.
+    assert!(allowed("/v1/events?client_key=pk_b", "https://b.example").await);
+    assert!(!allowed("/v1/events?client_key=pk_b", "https://a.example").await);
+    assert!(!allowed("/v1/events?client_key=pk_none", "https://a.example").await);
+    // Without it: an origin some tenant lists, and no other.
+    assert!(allowed("/v1/events", "https://a.example").await);
+    assert!(allowed("/v1/trending/entities", "https://b.example").await);
+    assert!(!allowed("/v1/events", "https://evil.example").await);
+    assert!(!allowed("/v1/trending/entities", "https://evil.example").await);
 }
