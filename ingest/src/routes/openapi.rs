@@ -234,7 +234,8 @@ pub(crate) fn document() -> Value {
                 "description": "Answers after the commit is on disk. Invalid events are rejected one by one (and kept as failed events); the valid ones are stored. Duplicate event_ids are stored once.",
                 "parameters": [
                     { "name": "Content-Encoding", "in": "header", "required": false, "schema": { "enum": ["gzip", "identity"] } },
-                    { "name": "Origin", "in": "header", "required": false, "schema": { "type": "string" }, "description": "Must be one of the tenant's allowed origins, when it lists any." }
+                    { "name": "Origin", "in": "header", "required": false, "schema": { "type": "string" }, "description": "Must be one of the tenant's allowed origins, when it lists any." },
+                    { "name": "client_key", "in": "query", "required": false, "schema": { "type": "string" }, "description": "The batch's client key, for CORS preflights alone: with it, a preflight is answered for that tenant's origins; without it, for any tenant's." }
                 ],
                 "requestBody": { "required": true, "content": {
                     "application/json": { "schema": { "$ref": "#/components/schemas/Batch" } },
