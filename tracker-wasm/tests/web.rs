@@ -199,7 +199,11 @@ async fn cookie_storage_keeps_the_visitor_in_a_cookie_and_nothing_in_local_stora
     let forget = format!("document.cookie = '{name}=; max-age=0; path=/'");
     js(&forget);
     let on_batch = recorder("cookieBatches");
-    start(&[("storage", "cookie".into()), ("onBatch", on_batch)]);
+    start(&[
+        ("storage", "cookie".into()),
+        ("onBatch", on_batch),
+        ("clientRef", "cookie-user-7".into()),
+    ]);
     let visitor = visitor_id().unwrap();
     assert!(track_marked("instrument", "viewed"));
     wait_until("the identity cookie", 5_000.0, || {
@@ -209,6 +213,11 @@ async fn cookie_storage_keeps_the_visitor_in_a_cookie_and_nothing_in_local_stora
             .contains(&format!("{name}="))
     })
     .await;
+    let cookie = js("document.cookie").as_string().unwrap();
+    assert!(
+        cookie.contains(&visitor) && !cookie.contains("cookie-user-7"),
+        "the visitor in the cookie, never the user: {cookie}"
+    );
     assert_eq!(
         local_storage().length().unwrap(),
         0,

@@ -51,10 +51,10 @@ const FORMAT: &str = "pf1";
 
 impl Identity {
     /// One line, space-separated: ids never contain whitespace (the wire format forbids it).
-    pub fn encode(&self) -> String {
+    pub fn encode(&self, with_client_ref: bool) -> String {
         let mut out = [FORMAT, " ", &self.visitor_id, " ", &self.session.id, " "].concat();
         push_int(&mut out, self.session.last_activity_ms);
-        if let Some(r) = &self.client_ref {
+        if let Some(r) = self.client_ref.as_ref().filter(|_| with_client_ref) {
             out.push(' ');
             out.push_str(r);
         }
@@ -97,10 +97,11 @@ mod tests {
             session: Session::new("s-1".into(), 1_795_874_400_123),
             client_ref: Some("user-42".into()),
         };
-        assert_eq!(id.encode(), "pf1 v-1 s-1 1795874400123 user-42");
-        assert_eq!(Identity::decode(&id.encode()), Some(id.clone()));
+        assert_eq!(id.encode(true), "pf1 v-1 s-1 1795874400123 user-42");
+        assert_eq!(Identity::decode(&id.encode(true)), Some(id.clone()));
+        assert_eq!(id.encode(false), "pf1 v-1 s-1 1795874400123");
         id.client_ref = None;
-        assert_eq!(Identity::decode(&id.encode()), Some(id));
+        assert_eq!(Identity::decode(&id.encode(true)), Some(id));
         for bad in [
             "",
             "pf0 v s 1",

@@ -343,9 +343,12 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         Some(encode_queue(in_flight.chain(self.queue.iter())))
     }
 
-    /// The identity line to store, when it changed since the last call.
+    /// The identity line to store, when it changed since the last call. A cookie rides along
+    /// on every request to the site for months, so it never holds the user's `client_ref`:
+    /// with cookie storage that stays in memory, and each page passes it to `init()` again.
     pub fn take_identity_record(&mut self) -> Option<String> {
-        std::mem::take(&mut self.identity_changed).then(|| self.identity.encode())
+        let with_client_ref = self.config.storage != Storage::Cookie;
+        std::mem::take(&mut self.identity_changed).then(|| self.identity.encode(with_client_ref))
     }
 
     /// The next batch to send, stamped with `sent_at` now, or `None` when nothing is queued
@@ -540,6 +543,33 @@ mod tests {
             .iter()
             .map(|raw| schema::Event::from_raw(raw).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_cookie_never_holds_the_client_ref() {
+        for (storage, kept) in [(Storage::LocalStorage, true), (Storage::Cookie, false)] {
+            let mut config = test_config();
+            config.storage = storage;
+            config.client_ref = Some("user-42".into());
+            let (mut t, _) = tracker(config);
+            let record = t.take_identity_record().unwrap();
+            assert_eq!(record.ends_with(" user-42"), kept, "{storage:?}: {record}");
+            // The events still carry it: it is kept in memory.
+            t.track(&EventInput {
+                event_type: "page",
+                action: "viewed",
+                meta_json: None,
+                entities: &[],
+                timestamp: None,
+            })
+            .unwrap();
+            let batch = t.next_batch().unwrap();
+            let ids: Vec<_> = events_of(&batch)
+                .into_iter()
+                .map(|e| e.channel_meta.client_ref)
+                .collect();
+            assert_eq!(ids, [Some("user-42".to_owned())]);
+        }
     }
 
     #[test]
@@ -872,10 +902,10 @@ mod tests {
         let mut b = Tracker::new(test_config(), clock.clone(), Counter(100), None, false);
         clock.0.set(T0 + 5_000);
         a.track(&plain()).unwrap();
-        b.merge_identity(&a.identity().encode());
+        b.merge_identity(&a.identity().encode(true));
         assert_eq!(b.session_id(), a.session_id());
         assert_eq!(b.identity().visitor_id, a.identity().visitor_id);
-        let older = b.identity().encode();
+        let older = b.identity().encode(true);
         a.merge_identity(&older);
         assert_eq!(a.session_id(), b.session_id(), "not older: unchanged");
 
