@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::datasets::{Counters, Document, Engine, Input, Params};
 use crate::store::{Presentation, Store, StoreError, now_ms};
@@ -17,6 +17,8 @@ pub(crate) struct Datasets {
     engines: Mutex<HashMap<i64, Arc<Mutex<Engine>>>>,
     /// The stored documents, kept in memory too.
     documents: Mutex<HashMap<(i64, String), Arc<Document>>>,
+    /// When each tenant's documents were last materialised.
+    refreshed: Mutex<HashMap<i64, Instant>>,
 }
 
 /// Feedback records due by `as_of`, as the store keeps them.
@@ -39,6 +41,7 @@ impl Datasets {
             test_mode,
             engines: Mutex::default(),
             documents: Mutex::default(),
+            refreshed: Mutex::default(),
         }
     }
 
@@ -195,7 +198,27 @@ impl Datasets {
             })
             .await?;
         self.remember(tenant_id, &documents);
+        lock(&self.refreshed).insert(tenant_id, Instant::now());
         Ok(documents)
+    }
+
+    /// For a query whose list has no stored document: the tenant's documents materialised
+    /// now, unless that was done within the materialisation interval. Then `None`: the list
+    /// is empty for now, and the materialiser refreshes it in the background. A list nobody
+    /// feeds (an entity type no event has) must not rewrite every document on each request.
+    pub(crate) async fn refresh_for_query(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        tenant_id: i64,
+    ) -> Result<Option<Vec<Document>>, StoreError> {
+        let every = Duration::from_secs(self.params.consensus.materialize_every_secs);
+        let recent = lock(&self.refreshed)
+            .get(&tenant_id)
+            .is_some_and(|at| at.elapsed() < every);
+        if recent {
+            return Ok(None);
+        }
+        self.refresh(store, tenant_id).await.map(Some)
     }
 
     /// Finalises the feedback due by `as_of` (test mode's clock) and stores it; the lists

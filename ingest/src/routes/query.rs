@@ -128,16 +128,16 @@ async fn document(
     }
     let at = as_of.unwrap_or_else(now_ms);
     let docs = match as_of {
-        Some(at) => {
-            datasets
-                .with_engine(&state.store, tenant_id, move |e| {
-                    e.materialise(at, now_ms())
-                })
-                .await
-        }
-        None => datasets.refresh(&state.store, tenant_id).await,
+        Some(at) => datasets
+            .with_engine(&state.store, tenant_id, move |e| {
+                e.materialise(at, now_ms())
+            })
+            .await
+            .map(Some),
+        None => datasets.refresh_for_query(&state.store, tenant_id).await,
     }
-    .map_err(unavailable)?;
+    .map_err(unavailable)?
+    .unwrap_or_default();
     let doc = match docs.into_iter().find(|d| d.key == key) {
         Some(doc) => doc,
         None => {

@@ -264,6 +264,23 @@ async fn lists_are_served_from_the_presentation_store_with_an_etag() {
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
     let again = h.app.clone().oneshot(request(Some(&etag))).await.unwrap();
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    // A list nobody feeds is empty, and asking for it again and again rewrites no document:
+    // the materialiser refreshes them in the background.
+    let written = || {
+        rusqlite::Connection::open(h.dir.path().join(ingest::store::DB_FILE))
+            .unwrap()
+            .query_row("SELECT max(as_of), count(*) FROM documents", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .unwrap()
+    };
+    let before = written();
+    for _ in 0..3 {
+        let (status, body) = query(&h, "/v1/trending/entities?entity_type=nobody_sends_this").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["items"], json!([]), "{body}");
+    }
+    assert_eq!(written(), before, "no document rewritten");
 }
 
 #[tokio::test]
