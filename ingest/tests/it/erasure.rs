@@ -141,15 +141,7 @@ async fn erased_events_leave_nothing_readable_in_the_files() {
     drop(app);
     store.close();
     drop(store);
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        assert!(
-            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
-            "an erased event is still readable in {}",
-            path.display()
-        );
-    }
+    crate::assert_no_file_holds(dir.path(), &[marker]);
 }
 
 /// Log lines written while `f` runs on this thread, at every level.

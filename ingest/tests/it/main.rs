@@ -108,6 +108,21 @@ pub(crate) fn count_rows(data_dir: &Path, table: &str) -> i64 {
         .unwrap()
 }
 
+/// Fails naming the file and the text when any file in `data_dir` holds one of `needles`.
+pub(crate) fn assert_no_file_holds(data_dir: &Path, needles: &[&str]) {
+    for entry in std::fs::read_dir(data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds {needle}",
+                path.display()
+            );
+        }
+    }
+}
+
 pub(crate) fn fixture(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../schema/fixtures")

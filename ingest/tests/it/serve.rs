@@ -8,6 +8,19 @@ use crate::{count_rows, event};
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
+/// Stops a server started with `ingest::serve` and waits for it to return, without error.
+async fn stop_and_wait(
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("stopped within 30 s")
+        .unwrap()
+        .unwrap();
+}
+
 /// One HTTP/1.1 request over a real socket; returns the status line and body.
 async fn http_post(addr: std::net::SocketAddr, body: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -48,12 +61,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         assert!(status.contains("200"), "{status}: {body}");
         assert!(body.contains("\"accepted\":50"), "{body}");
     }
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_and_wait(stop, server).await;
     assert_eq!(count_rows(dir.path(), "events"), 400);
     let store = ingest::Store::open(dir.path()).unwrap();
     let stored = store.recent_events(1, 1).unwrap();
@@ -63,15 +71,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         "the user agent is kept only as families"
     );
     store.close();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        for needle in ["127.0.0.1", "rv:128.0"] {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-                "{needle} was stored"
-            );
-        }
-    }
+    crate::assert_no_file_holds(dir.path(), &["127.0.0.1", "rv:128.0"]);
     assert!(
         TcpStream::connect(addr).await.is_err(),
         "the listener is closed"
@@ -245,12 +245,7 @@ async fn operations_routes_are_for_operators_alone() {
     ] {
         assert_eq!(get(addr, path, None).await.0, status, "{addr}{path}");
     }
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_and_wait(stop, server).await;
     assert!(
         TcpStream::connect(ops_addr).await.is_err(),
         "both listeners closed"
