@@ -138,26 +138,35 @@ pub fn anonymise_failed(pseudonyms: &mut Pseudonymiser, raw: &RawValue) -> Strin
         Some(Value::String(t)) => t.clone(),
         _ => String::new(),
     };
+    // An identifier is pseudonymised wherever a broken event put it (an unknown field at the
+    // top is what made some fail), and anything else that may hold one is dropped.
+    let mut identifiers = |field: &str, value: &mut Value| {
+        let kind = match field {
+            "client_ref" => Kind::ClientRef,
+            "session_id" => Kind::Session,
+            "anonymous_id" => Kind::Visitor,
+            _ => return false,
+        };
+        *value = match value {
+            Value::String(s) => Value::String(pseudonyms.get(kind, s)),
+            _ => Value::Null,
+        };
+        true
+    };
     for (field, value) in event.iter_mut() {
+        if identifiers(field, value) {
+            continue;
+        }
         match (field.as_str(), value) {
             ("channel_meta", Value::Object(cm)) => {
                 clean_keys(cm);
                 for (field, value) in cm.iter_mut() {
-                    let kind = match field.as_str() {
-                        "client_ref" => Kind::ClientRef,
-                        "session_id" => Kind::Session,
-                        "anonymous_id" => Kind::Visitor,
-                        _ => {
-                            clean_value(value, false);
-                            continue;
-                        }
-                    };
-                    *value = match value {
-                        Value::String(s) => Value::String(pseudonyms.get(kind, s)),
-                        _ => Value::Null,
-                    };
+                    if !identifiers(field, value) {
+                        clean_value(value, false);
+                    }
                 }
             }
+            ("channel_meta", other) => *other = Value::Null,
             ("event_meta", Value::Object(meta)) => {
                 *meta = clean_meta(&event_type, std::mem::take(meta));
             }

@@ -413,6 +413,10 @@ async fn rejected_and_odd_events_keep_no_personal_data_either() {
         with("empty-action", &|e| e["action"] = json!("")),
         with("long-type", &|e| e["event_type"] = json!("x".repeat(200))),
         with("unknown-field", &|e| e["jane.roe@example.com"] = json!(1)),
+        with("misplaced-ids", &|e| {
+            e["client_ref"] = json!(raw_ref);
+            e["channel_meta"] = json!(format!("{raw_ref} sess-1"));
+        }),
         with("bad-entity", &|e| {
             e["related_entities"] =
                 json!([{"type": "Ticker Symbol", "id": "jane.roe@example.com"}]);
@@ -428,7 +432,7 @@ async fn rejected_and_odd_events_keep_no_personal_data_either() {
     let (status, answer) = h.post(body, Some("application/json"), None).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["accepted"], 1, "{answer}");
-    assert_eq!(answer["rejected"].as_array().unwrap().len(), 6, "{answer}");
+    assert_eq!(answer["rejected"].as_array().unwrap().len(), 7, "{answer}");
 
     let tenant = h.store.tenant(CLIENT_KEY).unwrap().unwrap();
     let stored = h.store.recent_events(tenant.id, 10).unwrap();
