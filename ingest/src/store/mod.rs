@@ -216,23 +216,19 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Creates `dir` (and its parents) readable by this user alone, and makes it so if it was
-/// not: it holds pseudonymised events, and by default the master secret.
+/// Creates `dir` (and missing parents) readable by this user alone: it holds pseudonymised
+/// events, and by default the master secret. A directory that exists is the operator's and
+/// is left as it is; the files in it are made private (see `private_files`).
 pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.as_os_str().is_empty() {
-        // The current directory, as a relative file's parent: not this program's to change.
-        return Ok(());
-    }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
-    restrict(dir, 0o700)
+    builder.create(dir)
 }
 
-/// Makes an existing file or directory readable by this user alone (`mode` on Unix).
-pub(crate) fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+/// Makes an existing file readable by this user alone (`mode` on Unix).
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -813,11 +809,12 @@ mod tests {
         );
         store.close();
         drop(store);
-        // A store an older version left open to everyone is narrowed when opened.
+        // A store an older version left open to everyone is narrowed when opened; the
+        // directory, being the operator's, is not touched.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
         drop(Store::open(&dir).unwrap());
-        assert_eq!((mode(&dir), mode(&db)), (0o700, 0o600));
+        assert_eq!((mode(&dir), mode(&db)), (0o755, 0o600));
     }
 
     #[test]
