@@ -56,6 +56,7 @@ pub struct AppState {
     tenants: Arc<tenants::Cache>,
     api_keys: Arc<tenants::Cache>,
     tenant_ttl: std::time::Duration,
+    unknown_ttl: std::time::Duration,
 }
 
 impl AppState {
@@ -78,6 +79,7 @@ impl AppState {
             tenants: Arc::default(),
             api_keys: Arc::default(),
             tenant_ttl: tenants::CACHE_FOR,
+            unknown_ttl: tenants::UNKNOWN_FOR,
         }
     }
 
@@ -92,6 +94,13 @@ impl AppState {
     /// tenant changed by the CLI takes effect within it.
     pub fn with_tenant_cache_for(mut self, ttl: std::time::Duration) -> AppState {
         self.tenant_ttl = ttl;
+        self
+    }
+
+    /// How long a client key or API key that names no tenant is answered without asking the
+    /// store (1 s by default).
+    pub fn with_unknown_cache_for(mut self, ttl: std::time::Duration) -> AppState {
+        self.unknown_ttl = ttl;
         self
     }
 

@@ -1,7 +1,8 @@
 //! Tenant lookup: by client key for writes, by secret API key for reads (the [`ApiKey`]
 //! extractor); both cached for a few seconds, as every request needs one and tenants rarely
-//! change. A tenant added by `ingest tenant add` while the service runs is found on its
-//! first request; a key rotated by `ingest tenant rotate-key` is used once the entry expires.
+//! change. A key that names no tenant is remembered too, for a second, so wrong keys cost the
+//! store little: a tenant added by `ingest tenant add` while the service runs is found within
+//! that second; a key rotated by `ingest tenant rotate-key` is used once the entry expires.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,33 +18,57 @@ use crate::store::{self, Tenant};
 
 /// How long a looked-up tenant is trusted before it is read again.
 pub(crate) const CACHE_FOR: Duration = Duration::from_secs(5);
+/// How long a key that names no tenant is answered 401 without asking the store: a page
+/// that keeps sending with a wrong key, or anyone trying keys, costs a read a second.
+pub(crate) const UNKNOWN_FOR: Duration = Duration::from_secs(1);
+/// Entries past which misses are no longer remembered (expired ones are dropped first):
+/// random keys must not grow the cache without bound.
+const MAX_ENTRIES: usize = 10_000;
+
+/// What a lookup key named when it was read: a tenant, or `None`.
+type Entry = (Option<Arc<Tenant>>, Instant);
 
 /// Tenants by a lookup key, with the time each was read.
 #[derive(Default)]
-pub(crate) struct Cache(RwLock<HashMap<String, (Arc<Tenant>, Instant)>>);
+pub(crate) struct Cache(RwLock<HashMap<String, Entry>>);
 
 impl Cache {
-    fn get(&self, key: &str, ttl: Duration) -> Option<Arc<Tenant>> {
+    /// The tenant, `Some(None)` for a key known to name none, `None` when the store must be
+    /// asked.
+    fn get(&self, key: &str, ttl: Duration, unknown_ttl: Duration) -> Option<Option<Arc<Tenant>>> {
         let entries = self.0.read().unwrap_or_else(|p| p.into_inner());
         let (tenant, read_at) = entries.get(key)?;
+        let ttl = if tenant.is_some() { ttl } else { unknown_ttl };
         (read_at.elapsed() < ttl).then(|| tenant.clone())
     }
 
-    fn put(&self, key: String, tenant: Arc<Tenant>) {
+    fn put(&self, key: String, tenant: Option<Arc<Tenant>>, unknown_ttl: Duration) {
         let mut entries = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if tenant.is_none() && entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, (t, at)| t.is_some() || at.elapsed() < unknown_ttl);
+            if entries.len() >= MAX_ENTRIES {
+                return;
+            }
+        }
         entries.insert(key, (tenant, Instant::now()));
     }
 }
 
 pub(crate) async fn lookup(state: &AppState, client_key: &str) -> Result<Arc<Tenant>, ApiError> {
-    if let Some(t) = state.tenants.get(client_key, state.tenant_ttl) {
-        return Ok(t);
+    let unknown = || ApiError::UnknownClientKey(clip(client_key));
+    if let Some(t) = state
+        .tenants
+        .get(client_key, state.tenant_ttl, state.unknown_ttl)
+    {
+        return t.ok_or_else(unknown);
     }
     let key = client_key.to_owned();
     let found = read_tenant(state, move |store| store.tenant(&key)).await?;
-    let tenant = Arc::new(found.ok_or_else(|| ApiError::UnknownClientKey(clip(client_key)))?);
-    state.tenants.put(client_key.to_owned(), tenant.clone());
-    Ok(tenant)
+    let tenant = found.map(Arc::new);
+    state
+        .tenants
+        .put(client_key.to_owned(), tenant.clone(), state.unknown_ttl);
+    tenant.ok_or_else(unknown)
 }
 
 /// The tenant authenticated by `Authorization: Bearer <secret API key>`.
@@ -63,13 +88,16 @@ impl FromRequestParts<AppState> for ApiKey {
             .to_owned();
         // Cached by the key's hash, as the store keeps it.
         let hash = store::sha256_hex(&token);
-        if let Some(tenant) = state.api_keys.get(&hash, state.tenant_ttl) {
-            return Ok(ApiKey(tenant));
+        if let Some(tenant) = state
+            .api_keys
+            .get(&hash, state.tenant_ttl, state.unknown_ttl)
+        {
+            return tenant.map(ApiKey).ok_or(ApiError::UnknownApiKey);
         }
         let found = read_tenant(state, move |store| store.tenant_by_api_key(&token)).await?;
-        let tenant = Arc::new(found.ok_or(ApiError::UnknownApiKey)?);
-        state.api_keys.put(hash, tenant.clone());
-        Ok(ApiKey(tenant))
+        let tenant = found.map(Arc::new);
+        state.api_keys.put(hash, tenant.clone(), state.unknown_ttl);
+        tenant.map(ApiKey).ok_or(ApiError::UnknownApiKey)
     }
 }
 

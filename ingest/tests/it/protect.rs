@@ -218,3 +218,29 @@ async fn the_openapi_document_describes_every_route_and_only_those() {
     let (status, _) = get(&h, "/v1/unknown").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_key_that_names_no_tenant_is_remembered_for_a_while() {
+    let batch = || {
+        let mut e = event("late-1", "u1");
+        e["client_key"] = json!("pk_late");
+        json!({ "events": [e] })
+    };
+    // Remembered for an hour here, so that the test does not depend on how fast it runs.
+    let h = Harness::with_state(|s| s.with_unknown_cache_for(Duration::from_secs(3600)));
+    assert_eq!(h.post_json(&batch()).await.0, StatusCode::UNAUTHORIZED);
+    h.store.add_tenant("pk_late", &[]).unwrap();
+    let (status, answer) = h.post_json(&batch()).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unknown_client_key")),
+        "answered from the cache, without asking the store"
+    );
+    // Not remembered: the new tenant is found at once.
+    let keyring = std::sync::Arc::new(ingest::Keyring::from_secret(vec![7; 32]));
+    let app = ingest::app(
+        ingest::AppState::new(h.store.clone(), keyring).with_unknown_cache_for(Duration::ZERO),
+    );
+    let h = Harness { app, ..h };
+    assert_eq!(h.post_json(&batch()).await.0, StatusCode::OK);
+}
