@@ -4,6 +4,8 @@
 //! - A deadline for each request's head. The request timeout starts only once the head is
 //!   read, so a client that trickles its headers (slowloris) would hold a connection for
 //!   ever; hyper has the deadline, but needs a timer, which axum's `serve` does not give it.
+//!   Its clock starts when the connection waits for a request, so it also closes keep-alive
+//!   connections idle for as long.
 //! - A cap on open connections. Past it, nothing more is accepted until one closes: new
 //!   clients wait in the kernel's backlog instead of using up the process's file descriptors.
 
