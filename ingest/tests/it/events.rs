@@ -305,31 +305,6 @@ async fn cors_preflight_and_unknown_routes() {
     assert!(response.headers().contains_key("x-request-id"));
 }
 
-#[tokio::test]
-async fn readiness_says_no_more_than_ready_or_not() {
-    let h = Harness::new(&[]);
-    use tower::ServiceExt;
-    let readyz = || async {
-        let req = axum::http::Request::get("/readyz")
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let response = h.app.clone().oneshot(req).await.unwrap();
-        let status = response.status();
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    };
-    assert_eq!(readyz().await, (StatusCode::OK, "ready\n".to_owned()));
-    h.store.close();
-    assert_eq!(
-        readyz().await,
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
-        "the cause goes to the log, not into the answer"
-    );
-}
-
 fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -122,7 +122,7 @@ async fn beyond_the_concurrency_limit_is_503_at_once() {
 #[tokio::test]
 async fn a_store_that_cannot_commit_gets_503_and_not_ready() {
     let h = Harness::new(&[]);
-    assert_eq!(get(&h, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(get(&h, "/readyz").await, (StatusCode::OK, "ready\n".into()));
     h.store.close();
     let request = Request::post("/v1/events")
         .body(Body::from(
@@ -132,7 +132,11 @@ async fn a_store_that_cannot_commit_gets_503_and_not_ready() {
     let response = h.app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
-    assert_eq!(get(&h, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&h, "/readyz").await,
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into()),
+        "the cause goes to the log, not into the answer"
+    );
 }
 
 #[tokio::test]
