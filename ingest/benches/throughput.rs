@@ -180,6 +180,7 @@ async fn store_ceiling(dir: &std::path::Path, connections: usize) -> Run {
                         events: (0..EVENTS_PER_BATCH).map(|_| stored_event()).collect(),
                         failed: Vec::new(),
                         vault: Vec::new(),
+                        inputs: Vec::new(),
                     };
                     let t = Instant::now();
                     store.write(write).await.unwrap();

@@ -42,6 +42,12 @@ pub use error::ApiError;
 pub use protect::Limits;
 pub use store::Store;
 
+/// The mutex's guard, also when a thread panicked holding it: every state kept behind one
+/// here stays valid between statements.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -65,6 +71,11 @@ impl AppState {
     }
 
     pub fn with_limits(store: Arc<Store>, keyring: Arc<Keyring>, limits: Limits) -> AppState {
+        let datasets = Arc::new(presentation::Datasets::new(
+            datasets::Params::default(),
+            false,
+        ));
+        datasets.follow(&store);
         AppState {
             store,
             keyring,
@@ -72,10 +83,7 @@ impl AppState {
             limits,
             metrics: Arc::default(),
             identity_vault: false,
-            datasets: Arc::new(presentation::Datasets::new(
-                datasets::Params::default(),
-                false,
-            )),
+            datasets,
             tenants: Arc::default(),
             api_keys: Arc::default(),
             tenant_ttl: tenants::CACHE_FOR,
@@ -87,6 +95,7 @@ impl AppState {
     /// and acceptance tests over historical events; never in production).
     pub fn with_datasets(mut self, params: datasets::Params, test_mode: bool) -> AppState {
         self.datasets = Arc::new(presentation::Datasets::new(params, test_mode));
+        self.datasets.follow(&self.store);
         self
     }
 
@@ -154,6 +163,7 @@ pub async fn serve_with_ops(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&config.data_dir)?);
+    let _serving = store::ServiceLock::acquire(&config.data_dir)?;
     let keyring = Arc::new(Keyring::open(
         &store,
         &config.data_dir,

@@ -246,6 +246,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Erase { tenant, client_ref } => {
+            let serving = ingest::store::ServiceLock::held(&tenant.data_dir);
             let (keyring, store, tenant) = tenant.open()?;
             let user_ids = ingest::anonymise::user_ids(&keyring, &tenant, &client_ref);
             let runtime = tokio::runtime::Builder::new_current_thread().build()?;
@@ -253,6 +254,14 @@ fn main() -> anyhow::Result<()> {
                 tenant_id: tenant.id,
                 user_ids,
             }))?;
+            // A service running on this store forgets the user in its datasets too: it looks
+            // for such erasures every second.
+            let wait = std::time::Duration::from_secs(if serving { 30 } else { 0 });
+            if !store.settle_erasures(wait) && serving {
+                eprintln!(
+                    "the running service did not take the erasure within 30 s: its datasets may show the user until it restarts"
+                );
+            }
             store.close();
             println!("{}", serde_json::to_string(&erased)?);
             Ok(())

@@ -1,14 +1,24 @@
-//! The live side of the datasets: one engine per tenant, fed by `POST /v1/events` after each
-//! commit and rebuilt from the event log when first needed (so a restart loses nothing);
-//! and the presentation store, refreshed every `consensus.materialize_every_secs` with the
-//! materialised lists and the engagement feedback records.
+//! The live side of the datasets: one engine per tenant, following the store's durable
+//! commits (stored events and erasures, in commit order, on a thread of its own) and rebuilt
+//! from the event log when first needed (so a restart loses nothing); and the presentation
+//! store, refreshed every `consensus.materialize_every_secs` with the materialised lists and
+//! the engagement feedback records.
+//!
+//! A request that reads an engine first waits until the engines have applied every commit
+//! answered so far ([`Datasets::caught_up`]): a client reads its own writes and erasures,
+//! while `POST /v1/events` waits for the disk alone.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::datasets::{Counters, Document, Engine, Input, Params};
-use crate::store::{Presentation, Store, StoreError, now_ms};
+use crate::lock;
+use crate::store::{Change, Presentation, Store, StoreError, now_ms};
+
+/// Events between two prunes of an engine being rebuilt, so that its memory follows what the
+/// datasets keep rather than the length of the log.
+const PRUNE_EVERY: usize = 50_000;
 
 pub(crate) struct Datasets {
     params: Params,
@@ -19,6 +29,8 @@ pub(crate) struct Datasets {
     documents: Mutex<HashMap<(i64, String), Arc<Document>>>,
     /// When each tenant's documents were last materialised.
     refreshed: Mutex<HashMap<i64, Instant>>,
+    /// The position (see [`Store::subscribe`]) of the last commit the engines applied.
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 /// Feedback records due by `as_of`, as the store keeps them.
@@ -30,10 +42,6 @@ fn feedback_of(engine: &mut Engine, as_of: i64) -> Vec<(Option<String>, String)>
         .collect()
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Datasets {
     pub(crate) fn new(params: Params, test_mode: bool) -> Datasets {
         Datasets {
@@ -42,6 +50,64 @@ impl Datasets {
             engines: Mutex::default(),
             documents: Mutex::default(),
             refreshed: Mutex::default(),
+            applied: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Follows the store's commits on a thread of its own, until the store closes or these
+    /// datasets are dropped.
+    pub(crate) fn follow(self: &Arc<Self>, store: &Arc<Store>) {
+        let (position, commits) = store.subscribe();
+        self.applied.send_replace(position);
+        let (this, store) = (Arc::downgrade(self), Arc::downgrade(store));
+        let spawned = std::thread::Builder::new()
+            .name("datasets-feed".into())
+            .spawn(move || follow(&this, &store, &commits));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the thread that feeds the datasets");
+        }
+    }
+
+    /// Waits until the engines have applied every commit answered so far.
+    pub(crate) async fn caught_up(&self, store: &Store) {
+        let target = store.position();
+        let mut applied = self.applied.subscribe();
+        let _ = applied.wait_for(|&at| at >= target).await;
+    }
+
+    /// Applies one commit's change. An engine that panics is dropped, to be rebuilt from the
+    /// log on its next use, rather than kept half-changed.
+    fn apply_change(&self, store: &Store, change: &Change) {
+        let (tenant_id, applied) = match change {
+            Change::Stored { tenant_id, inputs } => (*tenant_id, {
+                let apply = || self.apply(store, *tenant_id, inputs);
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(apply))
+            }),
+            Change::Erased {
+                tenant_id,
+                user_ids,
+            } => (*tenant_id, {
+                let erase = || {
+                    self.erase(*tenant_id, user_ids);
+                    Ok(())
+                };
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(erase))
+            }),
+        };
+        match applied {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // Its events are stored: the next rebuild from the log has them.
+                tracing::error!(error = %e, tenant_id, "cannot feed stored events to the datasets");
+                lock(&self.engines).remove(&tenant_id);
+            }
+            Err(_) => {
+                tracing::error!(
+                    tenant_id,
+                    "the datasets engine failed; it is rebuilt on next use"
+                );
+                lock(&self.engines).remove(&tenant_id);
+            }
         }
     }
 
@@ -83,12 +149,17 @@ impl Datasets {
         }
         let now = now_ms();
         let started = std::time::Instant::now();
+        let mut read = 0;
         let rebuilt = store.for_each_event(tenant_id, |payload| {
             let input = serde_json::from_str(payload)
                 .ok()
                 .and_then(|v| Input::from_stored(&v));
             if let Some(input) = input {
                 guard.ingest(&input, now);
+            }
+            read += 1;
+            if read % PRUNE_EVERY == 0 {
+                guard.prune();
             }
         });
         match rebuilt {
@@ -111,12 +182,7 @@ impl Datasets {
     }
 
     /// Feeds newly stored (committed) events to the tenant's engine. Blocks.
-    pub(crate) fn apply(
-        &self,
-        store: &Store,
-        tenant_id: i64,
-        inputs: &[Input],
-    ) -> Result<(), StoreError> {
+    fn apply(&self, store: &Store, tenant_id: i64, inputs: &[Input]) -> Result<(), StoreError> {
         let (engine, rebuilt) = self.engine_or_rebuild(store, tenant_id)?;
         if rebuilt {
             // The log it was rebuilt from already holds these events.
@@ -130,15 +196,13 @@ impl Datasets {
         Ok(())
     }
 
-    pub(crate) fn erase(
-        &self,
-        store: &Store,
-        tenant_id: i64,
-        user_ids: &[String],
-    ) -> Result<(), StoreError> {
-        let engine = self.engine(store, tenant_id)?;
-        lock(&engine).erase_users(user_ids);
-        Ok(())
+    /// Forgets users in the tenant's engine. An engine not built yet is left alone: the log
+    /// it will be built from no longer holds them.
+    fn erase(&self, tenant_id: i64, user_ids: &[String]) {
+        let engine = lock(&self.engines).get(&tenant_id).cloned();
+        if let Some(engine) = engine {
+            lock(&engine).erase_users(user_ids);
+        }
     }
 
     /// Runs a short read `f` (well under a millisecond) on the tenant's engine: right here
@@ -151,10 +215,10 @@ impl Datasets {
         f: impl FnOnce(&mut Engine) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
         let engine = lock(&self.engines).get(&tenant_id).cloned();
-        if let Some(engine) = engine {
-            if let Ok(mut engine) = engine.try_lock() {
-                return Ok(f(&mut engine));
-            }
+        if let Some(engine) = engine
+            && let Ok(mut engine) = engine.try_lock()
+        {
+            return Ok(f(&mut engine));
         }
         self.with_engine(store, tenant_id, f).await
     }
@@ -316,5 +380,102 @@ impl Datasets {
                 }
             }
         }
+    }
+}
+
+/// The feed thread: applies each commit's changes in order, then marks its position applied.
+fn follow(
+    datasets: &Weak<Datasets>,
+    store: &Weak<Store>,
+    commits: &std::sync::mpsc::Receiver<Arc<crate::store::Committed>>,
+) {
+    while let Ok(committed) = commits.recv() {
+        let (Some(datasets), Some(store)) = (datasets.upgrade(), store.upgrade()) else {
+            return;
+        };
+        for change in &committed.changes {
+            datasets.apply_change(&store, change);
+        }
+        datasets.applied.send_replace(committed.position);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::lock;
+    use crate::{AppState, Keyring, Store};
+
+    fn batch(ids: &[&str]) -> Request<Body> {
+        let events: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| {
+                serde_json::json!({
+                    "client_key": "pk_feed", "event_id": id,
+                    "created_at": "2026-11-28T14:00:00.000Z",
+                    "event_type": "instrument", "action": "viewed",
+                    "related_entities": [{"type": "ticker", "id": "AAPL"}],
+                    "channel_meta": {"session_id": "s1", "client_ref": "u1"}
+                })
+            })
+            .collect();
+        Request::post("/v1/events")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({ "events": events }).to_string(),
+            ))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_post_waits_for_the_disk_never_for_the_datasets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let (tenant, api_key) = store.add_tenant("pk_feed", &[]).unwrap();
+        let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
+        let app = crate::app(state.clone());
+        let status = |r: axum::response::Response| r.status();
+        assert_eq!(
+            status(app.clone().oneshot(batch(&["a"])).await.unwrap()),
+            StatusCode::OK
+        );
+
+        // The tenant's engine is busy (a materialisation, a long rebuild): events are still
+        // stored and answered.
+        let engine = state.datasets.engine(&store, tenant.id).unwrap();
+        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let busy = std::thread::spawn(move || {
+            let _busy = lock(&engine);
+            held.0.send(()).unwrap();
+            let _ = release.1.recv();
+        });
+        held.1.recv().unwrap();
+        let posted = tokio::time::timeout(
+            Duration::from_secs(60),
+            app.clone().oneshot(batch(&["b", "c"])),
+        )
+        .await
+        .expect("the POST was answered while the engine was busy")
+        .unwrap();
+        assert_eq!(posted.status(), StatusCode::OK);
+        release.0.send(()).unwrap();
+        busy.join().unwrap();
+
+        // Once free, the engine has them: a read waits until it has caught up.
+        let request = Request::get("/v1/users/u1/preferences/entities")
+            .header("authorization", format!("Bearer {api_key}"))
+            .body(Body::empty())
+            .unwrap();
+        let answer = app.oneshot(request).await.unwrap();
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["items"][0]["events"], 3, "{body}");
     }
 }

@@ -216,13 +216,12 @@ static PII_QUERY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\d{6,}|@").expect("valid pattern"));
 
 fn clean_meta(event_type: &str, mut meta: Map<String, Value>) -> Map<String, Value> {
-    if event_type == "search" {
-        if let Some(Value::String(q)) = meta.get("query") {
-            if PII_QUERY.is_match(q) || pii::contains_pii(q) {
-                meta.remove("query");
-                meta.insert("query_dropped".into(), Value::Bool(true));
-            }
-        }
+    if event_type == "search"
+        && let Some(Value::String(q)) = meta.get("query")
+        && (PII_QUERY.is_match(q) || pii::contains_pii(q))
+    {
+        meta.remove("query");
+        meta.insert("query_dropped".into(), Value::Bool(true));
     }
     clean_keys(&mut meta);
     for (key, value) in meta.iter_mut() {

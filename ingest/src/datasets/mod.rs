@@ -479,14 +479,13 @@ impl Engine {
                 }
             }
         }
-        if let Some(content) = input.content_id.as_deref() {
-            if c > 0.0 {
-                if let Some(replaced) = claim(&format!("c\u{0}{content}"), c) {
-                    self.content.add(content, c, input.ts, user, p, None);
-                    if let Some((t, _, w)) = replaced {
-                        self.content.retract(content, w, t, p);
-                    }
-                }
+        if let Some(content) = input.content_id.as_deref()
+            && c > 0.0
+            && let Some(replaced) = claim(&format!("c\u{0}{content}"), c)
+        {
+            self.content.add(content, c, input.ts, user, p, None);
+            if let Some((t, _, w)) = replaced {
+                self.content.retract(content, w, t, p);
             }
         }
         if feeds.searches {

@@ -184,13 +184,13 @@ impl Params<'_> {
             from: self.date("from")?,
             to: self.date("to")?,
         };
-        if let (Some(from), Some(to)) = (dates.from, dates.to) {
-            if from > to {
-                return Err(QueryError::BadRange {
-                    from: date(from),
-                    to: date(to),
-                });
-            }
+        if let (Some(from), Some(to)) = (dates.from, dates.to)
+            && from > to
+        {
+            return Err(QueryError::BadRange {
+                from: date(from),
+                to: date(to),
+            });
         }
         Ok(dates)
     }

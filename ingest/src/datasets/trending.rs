@@ -99,10 +99,11 @@ impl Trends {
             Params::hours(c.half_life_slow_hours),
         );
         let mut error = 0.0;
-        if let Some(cap) = cap {
-            if self.keys.len() >= cap && !self.keys.contains_key(key) {
-                error = self.evict(cap - cap / 8, t, slow_h);
-            }
+        if let Some(cap) = cap
+            && self.keys.len() >= cap
+            && !self.keys.contains_key(key)
+        {
+            error = self.evict(cap - cap / 8, t, slow_h);
         }
         let trend = self.keys.entry(key.to_owned()).or_default();
         trend.error = trend.error.max(error);

@@ -51,13 +51,13 @@ pub(crate) async fn post(
     let batch = parse_batch(&body)?;
     let client_key = batch.client_key()?;
     let tenant = tenants::lookup(&state, &client_key).await?;
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        if !tenant.allows_origin(origin) {
-            return Err(ApiError::OriginNotAllowed {
-                origin: origin.to_owned(),
-                client_key,
-            });
-        }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+        && !tenant.allows_origin(origin)
+    {
+        return Err(ApiError::OriginNotAllowed {
+            origin: origin.to_owned(),
+            client_key,
+        });
     }
     if let Err(wait) = state
         .rate_limiter
@@ -85,12 +85,12 @@ pub(crate) async fn post(
         events: Vec::new(),
         failed: Vec::new(),
         vault: Vec::new(),
+        inputs: Vec::with_capacity(batch.events.len()),
     };
     let vault = state
         .identity_vault
         .then(|| Vault::new(&state.keyring.vault_key(&tenant.client_key)));
     let mut rejected = Vec::new();
-    let mut inputs = Vec::with_capacity(batch.events.len());
     for (index, raw) in batch.events.iter().enumerate() {
         match validate(raw, &client_key) {
             Ok(event) => {
@@ -101,13 +101,12 @@ pub(crate) async fn post(
                     anonymise(&mut pseudonyms, event, agent, batch.sent_at, received_at);
                 if let (Some(vault), Some(user_id), Some(client_ref)) =
                     (&vault, &stored.user_id, &client_ref)
+                    && !write.vault.iter().any(|s| &s.user_id == user_id)
                 {
-                    if !write.vault.iter().any(|s| &s.user_id == user_id) {
-                        write.vault.push(vault.seal(user_id, client_ref));
-                    }
+                    write.vault.push(vault.seal(user_id, client_ref));
                 }
                 write.events.push(stored);
-                inputs.push(input);
+                write.inputs.push(input);
             }
             Err(e) => {
                 let message = e.to_string();
@@ -135,23 +134,9 @@ pub(crate) async fn post(
     m.store_writes.fetch_add(1, Relaxed);
     m.store_write_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    // The newly stored events reach the datasets through the store's feed, in commit order
+    // (see `presentation`): the answer waits for the disk, never for the datasets.
     let accepted = outcome.inserted.iter().filter(|&&new| new).count();
-    // Only newly stored events reach the datasets. A failure here loses nothing stored: the
-    // next start rebuilds the engine from the log.
-    let fresh: Vec<_> = inputs
-        .into_iter()
-        .zip(&outcome.inserted)
-        .filter_map(|(input, &new)| new.then_some(input))
-        .collect();
-    if !fresh.is_empty() {
-        let (datasets, store) = (state.datasets.clone(), state.store.clone());
-        let tenant_id = tenant.id;
-        let applied =
-            tokio::task::spawn_blocking(move || datasets.apply(&store, tenant_id, &fresh)).await;
-        if !matches!(applied, Ok(Ok(()))) {
-            tracing::error!("cannot feed stored events to the datasets");
-        }
-    }
     m.events_accepted.fetch_add(accepted as u64, Relaxed);
     m.events_duplicate
         .fetch_add((submitted - accepted) as u64, Relaxed);

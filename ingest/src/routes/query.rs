@@ -28,6 +28,8 @@ pub(crate) async fn query(
 ) -> Result<Response, ApiError> {
     let query = Query::parse(uri.path(), uri.query().unwrap_or(""))?;
     let datasets = &state.datasets;
+    // Every commit answered so far is in the answer: the client's own events and erasures.
+    datasets.caught_up(&state.store).await;
     let as_of = query.as_of.filter(|_| datasets.test_mode);
     let json = |body: String| {
         (

@@ -10,7 +10,8 @@ use crate::store::{Erased, Erasure};
 use crate::tenants::ApiKey;
 
 /// Removes every event and failed event of the user, under every key version, durably,
-/// and what the datasets hold of them (preferences, contributions, impression links).
+/// and what the datasets hold of them (preferences, contributions, impression links): the
+/// answer comes once the running engines have forgotten the user too.
 pub(crate) async fn erase(
     State(state): State<AppState>,
     ApiKey(tenant): ApiKey,
@@ -28,15 +29,8 @@ pub(crate) async fn erase(
             tracing::error!(error = %e, "cannot erase a user");
             ApiError::StoreUnavailable
         })?;
-    let (datasets, store) = (state.datasets.clone(), state.store.clone());
-    let tenant_id = tenant.id;
-    tokio::task::spawn_blocking(move || datasets.erase(&store, tenant_id, &user_ids))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot erase a user's datasets");
-            ApiError::StoreUnavailable
-        })?;
+    // The erasure reached the datasets with its commit; answer once they have applied it.
+    state.datasets.caught_up(&state.store).await;
     tracing::info!(
         client_key = tenant.client_key,
         events = erased.events,

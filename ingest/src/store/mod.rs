@@ -11,8 +11,10 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use writer::{
+    Change, Committed, Erased, Erasure, FailedEvent, Presentation, StoredEvent, Write, WriteOutcome,
+};
 use writer::{CheckpointPolicy, Op, Outcome};
-pub use writer::{Erased, Erasure, FailedEvent, Presentation, StoredEvent, Write, WriteOutcome};
 
 /// The store file inside the data directory.
 pub const DB_FILE: &str = "ingest.sqlite";
@@ -34,6 +36,15 @@ pub enum StoreError {
         "the store has layout {found}, newer than the layout {known} this ingest knows: run the newer ingest that wrote it"
     )]
     NewerLayout { found: i64, known: i64 },
+    #[error(
+        "another ingest serves {0} already: stop it first, or give this one another --data-dir"
+    )]
+    Serving(PathBuf),
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("commit failed: {0}")]
@@ -65,6 +76,46 @@ pub struct Tenant {
 impl Tenant {
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.origins.is_empty() || self.origins.iter().any(|o| o == origin)
+    }
+}
+
+/// The lock a serving ingest holds on its data directory for as long as it runs: one
+/// service per store, and commands beside it (`ingest erase`) can tell that one runs.
+#[derive(Debug)]
+pub struct ServiceLock(#[allow(dead_code)] std::fs::File);
+
+/// The lock file inside the data directory.
+const LOCK_FILE: &str = "ingest.lock";
+
+impl ServiceLock {
+    fn file(data_dir: &Path) -> Result<(PathBuf, std::fs::File), StoreError> {
+        let path = data_dir.join(LOCK_FILE);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(file) => Ok((path, file)),
+            Err(source) => Err(StoreError::Lock { path, source }),
+        }
+    }
+
+    /// Takes the lock, or says that another ingest serves the directory.
+    pub fn acquire(data_dir: &Path) -> Result<ServiceLock, StoreError> {
+        let (path, file) = ServiceLock::file(data_dir)?;
+        match file.try_lock() {
+            Ok(()) => Ok(ServiceLock(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Serving(data_dir.to_owned())),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
+        }
+    }
+
+    /// Whether an ingest serves the directory now.
+    pub fn held(data_dir: &Path) -> bool {
+        match ServiceLock::file(data_dir) {
+            Ok((_, file)) => matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
     }
 }
 
@@ -130,6 +181,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_by_tenant ON feedback (tenant_id, seq);
+-- Erasures made by `ingest erase` beside a running service, until that service's datasets
+-- have forgotten the users too (it takes them within a second, or the command does).
+CREATE TABLE IF NOT EXISTS erasure_journal (
+    seq INTEGER PRIMARY KEY,
+    tenant_id INTEGER NOT NULL,
+    user_ids TEXT NOT NULL
+);
 -- The store's own facts: the fingerprint of the master secret its pseudonyms are made with.
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -282,7 +340,10 @@ impl Store {
         migrate(&conn, version)?;
         // The writer's own commits neither checkpoint nor wait for the disk: `writer` runs
         // checkpoints beside it and syncs the WAL before it answers.
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL;")?;
+        // Erasures keep the pseudonyms they look for in a temporary table: in memory only.
+        conn.execute_batch(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;",
+        )?;
         let wal = data_dir.join(format!("{DB_FILE}-wal"));
         let writer = writer::Handle::start(
             conn,
@@ -472,7 +533,9 @@ impl Store {
         }
     }
 
-    /// Deletes a user's events and failed events, durably.
+    /// Deletes a user's events, failed events and vault entries, durably. The log is read in
+    /// chunks between other commits (see `writer`), so this takes a read of the log, and
+    /// erasures made meanwhile share it.
     pub async fn erase(&self, erasure: Erasure) -> Result<Erased, StoreError> {
         match self.writer.submit(Op::Erase(erasure)).await? {
             Outcome::Erased(e) => Ok(e),
@@ -486,6 +549,44 @@ impl Store {
             Outcome::Presented => Ok(()),
             _ => Err(StoreError::Commit("the writer answered out of turn".into())),
         }
+    }
+
+    /// Follows every durable commit from now on: the position of the last commit published
+    /// so far, and the changes of each later one, in commit order (see [`Change`]). While
+    /// anything follows, erasures by other processes (`ingest erase`) are taken from the
+    /// journal and published as changes too.
+    pub fn subscribe(&self) -> (u64, std::sync::mpsc::Receiver<std::sync::Arc<Committed>>) {
+        self.writer.feed().subscribe()
+    }
+
+    /// The position of the last commit published to subscribers: every commit answered so
+    /// far is at or before it.
+    pub fn position(&self) -> u64 {
+        self.writer.feed().position()
+    }
+
+    /// Waits up to `wait` until a running service has taken the erasures journalled here (a
+    /// service looks every second); removes what is left then, and says whether nothing was.
+    /// With no service running, `wait` is zero: the next one to start builds its datasets
+    /// from the log, which no longer holds the users.
+    pub fn settle_erasures(&self, wait: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        let pending = || {
+            self.read(|c| {
+                c.query_row("SELECT EXISTS (SELECT 1 FROM erasure_journal)", [], |r| {
+                    r.get::<_, bool>(0)
+                })
+            })
+            .unwrap_or(true)
+        };
+        while pending() {
+            if std::time::Instant::now() >= deadline {
+                let _ = self.read(|c| c.execute("DELETE FROM erasure_journal", []));
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        true
     }
 
     /// A materialised document: `(body, etag)`.

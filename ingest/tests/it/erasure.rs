@@ -220,3 +220,122 @@ async fn the_running_service_refuses_a_revoked_api_key() {
     );
     assert_eq!(delete(&h, "u1", Some(&new)).await.0, StatusCode::OK);
 }
+
+/// The events the datasets count for `client_ref`'s preferences (0 when it has none).
+async fn preference_events(h: &Harness, client_ref: &str) -> u64 {
+    let request = Request::get(format!("/v1/users/{client_ref}/preferences/entities"))
+        .header("authorization", format!("Bearer {}", h.api_key))
+        .body(Body::empty())
+        .unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["events"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_datasets_follow_the_log_when_events_and_an_erasure_race() {
+    let h = Harness::new(&[]);
+    let auth = format!("Bearer {}", h.api_key);
+    for round in 0..40 {
+        let events: Vec<Value> = (0..5)
+            .map(|i| event(&format!("race-{round}-{i}"), "u-race"))
+            .collect();
+        let body = json!({ "events": events });
+        let (posted, erased) = tokio::join!(h.post_json(&body), delete(&h, "u-race", Some(&auth)));
+        assert_eq!((posted.0, erased.0), (StatusCode::OK, StatusCode::OK));
+        // Whichever committed first, the datasets hold what the log holds: the five events
+        // when they came after the erasure, nothing when they came before it.
+        let stored = users(&h).len() as u64;
+        assert_eq!(
+            preference_events(&h, "u-race").await,
+            stored,
+            "round {round}: the datasets and the log disagree"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erasure_by_the_command_reaches_the_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_key = {
+        let store = ingest::Store::open(dir.path()).unwrap();
+        let (_, api_key) = store.add_tenant(CLIENT_KEY, &[]).unwrap();
+        store.close();
+        api_key
+    };
+    let config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ingest::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let body = json!({ "events": [event("cli-1", "u-cli"), event("cli-2", "u-kept")] });
+    let (status, answer) = crate::serve::http_post(addr, &body.to_string()).await;
+    assert!(status.contains(" 200 "), "{status}: {answer}");
+    let auth = format!("Authorization: Bearer {api_key}\r\n");
+    let preferences = |user: &'static str| {
+        let auth = auth.clone();
+        async move {
+            let path = format!("/v1/users/{user}/preferences/entities");
+            let (status, _, body) = crate::serve::request(addr, "GET", &path, &auth).await;
+            assert_eq!(status, 200, "{body}");
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            answer["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(preferences("u-cli").await, 1);
+
+    // A second service on the same store is refused, naming the reason.
+    let second = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    let listener = tokio::net::TcpListener::bind(second.listen).await.unwrap();
+    let refused = ingest::serve(second, listener, async {}).await.unwrap_err();
+    assert!(refused.to_string().contains("serves"), "{refused}");
+
+    let d = dir.path().to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+            .args([
+                "erase",
+                "--data-dir",
+                &d,
+                "--client-key",
+                CLIENT_KEY,
+                "--client-ref",
+                "u-cli",
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("did not take"), "{stderr}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!({ "events": 1, "failed_events": 0 })
+    );
+    // The service took the erasure from the journal: its datasets forget the user (within
+    // its next look, a second at most), the journal is empty, and the other user stays.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while preferences("u-cli").await != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the running service still shows the erased user"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(crate::count_rows(dir.path(), "erasure_journal"), 0);
+    assert_eq!(preferences("u-kept").await, 1);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -22,7 +22,7 @@ async fn stop_and_wait(
 }
 
 /// One HTTP/1.1 request over a real socket; returns the status line and body.
-async fn http_post(addr: std::net::SocketAddr, body: &str) -> (String, String) {
+pub(crate) async fn http_post(addr: std::net::SocketAddr, body: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nUser-Agent: {UA}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -189,7 +189,7 @@ async fn get(
 }
 
 /// A request with `headers` (each line ending in CRLF) over a new connection.
-async fn request(
+pub(crate) async fn request(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,

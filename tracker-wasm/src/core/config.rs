@@ -270,10 +270,10 @@ impl Config {
         if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
             return err("`endpoint` must be an absolute http:// or https:// URL");
         }
-        if let Some(r) = &self.client_ref {
-            if let Err(e) = schema::check_id(r, "clientRef") {
-                return Err(ConfigError(e.message()));
-            }
+        if let Some(r) = &self.client_ref
+            && let Err(e) = schema::check_id(r, "clientRef")
+        {
+            return Err(ConfigError(e.message()));
         }
         if self.max_events as usize > MAX_EVENTS_PER_BATCH {
             return err("`maxEvents` must be between 1 and 500");

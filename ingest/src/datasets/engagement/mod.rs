@@ -262,10 +262,10 @@ impl Engagement {
                 self.by_day.entry(d).or_default().insert(key.clone());
             }
         }
-        if user_before != user_after {
-            if let Some(set) = user_before.and_then(|u| self.by_user.get_mut(&u)) {
-                set.remove(key);
-            }
+        if user_before != user_after
+            && let Some(set) = user_before.and_then(|u| self.by_user.get_mut(&u))
+        {
+            set.remove(key);
         }
         if let Some(u) = user_after {
             self.by_user.entry(u).or_default().insert(key.clone());
@@ -444,16 +444,15 @@ impl Engagement {
         let old_days: Vec<i64> = self.by_day.range(..day(horizon)).map(|(d, _)| *d).collect();
         for d in old_days {
             for key in self.by_day.remove(&d).into_iter().flatten() {
-                if let Some(imp) = self.impressions.remove(&key) {
-                    if let Some(o) = imp.origin {
-                        if let Some(set) = self.by_user.get_mut(&o.user) {
-                            set.remove(&key);
-                        }
-                        if let Some(members) =
-                            o.request_id.as_ref().and_then(|l| self.lists.get_mut(l))
-                        {
-                            members.remove(&key);
-                        }
+                if let Some(imp) = self.impressions.remove(&key)
+                    && let Some(o) = imp.origin
+                {
+                    if let Some(set) = self.by_user.get_mut(&o.user) {
+                        set.remove(&key);
+                    }
+                    if let Some(members) = o.request_id.as_ref().and_then(|l| self.lists.get_mut(l))
+                    {
+                        members.remove(&key);
                     }
                 }
                 self.pending.remove(&key);
@@ -544,13 +543,13 @@ impl Engagement {
             done.push(key.clone());
         }
         for key in done {
-            if let Some(imp) = self.impressions.get_mut(&key) {
-                if let Some(d) = imp.derive(params) {
-                    imp.emitted = Some(Labels {
-                        clicked: d.clicked(),
-                        converted: d.converted(),
-                    });
-                }
+            if let Some(imp) = self.impressions.get_mut(&key)
+                && let Some(d) = imp.derive(params)
+            {
+                imp.emitted = Some(Labels {
+                    clicked: d.clicked(),
+                    converted: d.converted(),
+                });
             }
             self.pending.remove(&key);
         }
