@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::datasets::{Counters, Document, Engine, Input, Params};
 use crate::lock;
-use crate::store::{Change, Presentation, Store, StoreError, now_ms};
+use crate::store::{Change, FeedbackRecord, Presentation, Store, StoreError, now_ms};
 
 /// Events between two prunes of an engine being rebuilt, so that its memory follows what the
 /// datasets keep rather than the length of the log.
@@ -34,11 +34,23 @@ pub(crate) struct Datasets {
 }
 
 /// Feedback records due by `as_of`, as the store keeps them.
-fn feedback_of(engine: &mut Engine, as_of: i64) -> Vec<(Option<String>, String)> {
+fn feedback_of(engine: &mut Engine, as_of: i64) -> Vec<FeedbackRecord> {
     engine
         .finalise(as_of)
         .into_iter()
-        .map(|f| (f.recommender, f.record.to_string()))
+        .map(|f| {
+            let flag = |name: &str| f.record[name].as_bool().unwrap_or(false);
+            FeedbackRecord {
+                impression_id: f.record["impression_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                clicked: flag("clicked"),
+                converted: flag("converted"),
+                record: f.record.to_string(),
+                recommender: f.recommender,
+            }
+        })
         .collect()
 }
 
@@ -162,6 +174,11 @@ impl Datasets {
                 guard.prune();
             }
         });
+        // What an earlier run exported is not offered again unless its labels change.
+        let rebuilt = rebuilt.and_then(|events| {
+            guard.exported(store.feedback_labels(tenant_id)?);
+            Ok(events)
+        });
         match rebuilt {
             Ok(events) => {
                 guard.prune();
@@ -254,12 +271,7 @@ impl Datasets {
                 (engine.materialise(now, now), feedback_of(engine, now))
             })
             .await?;
-        store
-            .present(Presentation {
-                tenant_id,
-                documents: documents.clone(),
-                feedback,
-            })
+        self.present(store, tenant_id, documents.clone(), feedback)
             .await?;
         self.remember(tenant_id, &documents);
         lock(&self.refreshed).insert(tenant_id, Instant::now());
@@ -296,13 +308,33 @@ impl Datasets {
         let feedback = self
             .with_engine(store, tenant_id, move |engine| feedback_of(engine, as_of))
             .await?;
-        store
+        self.present(store, tenant_id, Vec::new(), feedback).await
+    }
+
+    /// Stores documents and feedback records. When that fails, the engine offers the
+    /// records again next time: they are not lost, and the store appends each change of
+    /// labels once however often it is offered.
+    async fn present(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
+        tenant_id: i64,
+        documents: Vec<Document>,
+        feedback: Vec<FeedbackRecord>,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = feedback.iter().map(|f| f.impression_id.clone()).collect();
+        let presented = store
             .present(Presentation {
                 tenant_id,
-                documents: Vec::new(),
+                documents,
                 feedback,
             })
-            .await
+            .await;
+        if presented.is_err() && !ids.is_empty() {
+            let again =
+                move |engine: &mut Engine| engine.offer_again(ids.iter().map(String::as_str));
+            self.with_engine(store, tenant_id, again).await?;
+        }
+        presented
     }
 
     fn remember(&self, tenant_id: i64, documents: &[Document]) {
@@ -477,5 +509,43 @@ mod tests {
         let body = answer.into_body().collect().await.unwrap().to_bytes();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["items"][0]["events"], 3, "{body}");
+    }
+
+    #[tokio::test]
+    async fn feedback_a_store_could_not_take_is_offered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let (tenant, _) = store.add_tenant("pk_feed", &[]).unwrap();
+        let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
+        let app = crate::app(state.clone());
+        let mut request = batch(&["v1"]);
+        let body = serde_json::json!({ "events": [{
+            "client_key": "pk_feed", "event_id": "v1", "created_at": "2026-11-28T14:00:00.000Z",
+            "event_type": "recommendation", "action": "viewed",
+            "related_entities": [{"type": "ticker", "id": "AAPL"}],
+            "event_meta": {"impression_id": "imp-1", "recommender": "r1"},
+            "channel_meta": {"session_id": "s1", "client_ref": "u1"}
+        }]});
+        *request.body_mut() = Body::from(body.to_string());
+        assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
+        let datasets = state.datasets.clone();
+        datasets.caught_up(&store).await;
+        let later = schema::Timestamp::parse("2026-11-30T00:00:00Z").unwrap().0;
+
+        store.close();
+        assert!(
+            datasets
+                .finalise_at(&store, tenant.id, later)
+                .await
+                .is_err()
+        );
+        let offered = datasets
+            .with_engine(&store, tenant.id, move |e| e.finalise(later).len())
+            .await
+            .unwrap();
+        assert_eq!(
+            offered, 1,
+            "the record the store did not take is offered again"
+        );
     }
 }

@@ -696,4 +696,17 @@ impl Engine {
         let params = &self.params;
         self.engagement.finalise(as_of, params)
     }
+
+    /// Tells the engine which labels were exported already, by an earlier run:
+    /// `(impression_id, clicked, converted)`. Those impressions are offered again only once
+    /// their labels change.
+    pub fn exported(&mut self, labels: impl IntoIterator<Item = (String, bool, bool)>) {
+        self.engagement.exported(labels);
+    }
+
+    /// Offers these impressions' feedback again at the next [`Engine::finalise`]: the
+    /// records it returned were not stored.
+    pub fn offer_again<'a>(&mut self, impression_ids: impl IntoIterator<Item = &'a str>) {
+        self.engagement.offer_again(impression_ids);
+    }
 }

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use writer::{
-    Change, Committed, Erased, Erasure, FailedEvent, Presentation, StoredEvent, Write, WriteOutcome,
+    Change, Committed, Erased, Erasure, FailedEvent, FeedbackRecord, Presentation, StoredEvent,
+    Write, WriteOutcome,
 };
 use writer::{CheckpointPolicy, Op, Outcome};
 
@@ -181,6 +182,15 @@ CREATE TABLE IF NOT EXISTS feedback (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_by_tenant ON feedback (tenant_id, seq);
+-- The labels last exported per impression: a record is appended only when they change, so
+-- feedback stays exactly-once across restarts and retries.
+CREATE TABLE IF NOT EXISTS feedback_labels (
+    tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+    impression_id TEXT NOT NULL,
+    clicked INTEGER NOT NULL,
+    converted INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, impression_id)
+) WITHOUT ROWID;
 -- Erasures made by `ingest erase` beside a running service, until that service's datasets
 -- have forgotten the users too (it takes them within a second, or the command does).
 CREATE TABLE IF NOT EXISTS erasure_journal (
@@ -599,6 +609,18 @@ impl Store {
             c.prepare_cached("SELECT body, etag FROM documents WHERE tenant_id = ?1 AND key = ?2")?
                 .query_row(params![tenant_id, key], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
+        })
+    }
+
+    /// The labels last exported for each of the tenant's impressions:
+    /// `(impression_id, clicked, converted)`.
+    pub fn feedback_labels(&self, tenant_id: i64) -> Result<Vec<(String, bool, bool)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT impression_id, clicked, converted FROM feedback_labels WHERE tenant_id = ?1",
+            )?
+            .query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect()
         })
     }
 

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::StoreError;
@@ -117,8 +117,19 @@ pub struct Erased {
 pub struct Presentation {
     pub tenant_id: i64,
     pub documents: Vec<crate::datasets::Document>,
-    /// `(recommender, record JSON)`.
-    pub feedback: Vec<(Option<String>, String)>,
+    pub feedback: Vec<FeedbackRecord>,
+}
+
+/// One impression's feedback: appended only when its labels differ from those last
+/// appended for it (or none were), so offering it again is harmless.
+#[derive(Debug, Clone)]
+pub struct FeedbackRecord {
+    pub recommender: Option<String>,
+    pub impression_id: String,
+    pub clicked: bool,
+    pub converted: bool,
+    /// The record, JSON.
+    pub record: String,
 }
 
 /// What a durable commit changed that the datasets follow. Subscribers (see
@@ -654,11 +665,32 @@ fn present(tx: &rusqlite::Transaction<'_>, p: &Presentation) -> rusqlite::Result
     for d in &p.documents {
         put.execute(params![p.tenant_id, d.key, d.body, d.as_of, d.etag])?;
     }
+    let mut last = tx.prepare_cached(
+        "SELECT clicked, converted FROM feedback_labels WHERE tenant_id = ?1 AND impression_id = ?2",
+    )?;
+    let mut label = tx.prepare_cached(
+        "INSERT OR REPLACE INTO feedback_labels (tenant_id, impression_id, clicked, converted)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
     let mut append = tx.prepare_cached(
         "INSERT INTO feedback (tenant_id, recommender, record) VALUES (?1, ?2, ?3)",
     )?;
-    for (recommender, record) in &p.feedback {
-        append.execute(params![p.tenant_id, recommender, record])?;
+    for f in &p.feedback {
+        let labels = (f.clicked, f.converted);
+        let exported: Option<(bool, bool)> = last
+            .query_row(params![p.tenant_id, f.impression_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if exported != Some(labels) {
+            append.execute(params![p.tenant_id, f.recommender, f.record])?;
+            label.execute(params![
+                p.tenant_id,
+                f.impression_id,
+                f.clicked,
+                f.converted
+            ])?;
+        }
     }
     Ok(())
 }

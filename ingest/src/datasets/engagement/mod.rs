@@ -564,6 +564,28 @@ impl Engagement {
         out
     }
 
+    /// Records labels exported by an earlier run (see [`super::Engine::exported`]).
+    pub(crate) fn exported(&mut self, labels: impl IntoIterator<Item = (String, bool, bool)>) {
+        for (id, clicked, converted) in labels {
+            if let Some(imp) = self.impressions.get_mut(id.as_str()) {
+                imp.emitted = Some(Labels { clicked, converted });
+            }
+        }
+    }
+
+    /// Marks impressions' feedback as not exported (see [`super::Engine::offer_again`]).
+    pub(crate) fn offer_again<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            let Some(key) = self.impressions.get_key_value(id).map(|(k, _)| k.clone()) else {
+                continue;
+            };
+            if let Some(imp) = self.impressions.get_mut(&key) {
+                imp.emitted = None;
+            }
+            self.pending.insert(key);
+        }
+    }
+
     /// `GET /v1/engagement/summary`.
     pub(crate) fn summary(&self, q: &SummaryQuery, params: &Params) -> Value {
         let unattributed = self

@@ -384,6 +384,22 @@ async fn feedback_exports_finalised_impressions_once_with_a_cursor() {
 }
 
 #[tokio::test]
+async fn feedback_is_exported_once_across_a_restart() {
+    let (h, _) = served("fixture_b.jsonl").await;
+    let path = format!("/v1/engagement/feedback?as_of={NOW}&limit=1000");
+    let records = |page: Value| page["records"].as_array().unwrap().len();
+    let exported = records(query(&h, &path).await.1);
+    assert!(exported >= 4, "{exported}");
+    // A restart: a fresh state over the same store rebuilds the engines from the log and
+    // finalises the same impressions again; none of them is exported twice.
+    let keyring = Arc::new(ingest::Keyring::from_secret(vec![7; 32]));
+    let app =
+        ingest::app(AppState::new(h.store.clone(), keyring).with_datasets(Params::default(), true));
+    let h2 = crate::Harness { app, ..h };
+    assert_eq!(records(query(&h2, &path).await.1), exported);
+}
+
+#[tokio::test]
 async fn datasets_survive_a_restart_and_erasure_removes_the_user() {
     let (h, _) = served("fixture_a.jsonl").await;
     // A fresh state over the same store rebuilds the engines from the event log.
