@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 
-use crate::protect::Limits;
+use crate::protect::{Limits, Rate};
 
 /// Everything `ingest serve` is configured by, from flags or `INGEST_*` environment
 /// variables. Tests build it literally.
@@ -32,13 +32,41 @@ pub struct Config {
     #[arg(long, env = "INGEST_IDENTITY_VAULT")]
     pub identity_vault: bool,
     /// Sustained events per second one client_key may send; beyond it, 429 with Retry-After.
-    #[arg(long, env = "INGEST_RATE_LIMIT", default_value_t = Limits::default().events_per_second,
+    #[arg(long, env = "INGEST_RATE_LIMIT", default_value_t = Limits::default().events.per_second,
           value_parser = positive("INGEST_RATE_LIMIT", MAX_EVENTS_PER_SECOND))]
     pub rate_limit: f64,
     /// Events one client_key may send in a burst.
-    #[arg(long, env = "INGEST_RATE_BURST", default_value_t = Limits::default().burst_events,
+    #[arg(long, env = "INGEST_RATE_BURST", default_value_t = Limits::default().events.burst,
           value_parser = positive("INGEST_RATE_BURST", MAX_EVENTS_PER_SECOND))]
     pub rate_burst: f64,
+    /// Sustained bytes per second (of decompressed bodies) one client_key may send, with a
+    /// burst of two seconds' worth.
+    #[arg(long, env = "INGEST_BYTE_RATE_LIMIT", default_value_t = Limits::default().bytes.per_second,
+          value_parser = positive("INGEST_BYTE_RATE_LIMIT", MAX_BYTES_PER_SECOND))]
+    pub byte_rate_limit: f64,
+    /// Sustained events per second one source address may send, whatever the client_key: one
+    /// visitor cannot use up a tenant's allowance. Behind a proxy, see --client-ip-header.
+    #[arg(long, env = "INGEST_SOURCE_RATE_LIMIT", default_value_t = Limits::default().source_events.per_second,
+          value_parser = positive("INGEST_SOURCE_RATE_LIMIT", MAX_EVENTS_PER_SECOND))]
+    pub source_rate_limit: f64,
+    /// Events one source address may send in a burst.
+    #[arg(long, env = "INGEST_SOURCE_RATE_BURST", default_value_t = Limits::default().source_events.burst,
+          value_parser = positive("INGEST_SOURCE_RATE_BURST", MAX_EVENTS_PER_SECOND))]
+    pub source_rate_burst: f64,
+    /// Sustained bytes per second one source address may send, with a burst of two seconds'.
+    #[arg(long, env = "INGEST_SOURCE_BYTE_RATE_LIMIT", default_value_t = Limits::default().source_bytes.per_second,
+          value_parser = positive("INGEST_SOURCE_BYTE_RATE_LIMIT", MAX_BYTES_PER_SECOND))]
+    pub source_byte_rate_limit: f64,
+    /// Behind a reverse proxy: the header it writes the client's address into (e.g.
+    /// `X-Forwarded-For`); the last address in it, the one the proxy added, is the source the
+    /// rate limits count by. Only with a proxy that sets it: a client can write any header.
+    #[arg(long, env = "INGEST_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Days failed (rejected) events are kept; older ones are deleted, a bounded number at
+    /// a time.
+    #[arg(long, env = "INGEST_FAILED_RETENTION_DAYS", default_value_t = DEFAULT_FAILED_RETENTION_DAYS,
+          value_parser = whole("INGEST_FAILED_RETENTION_DAYS", MAX_RETENTION_DAYS))]
+    pub failed_retention_days: u64,
     /// Longest a request may take, body upload included, in seconds.
     #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value_t = Limits::default().request_timeout.as_secs(),
           value_parser = whole("INGEST_REQUEST_TIMEOUT", MAX_REQUEST_TIMEOUT_SECS))]
@@ -69,6 +97,12 @@ pub struct Config {
 /// The largest rate and burst accepted: far past what one process takes, yet small enough
 /// that every wait the rate limiter computes is a finite duration.
 const MAX_EVENTS_PER_SECOND: f64 = 1e9;
+/// Bytes a second: a terabyte, far past any link.
+const MAX_BYTES_PER_SECOND: f64 = 1e12;
+/// A month of failed events is enough to find out why a tracker's events were refused.
+const DEFAULT_FAILED_RETENTION_DAYS: u64 = 30;
+/// Ten years.
+const MAX_RETENTION_DAYS: u64 = 3_650;
 /// An hour: past it a stalled upload holds a connection for no client's good.
 const MAX_REQUEST_TIMEOUT_SECS: u64 = 3_600;
 /// Ten seconds for a request's head: a page on a slow mobile link sends its few hundred bytes
@@ -118,8 +152,14 @@ impl Config {
             data_dir,
             master_secret_file: None,
             identity_vault: false,
-            rate_limit: limits.events_per_second,
-            rate_burst: limits.burst_events,
+            rate_limit: limits.events.per_second,
+            rate_burst: limits.events.burst,
+            byte_rate_limit: limits.bytes.per_second,
+            source_rate_limit: limits.source_events.per_second,
+            source_rate_burst: limits.source_events.burst,
+            source_byte_rate_limit: limits.source_bytes.per_second,
+            client_ip_header: None,
+            failed_retention_days: DEFAULT_FAILED_RETENTION_DAYS,
             request_timeout: limits.request_timeout.as_secs(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -131,8 +171,16 @@ impl Config {
 
     pub fn limits(&self) -> Limits {
         Limits {
-            events_per_second: self.rate_limit,
-            burst_events: self.rate_burst,
+            events: Rate {
+                per_second: self.rate_limit,
+                burst: self.rate_burst,
+            },
+            bytes: Rate::with_two_second_burst(self.byte_rate_limit),
+            source_events: Rate {
+                per_second: self.source_rate_limit,
+                burst: self.source_rate_burst,
+            },
+            source_bytes: Rate::with_two_second_burst(self.source_byte_rate_limit),
             request_timeout: Duration::from_secs(self.request_timeout),
             max_concurrent_requests: self.max_concurrent_requests,
         }

@@ -34,6 +34,10 @@ pub enum ApiError {
         client_key: String,
         retry_after: u64,
     },
+    #[error(
+        "this address sends more than its rate limit (whatever the client_key); retry after {retry_after} s"
+    )]
+    SourceRateLimited { retry_after: u64 },
     #[error("the request took longer than {0} s")]
     Timeout(u64),
     #[error("the service is at its limit of concurrent requests; retry later")]
@@ -70,7 +74,9 @@ impl ApiError {
             ApiError::MissingApiKey => (StatusCode::UNAUTHORIZED, "missing_api_key"),
             ApiError::UnknownApiKey => (StatusCode::UNAUTHORIZED, "unknown_api_key"),
             ApiError::OriginNotAllowed { .. } => (StatusCode::FORBIDDEN, "origin_not_allowed"),
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RateLimited { .. } | ApiError::SourceRateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
             ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -99,7 +105,8 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         let retry_after = match &self {
-            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::SourceRateLimited { retry_after } => Some(*retry_after),
             ApiError::StoreUnavailable | ApiError::Overloaded => Some(1),
             _ => None,
         };

@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 pub use anonymise::keyring::Keyring;
 pub use config::Config;
 pub use error::ApiError;
-pub use protect::Limits;
+pub use protect::{Limits, Rate};
 pub use store::Store;
 
 /// The mutex's guard, also when a thread panicked holding it: every state kept behind one
@@ -63,6 +63,8 @@ pub struct AppState {
     api_keys: Arc<tenants::Cache>,
     tenant_ttl: std::time::Duration,
     unknown_ttl: std::time::Duration,
+    /// The header a trusted proxy writes the client's address into.
+    client_ip_header: Option<axum::http::HeaderName>,
 }
 
 impl AppState {
@@ -88,7 +90,29 @@ impl AppState {
             api_keys: Arc::default(),
             tenant_ttl: tenants::CACHE_FOR,
             unknown_ttl: tenants::UNKNOWN_FOR,
+            client_ip_header: None,
         }
+    }
+
+    /// Takes the client's address from this header, which a trusted reverse proxy sets (the
+    /// last address in it), instead of the connection's.
+    pub fn with_client_ip_header(mut self, header: Option<axum::http::HeaderName>) -> AppState {
+        self.client_ip_header = header;
+        self
+    }
+
+    /// The address a request counts against: the proxy's header's last address when one is
+    /// configured and readable, else the connection's.
+    fn source(
+        &self,
+        headers: &axum::http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Option<std::net::IpAddr> {
+        let forwarded = self.client_ip_header.as_ref().and_then(|name| {
+            let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+            value.rsplit(',').next()?.trim().parse().ok()
+        });
+        forwarded.or(peer)
     }
 
     /// Uses these dataset parameters; `test_mode` honours `as_of` in queries (for replays
@@ -175,8 +199,13 @@ pub async fn serve_with_ops(
     };
     let state = AppState::with_limits(store.clone(), keyring, config.limits())
         .with_identity_vault(config.identity_vault)
+        .with_client_ip_header(config.client_ip_header.clone())
         .with_datasets(params, config.test_mode);
     let materialiser = tokio::spawn(state.datasets.clone().run(store.clone()));
+    let trimmer = tokio::spawn(trim_failed_events(
+        store.clone(),
+        Duration::from_secs(config.failed_retention_days * 86_400),
+    ));
     let header_read_timeout = Duration::from_secs(config.header_read_timeout);
     // One signal stops both listeners.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -216,6 +245,24 @@ pub async fn serve_with_ops(
         let _ = ops.await;
     }
     materialiser.abort();
+    trimmer.abort();
     tokio::task::spawn_blocking(move || store.close()).await?;
     Ok(())
+}
+
+/// Deletes failed events past their retention now and every ten minutes, until aborted.
+async fn trim_failed_events(store: Arc<Store>, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let before = store::now_ms().saturating_sub(retention.as_millis() as i64);
+        match store.trim_failed(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "failed events past their retention deleted"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete failed events past their retention")
+            }
+        }
+    }
 }

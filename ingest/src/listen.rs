@@ -21,6 +21,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// The address a request's connection came from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) std::net::IpAddr);
+
+type Request = axum::http::Request<hyper::body::Incoming>;
+
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the open connections
 /// to finish their requests.
 pub(crate) async fn serve(
@@ -47,9 +53,9 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, most likely; as axum does, wait for some to
                     // be freed rather than spin.
@@ -60,8 +66,13 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Each request knows the address it came from: the rate limits count by it.
+        let app = tower::ServiceExt::map_request(app.clone(), move |mut request: Request| {
+            request.extensions_mut().insert(Peer(peer.ip()));
+            request
+        });
         let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

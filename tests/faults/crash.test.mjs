@@ -11,6 +11,8 @@ const ROUNDS = 6;
 const WORKERS = 4;
 const BATCH = 50;
 const CLIENT_KEY = "pk_crash";
+// The load comes from one address as fast as it can: past the per-source limits by design.
+const UNLIMITED = ["--source-rate-limit", "1e9", "--source-rate-burst", "1e9", "--source-byte-rate-limit", "1e12"];
 
 function batch(round, worker, n) {
   const events = [];
@@ -34,7 +36,7 @@ test("no acknowledged event is lost to kill -9", async () => {
     ingestCli(["tenant", "add", "--data-dir", dataDir, "--client-key", CLIENT_KEY]);
     const acked = new Set();
     for (let round = 0; round < ROUNDS; round++) {
-      const { child, url } = await spawnIngest(dataDir);
+      const { child, url } = await spawnIngest(dataDir, UNLIMITED);
       const exited = new Promise((resolve) => child.once("exit", resolve));
       let killed = false;
       let ackedThisRound = 0;
@@ -65,7 +67,7 @@ test("no acknowledged event is lost to kill -9", async () => {
       assert.ok(ackedThisRound >= killAfter, `round ${round} acknowledged only ${ackedThisRound} batches`);
     }
     // Restart once more (recovery replays the WAL) and read everything back.
-    const { child } = await spawnIngest(dataDir);
+    const { child } = await spawnIngest(dataDir, UNLIMITED);
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGTERM");
     await exited;

@@ -66,8 +66,13 @@ impl Service {
             .add_tenant(client_key, &[])
             .unwrap();
         let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.to_owned());
-        config.rate_limit = 1e12;
-        config.rate_burst = 1e12;
+        // The load comes from one address, far faster than any tenant's limits allow.
+        config.rate_limit = 1e9;
+        config.rate_burst = 1e9;
+        config.byte_rate_limit = 1e12;
+        config.source_rate_limit = 1e9;
+        config.source_rate_burst = 1e9;
+        config.source_byte_rate_limit = 1e12;
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

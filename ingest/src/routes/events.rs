@@ -3,11 +3,11 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::{Extension, Json};
 use schema::{Event, EventError, Timestamp, parse_batch, peek_str};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -17,6 +17,8 @@ use crate::anonymise::user_agent;
 use crate::anonymise::vault::Vault;
 use crate::anonymise::{anonymise, anonymise_failed, failed_message};
 use crate::error::ApiError;
+use crate::listen::Peer;
+use crate::protect::{Cost, Limited};
 use crate::store::{FailedEvent, Write, now_ms};
 use crate::{AppState, tenants};
 
@@ -37,6 +39,7 @@ pub(crate) struct Accepted {
 
 pub(crate) async fn post(
     State(state): State<AppState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Accepted>, ApiError> {
@@ -59,14 +62,24 @@ pub(crate) async fn post(
             client_key,
         });
     }
-    if let Err(wait) = state
-        .rate_limiter
-        .check(&client_key, batch.events.len(), Instant::now())
+    let cost = Cost {
+        events: batch.events.len(),
+        bytes: body.len(),
+    };
+    let source = state.source(&headers, peer.map(|Extension(Peer(ip))| ip));
+    if let Err((limited, wait)) =
+        state
+            .rate_limiter
+            .check(&client_key, source, cost, Instant::now())
     {
         state.metrics.rate_limited.fetch_add(1, Relaxed);
-        return Err(ApiError::RateLimited {
-            client_key,
-            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+        return Err(match limited {
+            Limited::ClientKey => ApiError::RateLimited {
+                client_key,
+                retry_after,
+            },
+            Limited::Source => ApiError::SourceRateLimited { retry_after },
         });
     }
     state.metrics.batches.fetch_add(1, Relaxed);

@@ -599,6 +599,23 @@ impl Store {
         true
     }
 
+    /// Deletes the failed events received before `before` (ms since the epoch), a bounded
+    /// number a commit so that commits of events go on between them; returns how many.
+    pub async fn trim_failed(&self, before: i64) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        loop {
+            match self.writer.submit(Op::TrimFailed { before }).await? {
+                Outcome::Trimmed(n) => {
+                    deleted += n;
+                    if n < writer::TRIM_ROWS {
+                        return Ok(deleted);
+                    }
+                }
+                _ => return Err(StoreError::Commit("the writer answered out of turn".into())),
+            }
+        }
+    }
+
     /// A materialised document: `(body, etag)`.
     pub fn document(
         &self,
@@ -995,5 +1012,41 @@ mod tests {
         ] {
             assert!(normalise_origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn failed_events_past_their_retention_are_deleted_in_bounded_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (tenant, _) = store.add_tenant("pk_trim", &[]).unwrap();
+        let failed = |n: usize| -> Vec<FailedEvent> {
+            (0..n)
+                .map(|_| FailedEvent {
+                    error: "bad".into(),
+                    message: "bad".into(),
+                    payload: "{}".into(),
+                })
+                .collect()
+        };
+        for (received_at, n) in [(1_000, writer::TRIM_ROWS * 2 + 7), (5_000, 3)] {
+            store
+                .write(Write {
+                    tenant_id: tenant.id,
+                    received_at,
+                    events: Vec::new(),
+                    failed: failed(n),
+                    vault: Vec::new(),
+                    inputs: Vec::new(),
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.trim_failed(5_000).await.unwrap(),
+            writer::TRIM_ROWS * 2 + 7
+        );
+        assert_eq!(store.recent_failed(tenant.id, 100).unwrap().len(), 3);
+        assert_eq!(store.trim_failed(5_000).await.unwrap(), 0);
+        store.close();
     }
 }

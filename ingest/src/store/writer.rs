@@ -197,6 +197,10 @@ pub(super) enum Op {
     /// A write the size of a large batch, undone in its transaction: whether commits go
     /// through again.
     Probe,
+    /// Deletes up to [`TRIM_ROWS`] of the oldest failed events received before this time.
+    TrimFailed {
+        before: i64,
+    },
 }
 
 pub(super) enum Outcome {
@@ -204,6 +208,7 @@ pub(super) enum Outcome {
     Erased(Erased),
     Presented,
     Probed,
+    Trimmed(usize),
 }
 
 impl Op {
@@ -213,6 +218,7 @@ impl Op {
             Op::Erase(_) => 1,
             Op::Present(p) => p.documents.len() + p.feedback.len(),
             Op::Probe => 1,
+            Op::TrimFailed { .. } => TRIM_ROWS,
         }
     }
 }
@@ -379,6 +385,9 @@ impl Durable {
         lock(&self.feed).followed()
     }
 }
+
+/// Failed events one trim deletes at most.
+pub(super) const TRIM_ROWS: usize = 5_000;
 
 /// A probe writes as much as the largest beacon a tracker sends.
 const PROBE_BYTES: usize = 64 * 1024;
@@ -615,6 +624,13 @@ fn commit(
                 tx.execute("DELETE FROM settings WHERE key = 'probe'", [])?;
                 Outcome::Probed
             }
+            Op::TrimFailed { before } => Outcome::Trimmed(tx.execute(
+                // The oldest rows by seq, which follows the time they came: a bounded read
+                // of the table's head, however long the table.
+                "DELETE FROM failed_events WHERE received_at < ?1
+                 AND seq IN (SELECT seq FROM failed_events ORDER BY seq LIMIT ?2)",
+                params![before, TRIM_ROWS as i64],
+            )?),
         });
     }
     tx.commit()?;

@@ -48,8 +48,10 @@ async fn over_the_rate_limit_is_429_with_retry_after() {
     let h = Harness::with_limits(
         &[],
         ingest::Limits {
-            events_per_second: 0.5,
-            burst_events: 3.0,
+            events: ingest::Rate {
+                per_second: 0.5,
+                burst: 3.0,
+            },
             ..limits()
         },
     );

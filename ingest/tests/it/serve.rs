@@ -277,3 +277,66 @@ async fn preflights_are_answered_for_the_tenants_origins_only() {
     assert!(!allowed("/v1/events", "https://evil.example").await);
     assert!(!allowed("/v1/trending/entities", "https://evil.example").await);
 }
+
+/// A `POST /v1/events` of `body` from the local address `from` (any of 127/8 is this host's);
+/// `headers` end each line in CRLF. Returns the status code and the body.
+async fn post_from(
+    addr: std::net::SocketAddr,
+    from: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: ingest\r\n{headers}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn one_source_over_its_limit_leaves_the_tenants_allowance_to_others() {
+    let (_dir, addr, stop) = started_with(&[("pk_fixture", &[])], |c| {
+        c.source_rate_limit = 0.01;
+        c.source_rate_burst = 4.0;
+        c.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    })
+    .await;
+    let mut n = 0;
+    let mut batch = || {
+        n += 1;
+        let events: Vec<_> = (0..3)
+            .map(|i| event(&format!("src-{n}-{i}"), "u1"))
+            .collect();
+        json!({ "events": events }).to_string()
+    };
+    assert_eq!(post_from(addr, "127.0.0.1", "", &batch()).await.0, 200);
+    let (status, body) = post_from(addr, "127.0.0.1", "", &batch()).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("\"rate_limited\"") && body.contains("this address"),
+        "{body}"
+    );
+    // Another address still sends: the first one's refusals took nothing from the tenant.
+    assert_eq!(post_from(addr, "127.0.0.2", "", &batch()).await.0, 200);
+    // Behind the configured proxy header, the address the proxy added is the source.
+    let forwarded = "X-Forwarded-For: 198.51.100.1, 203.0.113.9\r\n";
+    assert_eq!(
+        post_from(addr, "127.0.0.1", forwarded, &batch()).await.0,
+        200
+    );
+    let (status, _) = post_from(addr, "127.0.0.2", forwarded, &batch()).await;
+    assert_eq!(status, 429, "the same client through the proxy");
+    stop.send(()).unwrap();
+}
