@@ -20,6 +20,11 @@ use writer::{CheckpointPolicy, Op, Outcome};
 /// The store file inside the data directory.
 pub const DB_FILE: &str = "ingest.sqlite";
 
+/// Reading connections: tenant and key lookups, documents, feedback pages. Each read takes
+/// well under a millisecond, so a few serve every tenant; a slow one no longer holds up the
+/// rest.
+const READERS: usize = 4;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -122,7 +127,11 @@ impl ServiceLock {
 
 pub struct Store {
     path: PathBuf,
-    reader: Mutex<Connection>,
+    /// Reading connections, each used by one read at a time; WAL lets them read beside the
+    /// writer and each other.
+    readers: Vec<Mutex<Connection>>,
+    /// Where the next read starts looking for a free connection.
+    next_reader: std::sync::atomic::AtomicUsize,
     writer: writer::Handle,
 }
 
@@ -361,18 +370,32 @@ impl Store {
             connect(&path)?,
             CheckpointPolicy::DEFAULT,
         );
+        let readers = (0..READERS)
+            .map(|_| connect(&path).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
         Ok(Store {
-            reader: Mutex::new(connect(&path)?),
+            readers,
+            next_reader: Default::default(),
             path,
             writer,
         })
     }
 
+    /// Runs `f` on a free reading connection; when all are busy, waits for one in turn.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self
-            .reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.readers.len();
+        let free = (0..n).find_map(|i| match self.readers[(start + i) % n].try_lock() {
+            Ok(conn) => Some(conn),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        });
+        let conn = match free {
+            Some(conn) => conn,
+            None => crate::lock(&self.readers[start % n]),
+        };
         Ok(f(&conn)?)
     }
 
@@ -1048,5 +1071,29 @@ mod tests {
         assert_eq!(store.recent_failed(tenant.id, 100).unwrap().len(), 3);
         assert_eq!(store.trim_failed(5_000).await.unwrap(), 0);
         store.close();
+    }
+
+    #[test]
+    fn a_read_goes_on_while_another_holds_a_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        store.add_tenant("pk_pool", &[]).unwrap();
+        // One connection held, as by a slow read.
+        let held = crate::lock(&store.readers[0]);
+        let (done, finished) = std::sync::mpsc::channel();
+        let reader = store.clone();
+        std::thread::spawn(move || {
+            for _ in 0..READERS {
+                done.send(reader.tenant("pk_pool").unwrap().is_some())
+                    .unwrap();
+            }
+        });
+        for _ in 0..READERS {
+            let found = finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("reads waited for the held connection");
+            assert!(found);
+        }
+        drop(held);
     }
 }
