@@ -134,6 +134,11 @@ pub(crate) fn render_datasets(c: &crate::datasets::Counters) -> String {
             "Search queries dropped: empty, too long or shaped like personal data.",
             c.search_dropped,
         ),
+        (
+            "datasets_entity_types_refused_total",
+            "Contributions to entity lists of a type past the bound (or not allowed).",
+            c.entity_types_refused,
+        ),
     ] {
         let _ = write!(
             out,

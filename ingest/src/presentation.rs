@@ -325,6 +325,7 @@ impl Datasets {
         let presented = store
             .present(Presentation {
                 tenant_id,
+                every_document: !documents.is_empty(),
                 documents,
                 feedback,
             })
@@ -337,8 +338,10 @@ impl Datasets {
         presented
     }
 
+    /// Keeps a tenant's whole set of documents in memory, in place of those it had.
     fn remember(&self, tenant_id: i64, documents: &[Document]) {
         let mut cache = lock(&self.documents);
+        cache.retain(|(tenant, _), _| *tenant != tenant_id);
         for d in documents {
             cache.insert((tenant_id, d.key.clone()), Arc::new(d.clone()));
         }

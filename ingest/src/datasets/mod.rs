@@ -201,6 +201,9 @@ pub struct Counters {
     pub late_dropped_consensus: u64,
     pub late_dropped_engagement: u64,
     pub search_dropped: u64,
+    /// Contributions to the entity lists of a type past `consensus.max_entity_types` (or
+    /// outside `consensus.entity_types`).
+    pub entity_types_refused: u64,
 }
 
 impl std::ops::AddAssign<&Counters> for Counters {
@@ -214,6 +217,7 @@ impl std::ops::AddAssign<&Counters> for Counters {
             late_dropped_consensus,
             late_dropped_engagement,
             search_dropped,
+            entity_types_refused,
         } = o;
         self.applied += applied;
         self.duplicates += duplicates;
@@ -223,6 +227,7 @@ impl std::ops::AddAssign<&Counters> for Counters {
         self.late_dropped_consensus += late_dropped_consensus;
         self.late_dropped_engagement += late_dropped_engagement;
         self.search_dropped += search_dropped;
+        self.entity_types_refused += entity_types_refused;
     }
 }
 
@@ -339,9 +344,6 @@ struct Seen {
     by_day: BTreeMap<i64, Vec<u64>>,
 }
 
-/// The contribution holding a consensus dedup slot: its event's time, id hash and weight.
-type Slot = (i64, u64, f64);
-
 /// The engine of one tenant.
 #[derive(Debug)]
 pub struct Engine {
@@ -350,8 +352,6 @@ pub struct Engine {
     watermark: Option<i64>,
     /// The watermark at the last prune.
     pruned_at: Option<i64>,
-    /// Consensus dedup per bucket: hash of (user, key, event_type, action) → the slot.
-    dedup: BTreeMap<i64, FastMap<u64, Slot>>,
     entities: BTreeMap<String, trending::Trends>,
     content: trending::Trends,
     searches: trending::Trends,
@@ -370,7 +370,6 @@ impl Engine {
             seen: Seen::default(),
             watermark: None,
             pruned_at: None,
-            dedup: BTreeMap::new(),
             entities: BTreeMap::new(),
             content: trending::Trends::default(),
             searches: trending::Trends::default(),
@@ -456,37 +455,38 @@ impl Engine {
             .ts
             .div_euclid(Params::hours(p.consensus.dedup_bucket_hours));
         // At most one contribution per (user, key, event_type, action, bucket): the latest
-        // event's, whatever the arrival order, so a later event replaces an earlier one.
-        let me = (input.ts, id);
-        let mut claim = |key: &str, weight: f64| -> Option<Option<Slot>> {
-            let slot = hash_of((user, key, &input.event_type, &input.action));
-            let slots = self.dedup.entry(bucket).or_default();
-            match slots.get(&slot) {
-                Some(&(ts, old_id, _)) if (ts, old_id) >= me => None,
-                _ => Some(slots.insert(slot, (input.ts, id, weight))),
-            }
+        // event's, whatever the arrival order, so a later event replaces an earlier one. The
+        // slots live with their key, so a key evicted by its cap takes its slots along.
+        let contribution = |weight: f64| trending::Contribution {
+            slot: (bucket, hash_of((user, &input.event_type, &input.action))),
+            event: (input.ts, id),
+            weight,
+            user,
         };
         let c = weight.max(0.0);
+        let consensus = &p.consensus;
         if c > 0.0 && feeds.entities {
             for e in &input.entities {
-                let key = format!("e\u{0}{}\u{0}{}", e.kind, e.id);
-                if let Some(replaced) = claim(&key, c / n) {
-                    let trends = self.entities.entry(e.kind.clone()).or_default();
-                    trends.add(&e.id, c / n, input.ts, user, p, None);
-                    if let Some((t, _, w)) = replaced {
-                        trends.retract(&e.id, w, t, p);
-                    }
+                let tracked = if consensus.entity_types.is_empty() {
+                    self.entities.contains_key(&e.kind)
+                        || self.entities.len() < consensus.max_entity_types
+                } else {
+                    consensus.entity_types.contains(&e.kind)
+                };
+                if !tracked {
+                    self.counters.entity_types_refused += 1;
+                    continue;
                 }
+                let cap = consensus.max_entity_keys;
+                let trends = self.entities.entry(e.kind.clone()).or_default();
+                trends.contribute(&e.id, contribution(c / n), p, cap);
             }
         }
         if let Some(content) = input.content_id.as_deref()
             && c > 0.0
-            && let Some(replaced) = claim(&format!("c\u{0}{content}"), c)
         {
-            self.content.add(content, c, input.ts, user, p, None);
-            if let Some((t, _, w)) = replaced {
-                self.content.retract(content, w, t, p);
-            }
+            let cap = consensus.max_content_keys;
+            self.content.contribute(content, contribution(c), p, cap);
         }
         if feeds.searches {
             match input
@@ -495,13 +495,8 @@ impl Engine {
                 .and_then(|q| normalise_query(q, p.search.max_len))
             {
                 Some(q) => {
-                    if let Some(replaced) = claim(&format!("q\u{0}{q}"), 1.0) {
-                        let cap = Some(p.consensus.max_search_keys);
-                        self.searches.add(&q, 1.0, input.ts, user, p, cap);
-                        if let Some((t, _, w)) = replaced {
-                            self.searches.retract(&q, w, t, p);
-                        }
-                    }
+                    let cap = consensus.max_search_keys;
+                    self.searches.contribute(&q, contribution(1.0), p, cap);
                 }
                 None => self.counters.search_dropped += 1,
             }
@@ -532,14 +527,14 @@ impl Engine {
             }
         }
         let bucket = consensus.div_euclid(Params::hours(p.consensus.dedup_bucket_hours));
-        self.dedup = self.dedup.split_off(&bucket);
         let slow_h = Params::hours(p.consensus.half_life_slow_hours);
         let horizon = consensus - 7 * DAY_MS;
-        for trends in self.entities.values_mut() {
-            trends.prune(horizon, w, slow_h);
-        }
-        self.content.prune(horizon, w, slow_h);
-        self.searches.prune(horizon, w, slow_h);
+        let prune = |trends: &mut trending::Trends| trends.prune(horizon, w, slow_h, bucket);
+        self.entities.values_mut().for_each(prune);
+        // A type nothing is left of frees its place (and its lists).
+        self.entities.retain(|_, trends| trends.len() > 0);
+        prune(&mut self.content);
+        prune(&mut self.searches);
         self.preferences.prune(w, p);
         let retention = w - i64::from(p.engagement.retention_days) * DAY_MS;
         let settled = personal - Params::hours(p.engagement.conversion_window_hours) - HOUR_MS;
@@ -573,7 +568,14 @@ impl Engine {
     /// Sizes of the state, for the benchmark and `/metrics`.
     pub fn sizes(&self) -> BTreeMap<&'static str, usize> {
         BTreeMap::from([
+            ("entity_types", self.entities.len()),
             ("entities", self.entities.values().map(|t| t.len()).sum()),
+            (
+                "dedup_slots",
+                self.entities.values().map(|t| t.slots()).sum::<usize>()
+                    + self.content.slots()
+                    + self.searches.slots(),
+            ),
             ("content", self.content.len()),
             ("searches", self.searches.len()),
             ("users_with_preferences", self.preferences.users()),

@@ -45,6 +45,15 @@ pub struct Consensus {
     pub top_n: usize,
     /// Hard cap of distinct search keys (Space-Saving eviction beyond it).
     pub max_search_keys: usize,
+    /// Hard caps of distinct entity ids per entity type, and of content ids, as of searches.
+    pub max_entity_keys: usize,
+    pub max_content_keys: usize,
+    /// The entity types the consensus lists are kept for: any, when empty, up to
+    /// `max_entity_types` (the first seen; a type is forgotten once nothing of it is left).
+    /// Events name their types themselves, and anyone can send events: without a bound, each
+    /// new type would be a new pair of lists, materialised every minute.
+    pub entity_types: Vec<String>,
+    pub max_entity_types: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -98,6 +107,10 @@ impl Default for Params {
                 materialize_every_secs: 60,
                 top_n: 100,
                 max_search_keys: 200_000,
+                max_entity_keys: 100_000,
+                max_content_keys: 100_000,
+                entity_types: Vec::new(),
+                max_entity_types: 32,
             },
             search: Search { max_len: 64 },
             engagement: Engagement {
@@ -287,6 +300,17 @@ impl Params {
         }
         if self.consensus.top_n == 0 || self.consensus.top_n > 1000 {
             return Err("consensus.top_n must be between 1 and 1000".into());
+        }
+        let c = &self.consensus;
+        for (name, cap) in [
+            ("consensus.max_search_keys", c.max_search_keys),
+            ("consensus.max_entity_keys", c.max_entity_keys),
+            ("consensus.max_content_keys", c.max_content_keys),
+            ("consensus.max_entity_types", c.max_entity_types),
+        ] {
+            if cap < 8 {
+                return Err(format!("{name} must be at least 8, not {cap}"));
+            }
         }
         if self.consensus.materialize_every_secs == 0 {
             return Err("consensus.materialize_every_secs must be at least 1".into());

@@ -42,6 +42,23 @@ struct Trend {
     users: FastMap<u64, i64>,
     /// Space-Saving: the most this key's sums may lack, from keys evicted to make room.
     error: f64,
+    /// The consensus dedup slots of this key: (bucket, hash of user, event_type and action)
+    /// → the contribution holding it.
+    slots: FastMap<(i64, u64), Slot>,
+}
+
+/// The contribution holding a dedup slot: its event's (time, id hash) and its weight.
+type Slot = ((i64, u64), f64);
+
+/// One event's contribution to a key, under the dedup rule: per slot, the latest event's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Contribution {
+    /// (bucket, hash of user, event_type and action).
+    pub slot: (i64, u64),
+    /// The event's (time, id hash): the later one holds the slot.
+    pub event: (i64, u64),
+    pub weight: f64,
+    pub user: u64,
 }
 
 /// One consensus dataset: keys (entity ids of one type, content ids, or queries) and sums.
@@ -113,16 +130,29 @@ impl Trends {
         *last = (*last).max(t);
     }
 
-    /// Takes back a contribution that a later event of the same dedup slot replaces.
-    pub(crate) fn retract(&mut self, key: &str, weight: f64, t: i64, params: &Params) {
-        let c = &params.consensus;
-        if let Some(trend) = self.keys.get_mut(key) {
+    /// Adds a contribution unless a later event holds its dedup slot; one it replaces is
+    /// taken back. Beyond `cap` keys, a new key evicts as in [`Trends::add`].
+    pub(crate) fn contribute(&mut self, key: &str, c: Contribution, params: &Params, cap: usize) {
+        let held = self
+            .keys
+            .get(key)
+            .and_then(|trend| trend.slots.get(&c.slot));
+        if held.is_some_and(|&(event, _)| event >= c.event) {
+            return;
+        }
+        let t = c.event.0;
+        self.add(key, c.weight, t, c.user, params, Some(cap));
+        let Some(trend) = self.keys.get_mut(key) else {
+            return;
+        };
+        if let Some(((t, _), weight)) = trend.slots.insert(c.slot, (c.event, c.weight)) {
+            let h = &params.consensus;
             trend
                 .fast
-                .add(-weight, t, Params::hours(c.half_life_fast_hours));
+                .add(-weight, t, Params::hours(h.half_life_fast_hours));
             trend
                 .slow
-                .add(-weight, t, Params::hours(c.half_life_slow_hours));
+                .add(-weight, t, Params::hours(h.half_life_slow_hours));
         }
     }
 
@@ -146,11 +176,12 @@ impl Trends {
         largest
     }
 
-    /// Forgets users whose last contribution is older than `horizon`, and keys with no
-    /// such user left and a negligible slow sum.
-    pub(crate) fn prune(&mut self, horizon: i64, now: i64, slow_h: i64) {
+    /// Forgets users whose last contribution is older than `horizon`, dedup slots of buckets
+    /// before `first_bucket`, and keys with no such user left and a negligible slow sum.
+    pub(crate) fn prune(&mut self, horizon: i64, now: i64, slow_h: i64, first_bucket: i64) {
         self.keys.retain(|_, trend| {
             trend.users.retain(|_, &mut last| last >= horizon);
+            trend.slots.retain(|&(bucket, _), _| bucket >= first_bucket);
             !trend.users.is_empty() || trend.slow.at(now, slow_h) >= 1e-3
         });
     }
@@ -163,6 +194,11 @@ impl Trends {
 
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Dedup slots held, over every key.
+    pub(crate) fn slots(&self) -> usize {
+        self.keys.values().map(|t| t.slots.len()).sum()
     }
 
     /// Every key's figures at `as_of`, users not yet counted (see [`rank`]).

@@ -117,6 +117,9 @@ pub struct Erased {
 pub struct Presentation {
     pub tenant_id: i64,
     pub documents: Vec<crate::datasets::Document>,
+    /// `documents` are the tenant's whole set: any other stored document (an entity type's
+    /// lists once nothing of that type is left) is deleted.
+    pub every_document: bool,
     pub feedback: Vec<FeedbackRecord>,
 }
 
@@ -675,6 +678,10 @@ fn write(tx: &rusqlite::Transaction<'_>, w: &Write) -> rusqlite::Result<WriteOut
 }
 
 fn present(tx: &rusqlite::Transaction<'_>, p: &Presentation) -> rusqlite::Result<()> {
+    if p.every_document {
+        tx.prepare_cached("DELETE FROM documents WHERE tenant_id = ?1")?
+            .execute([p.tenant_id])?;
+    }
     let mut put = tx.prepare_cached(
         "INSERT OR REPLACE INTO documents (tenant_id, key, body, as_of, etag) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -1286,5 +1293,39 @@ mod tests {
         assert_eq!(ask_conn(&conn, "SELECT count(*) FROM erasure_journal"), 0);
         let (_, changes) = commit(&mut conn, &[], true).unwrap();
         assert!(changes.is_empty());
+    }
+
+    #[test]
+    fn a_whole_set_of_documents_replaces_the_tenants_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = database(dir.path());
+        let doc =
+            |key: &str| crate::datasets::Document::parse(key, r#"{"items":[]}"#, "\"e\"").unwrap();
+        let present = |documents, every_document| {
+            Op::Present(Presentation {
+                tenant_id: 1,
+                documents,
+                every_document,
+                feedback: Vec::new(),
+            })
+        };
+        let keys = |conn: &Connection| -> Vec<String> {
+            conn.prepare("SELECT key FROM documents ORDER BY key")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let (a, b) = ("entities/trending/gone", "entities/trending/ticker");
+        commit(&mut conn, &[present(vec![doc(a), doc(b)], true)], false).unwrap();
+        commit(&mut conn, &[present(vec![doc(b)], false)], false).unwrap();
+        assert_eq!(
+            keys(&conn),
+            [a, b],
+            "a partial set replaces only its own keys"
+        );
+        commit(&mut conn, &[present(vec![doc(b)], true)], false).unwrap();
+        assert_eq!(keys(&conn), [b]);
     }
 }

@@ -366,3 +366,79 @@ fn pruning_forgets_only_what_no_answer_reads() {
         assert_eq!(b, a);
     }
 }
+
+#[test]
+fn a_million_random_entity_types_and_ids_keep_the_engine_and_its_documents_bounded() {
+    let mut params = Params::default();
+    params.consensus.max_entity_keys = 1_000;
+    params.consensus.max_content_keys = 1_000;
+    let mut engine = Engine::new(params.clone());
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..1_000_000_u64 {
+        // An hour of events, from a few hundred users, naming ids never seen before (as a
+        // hostile page can): half of a type never seen before, half of forty types.
+        let ts = NOW_MS - HOUR + (i as i64 * HOUR) / 1_000_000;
+        let user = format!("u{}", random() % 300);
+        let kind = match i % 2 {
+            0 => format!("type-{:x}", random()),
+            _ => format!("type-{}", random() % 40),
+        };
+        let mut e = input(&format!("e{i}"), ts, &user, "instrument.viewed")
+            .with_entity(&kind, &format!("{:x}", random()));
+        e.content_id = Some(format!("c-{:x}", random()));
+        engine.ingest(&e, NOW_MS);
+    }
+    let sizes = engine.sizes();
+    let c = &params.consensus;
+    assert_eq!(sizes["entity_types"], c.max_entity_types, "{sizes:?}");
+    // The first 32 types seen are kept, about half of them from the forty: those fill up
+    // to their cap, and stay within it.
+    let most = c.max_entity_types * c.max_entity_keys;
+    assert!(
+        sizes["entities"] <= most && sizes["entities"] > 8 * c.max_entity_keys,
+        "{sizes:?}"
+    );
+    // A dedup slot lives with its key: evicted keys take theirs along.
+    let keys = sizes["entities"] + sizes["content"] + sizes["searches"];
+    assert!(sizes["dedup_slots"] <= keys, "{sizes:?}");
+    assert!(engine.counters.entity_types_refused > 500_000);
+    assert!(sizes["content"] <= c.max_content_keys, "{sizes:?}");
+    // Two lists per type, and content's and searches' two each.
+    let documents = engine.materialise(NOW_MS, NOW_MS);
+    assert_eq!(documents.len(), 2 * c.max_entity_types + 4);
+
+    // Once nothing of a type is left (its sums decayed away), the type frees its place.
+    let quarter_later = NOW_MS + 90 * 24 * HOUR;
+    let e = input("late", quarter_later, "u1", "instrument.viewed").with_entity("ticker", "AAPL");
+    engine.ingest(&e, quarter_later);
+    engine.prune();
+    assert_eq!(engine.sizes()["entity_types"], 0, "{:?}", engine.sizes());
+    let e = input("later", quarter_later, "u2", "instrument.viewed").with_entity("ticker", "AAPL");
+    engine.ingest(&e, quarter_later);
+    assert_eq!(engine.sizes()["entity_types"], 1, "{:?}", engine.sizes());
+}
+
+#[test]
+fn an_allowlist_keeps_the_entity_types_it_names() {
+    let mut params = Params::default();
+    params.consensus.entity_types = vec!["ticker".into()];
+    let mut engine = Engine::new(params);
+    for (i, kind) in ["ticker", "sector", "ticker"].iter().enumerate() {
+        let e = input(
+            &format!("e{i}"),
+            NOW_MS,
+            &format!("u{i}"),
+            "instrument.viewed",
+        )
+        .with_entity(kind, "X");
+        engine.ingest(&e, NOW_MS);
+    }
+    assert_eq!(engine.sizes()["entity_types"], 1);
+    assert_eq!(engine.counters.entity_types_refused, 1);
+}
