@@ -31,6 +31,8 @@ pub(crate) struct Datasets {
     refreshed: Mutex<HashMap<i64, Instant>>,
     /// The position (see [`Store::subscribe`]) of the last commit the engines applied.
     applied: tokio::sync::watch::Sender<u64>,
+    /// Per tenant, the log position of the newest event its engine was rebuilt from.
+    read_through: Mutex<HashMap<i64, i64>>,
 }
 
 /// Feedback records due by `as_of`, as the store keeps them.
@@ -63,6 +65,7 @@ impl Datasets {
             documents: Mutex::default(),
             refreshed: Mutex::default(),
             applied: tokio::sync::watch::Sender::new(0),
+            read_through: Mutex::default(),
         }
     }
 
@@ -91,8 +94,12 @@ impl Datasets {
     /// log on its next use, rather than kept half-changed.
     fn apply_change(&self, store: &Store, change: &Change) {
         let (tenant_id, applied) = match change {
-            Change::Stored { tenant_id, inputs } => (*tenant_id, {
-                let apply = || self.apply(store, *tenant_id, inputs);
+            Change::Stored {
+                tenant_id,
+                inputs,
+                through,
+            } => (*tenant_id, {
+                let apply = || self.apply(store, *tenant_id, inputs, *through);
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(apply))
             }),
             Change::Erased {
@@ -128,34 +135,25 @@ impl Datasets {
     }
 
     /// The tenant's engine; on first use rebuilt from the log, in event-time order. Blocks.
-    /// Events committed while the rebuild reads are fed again by their requests afterwards,
-    /// which the engine's event-id dedup makes harmless.
+    /// The engine keeps no event ids (the log has each event once): changes the rebuild read
+    /// already are told apart by their log position (see [`Datasets::apply`]).
     pub(crate) fn engine(
         &self,
         store: &Store,
         tenant_id: i64,
     ) -> Result<Arc<Mutex<Engine>>, StoreError> {
-        self.engine_or_rebuild(store, tenant_id)
-            .map(|(engine, _)| engine)
-    }
-
-    /// The engine, and whether this call rebuilt it (from a log holding everything
-    /// committed so far).
-    fn engine_or_rebuild(
-        &self,
-        store: &Store,
-        tenant_id: i64,
-    ) -> Result<(Arc<Mutex<Engine>>, bool), StoreError> {
         if let Some(existing) = lock(&self.engines).get(&tenant_id) {
-            return Ok((existing.clone(), false));
+            return Ok(existing.clone());
         }
         // Not there: make one, unless another request does first (checked again below).
-        let engine = Arc::new(Mutex::new(Engine::new(self.params.clone())));
+        let engine = Arc::new(Mutex::new(Engine::for_deduplicated_log(
+            self.params.clone(),
+        )));
         let mut guard = lock(&engine);
         {
             let mut engines = lock(&self.engines);
             if let Some(existing) = engines.get(&tenant_id) {
-                return Ok((existing.clone(), false));
+                return Ok(existing.clone());
             }
             engines.insert(tenant_id, engine.clone());
         }
@@ -175,12 +173,14 @@ impl Datasets {
             }
         });
         // What an earlier run exported is not offered again unless its labels change.
-        let rebuilt = rebuilt.and_then(|events| {
+        let rebuilt = rebuilt.and_then(|read| {
             guard.exported(store.feedback_labels(tenant_id)?);
-            Ok(events)
+            Ok(read)
         });
         match rebuilt {
-            Ok(events) => {
+            Ok((events, through)) => {
+                // Set before the engine is free: a change waiting for it checks this first.
+                lock(&self.read_through).insert(tenant_id, through);
                 guard.prune();
                 tracing::info!(
                     tenant_id,
@@ -189,7 +189,7 @@ impl Datasets {
                     "datasets rebuilt from the event log"
                 );
                 drop(guard);
-                Ok((engine, true))
+                Ok(engine)
             }
             Err(e) => {
                 lock(&self.engines).remove(&tenant_id);
@@ -198,15 +198,22 @@ impl Datasets {
         }
     }
 
-    /// Feeds newly stored (committed) events to the tenant's engine. Blocks.
-    fn apply(&self, store: &Store, tenant_id: i64, inputs: &[Input]) -> Result<(), StoreError> {
-        let (engine, rebuilt) = self.engine_or_rebuild(store, tenant_id)?;
-        if rebuilt {
-            // The log it was rebuilt from already holds these events.
-            return Ok(());
-        }
+    /// Feeds newly stored events, the last at log position `through`, to the tenant's
+    /// engine, unless the log it was rebuilt from held them already. Blocks.
+    fn apply(
+        &self,
+        store: &Store,
+        tenant_id: i64,
+        inputs: &[Input],
+        through: i64,
+    ) -> Result<(), StoreError> {
+        let engine = self.engine(store, tenant_id)?;
         let now = now_ms();
         let mut engine = lock(&engine);
+        let read = lock(&self.read_through).get(&tenant_id).copied();
+        if read.is_some_and(|read| through <= read) {
+            return Ok(());
+        }
         for input in inputs {
             engine.ingest(input, now);
         }
@@ -445,15 +452,22 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
+    use std::sync::Mutex;
+
+    use crate::datasets::Engine;
     use crate::lock;
     use crate::{AppState, Keyring, Store};
 
     fn batch(ids: &[&str]) -> Request<Body> {
+        batch_for("pk_feed", ids)
+    }
+
+    fn batch_for(client_key: &str, ids: &[&str]) -> Request<Body> {
         let events: Vec<serde_json::Value> = ids
             .iter()
             .map(|id| {
                 serde_json::json!({
-                    "client_key": "pk_feed", "event_id": id,
+                    "client_key": client_key, "event_id": id,
                     "created_at": "2026-11-28T14:00:00.000Z",
                     "event_type": "instrument", "action": "viewed",
                     "related_entities": [{"type": "ticker", "id": "AAPL"}],
@@ -485,23 +499,17 @@ mod tests {
         // The tenant's engine is busy (a materialisation, a long rebuild): events are still
         // stored and answered.
         let engine = state.datasets.engine(&store, tenant.id).unwrap();
-        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
-        let busy = std::thread::spawn(move || {
-            let _busy = lock(&engine);
-            held.0.send(()).unwrap();
-            let _ = release.1.recv();
-        });
-        held.1.recv().unwrap();
-        let posted = tokio::time::timeout(
-            Duration::from_secs(60),
-            app.clone().oneshot(batch(&["b", "c"])),
-        )
-        .await
-        .expect("the POST was answered while the engine was busy")
-        .unwrap();
+        let posted = while_busy(engine, async {
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                app.clone().oneshot(batch(&["b", "c"])),
+            )
+            .await
+            .expect("the POST was answered while the engine was busy")
+            .unwrap()
+        })
+        .await;
         assert_eq!(posted.status(), StatusCode::OK);
-        release.0.send(()).unwrap();
-        busy.join().unwrap();
 
         // Once free, the engine has them: a read waits until it has caught up.
         let request = Request::get("/v1/users/u1/preferences/entities")
@@ -550,5 +558,66 @@ mod tests {
             offered, 1,
             "the record the store did not take is offered again"
         );
+    }
+
+    /// Runs `f` while another thread holds `engine`, as a long materialisation would.
+    async fn while_busy<T>(
+        engine: Arc<Mutex<Engine>>,
+        f: impl std::future::Future<Output = T>,
+    ) -> T {
+        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let busy = std::thread::spawn(move || {
+            let _busy = lock(&engine);
+            held.0.send(()).unwrap();
+            let _ = release.1.recv();
+        });
+        held.1.recv().unwrap();
+        let out = f.await;
+        release.0.send(()).unwrap();
+        busy.join().unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn events_a_rebuild_read_are_not_applied_again_by_the_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let (t, api_key) = store.add_tenant("pk_feed", &[]).unwrap();
+        let (u, _) = store.add_tenant("pk_other", &[]).unwrap();
+        let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
+        let app = crate::app(state.clone());
+        let post = |request: Request<Body>| {
+            let app = app.clone();
+            async move { assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK) }
+        };
+        post(batch_for("pk_feed", &["a"])).await;
+        post(batch_for("pk_other", &["u1"])).await;
+        let datasets = state.datasets.clone();
+        datasets.caught_up(&store).await;
+        // The tenant's engine is gone (as after a restart), and the feed is held up behind
+        // another tenant's busy engine while an event of the tenant is committed.
+        lock(&datasets.engines).remove(&t.id);
+        let other = datasets.engine(&store, u.id).unwrap();
+        while_busy(other, async {
+            post(batch_for("pk_other", &["u2"])).await;
+            post(batch_for("pk_feed", &["b"])).await;
+            // A read rebuilds the engine from the log, "b" included, before the feed gets to
+            // "b"'s change.
+            let d = datasets.clone();
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || d.engine(&s, t.id).map(|_| ()))
+                .await
+                .unwrap()
+                .unwrap();
+        })
+        .await;
+        let request = Request::get("/v1/users/u1/preferences/entities")
+            .header("authorization", format!("Bearer {api_key}"))
+            .body(Body::empty())
+            .unwrap();
+        let answer = app.clone().oneshot(request).await.unwrap();
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["items"][0]["events"], 2, "a and b, once each: {body}");
     }
 }

@@ -348,7 +348,8 @@ struct Seen {
 #[derive(Debug)]
 pub struct Engine {
     params: Params,
-    seen: Seen,
+    /// `None` when every event arrives once: the live service's log deduplicates by id.
+    seen: Option<Seen>,
     watermark: Option<i64>,
     /// The watermark at the last prune.
     pruned_at: Option<i64>,
@@ -364,10 +365,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine that applies an event id once, whatever is fed to it (replays of files).
     pub fn new(params: Params) -> Engine {
         Engine {
             params,
-            seen: Seen::default(),
+            seen: Some(Seen::default()),
             watermark: None,
             pruned_at: None,
             entities: BTreeMap::new(),
@@ -378,6 +380,17 @@ impl Engine {
             ranked: FastMap::default(),
             quality: FastMap::default(),
             counters: Counters::default(),
+        }
+    }
+
+    /// An engine fed each event once, by a log that deduplicates by id (the store's unique
+    /// `(tenant, event_id)`): it keeps no ids, so its memory follows its keys (users,
+    /// entities, content, queries, impressions), not the number of events in the lateness
+    /// window.
+    pub fn for_deduplicated_log(params: Params) -> Engine {
+        Engine {
+            seen: None,
+            ..Engine::new(params)
         }
     }
 
@@ -394,15 +407,16 @@ impl Engine {
             return Outcome::Future;
         }
         let id = hash_of(&input.event_id);
-        if !self.seen.ids.insert(id) {
-            self.counters.duplicates += 1;
-            return Outcome::Duplicate;
+        if let Some(seen) = &mut self.seen {
+            if !seen.ids.insert(id) {
+                self.counters.duplicates += 1;
+                return Outcome::Duplicate;
+            }
+            seen.by_day
+                .entry(input.ts.div_euclid(DAY_MS))
+                .or_default()
+                .push(id);
         }
-        self.seen
-            .by_day
-            .entry(input.ts.div_euclid(DAY_MS))
-            .or_default()
-            .push(id);
         self.counters.applied += 1;
         let behind = self.watermark.map_or(0, |w| w - input.ts);
         let late = |hours: f64| lateness.enabled && behind > Params::hours(hours);
@@ -518,12 +532,14 @@ impl Engine {
         let personal = w - Params::hours(p.lateness.personal_hours);
         let consensus = w - Params::hours(p.lateness.consensus_hours);
         let keep_from = personal.div_euclid(DAY_MS);
-        while let Some(entry) = self.seen.by_day.first_entry() {
-            if *entry.key() >= keep_from {
-                break;
-            }
-            for id in entry.remove() {
-                self.seen.ids.remove(&id);
+        if let Some(seen) = &mut self.seen {
+            while let Some(entry) = seen.by_day.first_entry() {
+                if *entry.key() >= keep_from {
+                    break;
+                }
+                for id in entry.remove() {
+                    seen.ids.remove(&id);
+                }
             }
         }
         let bucket = consensus.div_euclid(Params::hours(p.consensus.dedup_bucket_hours));
@@ -580,7 +596,7 @@ impl Engine {
             ("searches", self.searches.len()),
             ("users_with_preferences", self.preferences.users()),
             ("impressions", self.engagement.len()),
-            ("event_ids", self.seen.ids.len()),
+            ("event_ids", self.seen.as_ref().map_or(0, |s| s.ids.len())),
         ])
     }
 

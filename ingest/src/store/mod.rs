@@ -689,23 +689,27 @@ impl Store {
     }
 
     /// Calls `f` with every stored event payload of the tenant, in event-time order (the
-    /// datasets engine is rebuilt from the log this way). Uses its own connection, so a
-    /// long read blocks no other reader.
+    /// datasets engine is rebuilt from the log this way); returns how many there were and the
+    /// log position of the newest (0 with none): a change published with a later one was not
+    /// read. One statement on a connection of its own: it reads one snapshot (a commit's
+    /// events all or none), and a long read blocks no other reader.
     pub fn for_each_event(
         &self,
         tenant_id: i64,
         mut f: impl FnMut(&str),
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, i64), StoreError> {
         let conn = connect(&self.path)?;
-        let mut stmt = conn
-            .prepare("SELECT payload FROM events WHERE tenant_id = ?1 ORDER BY event_time, seq")?;
+        let mut stmt = conn.prepare(
+            "SELECT payload, seq FROM events WHERE tenant_id = ?1 ORDER BY event_time, seq",
+        )?;
         let mut rows = stmt.query([tenant_id])?;
-        let mut n = 0;
+        let (mut n, mut through) = (0, 0);
         while let Some(row) = rows.next()? {
             f(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
+            through = through.max(row.get::<_, i64>(1)?);
             n += 1;
         }
-        Ok(n)
+        Ok((n, through))
     }
 
     /// The newest stored events of a tenant, oldest first, as anonymised JSON.

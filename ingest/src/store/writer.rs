@@ -95,6 +95,8 @@ pub struct Write {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub inserted: Vec<bool>,
+    /// The log position (`seq`) of the last event stored, if any was.
+    pub last_seq: Option<i64>,
 }
 
 /// Removal of users' events: every pseudonym a user had under any key version.
@@ -141,8 +143,14 @@ pub struct FeedbackRecord {
 /// events and erasures in the order the log took them.
 #[derive(Debug)]
 pub enum Change {
-    /// Newly stored events (duplicates left out), as the datasets read them.
-    Stored { tenant_id: i64, inputs: Vec<Input> },
+    /// Newly stored events (duplicates left out), as the datasets read them; `through` is
+    /// the log position of the last. Positions grow in commit order, so a reader of the log
+    /// who read up to a position knows which changes it has already seen.
+    Stored {
+        tenant_id: i64,
+        inputs: Vec<Input>,
+        through: i64,
+    },
     /// Users whose events are gone: every pseudonym each had.
     Erased {
         tenant_id: i64,
@@ -408,6 +416,7 @@ fn run(
     failing: &AtomicBool,
 ) {
     let mut since_checkpoint = 0;
+    let mut next_seq = next_seq(&conn);
     let mut eraser = Eraser::default();
     // Changes when another connection commits: then the journal may hold erasures.
     let mut data_version = None;
@@ -481,7 +490,7 @@ fn run(
                 let _ = checkpoints.tick.try_send(());
             }
             let (ops, replies): (Vec<Op>, Vec<Reply>) = group.into_iter().unzip();
-            let committed = commit(&mut conn, &ops, journal);
+            let committed = commit(&mut conn, &ops, journal, &mut next_seq);
             failing.store(committed.is_err(), Ordering::Relaxed);
             match committed {
                 Ok((outcomes, mut changes)) => {
@@ -515,6 +524,14 @@ fn run(
     }
 }
 
+/// The log position after the last event stored.
+fn next_seq(conn: &Connection) -> i64 {
+    conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
+        r.get(0)
+    })
+    .unwrap_or(1)
+}
+
 /// What the datasets follow of one committed op: a write's newly stored events.
 fn change(op: Op, outcome: &Outcome) -> Option<Change> {
     let (Op::Write(w), Outcome::Written(written)) = (op, outcome) else {
@@ -526,9 +543,11 @@ fn change(op: Op, outcome: &Outcome) -> Option<Change> {
         .zip(&written.inserted)
         .filter_map(|(input, &new)| new.then_some(input))
         .collect();
+    let through = written.last_seq?;
     (!inputs.is_empty()).then_some(Change::Stored {
         tenant_id: w.tenant_id,
         inputs,
+        through,
     })
 }
 
@@ -601,6 +620,7 @@ fn commit(
     conn: &mut Connection,
     ops: &[Op],
     journal: bool,
+    next_seq: &mut i64,
 ) -> rusqlite::Result<(Vec<Outcome>, Vec<Change>)> {
     let tx = conn.transaction()?;
     let changes = if journal {
@@ -611,7 +631,7 @@ fn commit(
     let mut outcomes = Vec::with_capacity(ops.len());
     for op in ops {
         outcomes.push(match op {
-            Op::Write(w) => Outcome::Written(write(&tx, w)?),
+            Op::Write(w) => Outcome::Written(write(&tx, w, next_seq)?),
             Op::Erase(_) => unreachable!("erasures run in passes of their own"),
             Op::Present(p) => {
                 present(&tx, p)?;
@@ -640,20 +660,33 @@ fn commit(
     Ok((outcomes, changes))
 }
 
-fn write(tx: &rusqlite::Transaction<'_>, w: &Write) -> rusqlite::Result<WriteOutcome> {
+/// Stores a request's events at the next log positions: the writer numbers them itself,
+/// one more than any it has given, so that positions grow in commit order even after the
+/// newest events were erased (SQLite would give the highest number again).
+fn write(
+    tx: &rusqlite::Transaction<'_>,
+    w: &Write,
+    next_seq: &mut i64,
+) -> rusqlite::Result<WriteOutcome> {
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO events
-         (tenant_id, event_id, event_time, user_id, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+         (seq, tenant_id, event_id, event_time, user_id, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut inserted = Vec::with_capacity(w.events.len());
+    let mut last_seq = None;
     for e in &w.events {
         let n = insert.execute(params![
+            *next_seq,
             w.tenant_id,
             e.event_id,
             e.event_time,
             e.user_id,
             e.payload
         ])?;
+        if n == 1 {
+            last_seq = Some(*next_seq);
+            *next_seq += 1;
+        }
         inserted.push(n == 1);
     }
     let mut insert_failed = tx.prepare_cached(
@@ -674,7 +707,7 @@ fn write(tx: &rusqlite::Transaction<'_>, w: &Write) -> rusqlite::Result<WriteOut
     for v in &w.vault {
         seal.execute(params![w.tenant_id, v.user_id, &v.nonce[..], v.ciphertext])?;
     }
-    Ok(WriteOutcome { inserted })
+    Ok(WriteOutcome { inserted, last_seq })
 }
 
 fn present(tx: &rusqlite::Transaction<'_>, p: &Presentation) -> rusqlite::Result<()> {
@@ -1107,7 +1140,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = database(dir.path());
         for i in 0..10 {
-            commit(&mut conn, &[batch(i * 50, 50)], false).unwrap();
+            let mut seq = next_seq(&conn);
+            commit(&mut conn, &[batch(i * 50, 50)], false, &mut seq).unwrap();
         }
         let asks = |restart_frames| {
             let (tick, ticks) = mpsc::sync_channel(1);
@@ -1226,7 +1260,8 @@ mod tests {
         if let Op::Write(w) = &mut late {
             w.events[0].user_id = Some("u-gone".into());
         }
-        commit(&mut conn, &[late, batch(200_000, 1)], false).unwrap();
+        let mut seq = next_seq(&conn);
+        commit(&mut conn, &[late, batch(200_000, 1)], false, &mut seq).unwrap();
 
         let done = loop {
             if let Some(done) = eraser.step(&mut conn, true).unwrap() {
@@ -1285,13 +1320,13 @@ mod tests {
         assert!(done.changes.is_empty(), "nothing follows: no changes");
         assert_eq!(ask_conn(&conn, "SELECT count(*) FROM erasure_journal"), 1);
         // A writer that is followed takes it as a change, once.
-        let (_, changes) = commit(&mut conn, &[], true).unwrap();
+        let (_, changes) = commit(&mut conn, &[], true, &mut 1).unwrap();
         assert!(matches!(
             &changes[..],
             [Change::Erased { tenant_id: 1, user_ids: taken }] if taken == &user_ids
         ));
         assert_eq!(ask_conn(&conn, "SELECT count(*) FROM erasure_journal"), 0);
-        let (_, changes) = commit(&mut conn, &[], true).unwrap();
+        let (_, changes) = commit(&mut conn, &[], true, &mut 1).unwrap();
         assert!(changes.is_empty());
     }
 
@@ -1318,14 +1353,20 @@ mod tests {
                 .unwrap()
         };
         let (a, b) = ("entities/trending/gone", "entities/trending/ticker");
-        commit(&mut conn, &[present(vec![doc(a), doc(b)], true)], false).unwrap();
-        commit(&mut conn, &[present(vec![doc(b)], false)], false).unwrap();
+        commit(
+            &mut conn,
+            &[present(vec![doc(a), doc(b)], true)],
+            false,
+            &mut 1,
+        )
+        .unwrap();
+        commit(&mut conn, &[present(vec![doc(b)], false)], false, &mut 1).unwrap();
         assert_eq!(
             keys(&conn),
             [a, b],
             "a partial set replaces only its own keys"
         );
-        commit(&mut conn, &[present(vec![doc(b)], true)], false).unwrap();
+        commit(&mut conn, &[present(vec![doc(b)], true)], false, &mut 1).unwrap();
         assert_eq!(keys(&conn), [b]);
     }
 }
