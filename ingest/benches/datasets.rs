@@ -398,7 +398,107 @@ async fn under_load() -> Vec<UnderLoad> {
     runs
 }
 
+/// Events per run of the memory measurement, each in a process of its own.
+const MEMORY_RUNS: [u64; 3] = [1_000_000, 5_000_000, 10_000_000];
+/// The memory runs' span of event time, whatever their length: a site's busy day.
+const MEMORY_SPAN: i64 = 20 * 3_600_000;
+/// Distinct impression (and served list) ids in the memory runs: the keys stay the same
+/// however many events there are.
+const IMPRESSIONS: u64 = 20_000;
+
+/// `n` events over the same bounded keys and [`MEMORY_SPAN`] into an engine as the live
+/// service keeps it (or, with `with_ids`, as a replay of files does, remembering event ids),
+/// pruned as it goes. Prints the engine's RSS growth and sizes as one JSON line.
+fn memory_run(n: u64, with_ids: bool) {
+    let rss_before = support::rss_mib();
+    let params = Params::default();
+    let mut engine = if with_ids {
+        Engine::new(params)
+    } else {
+        Engine::for_deduplicated_log(params)
+    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let t = Instant::now();
+    for i in 0..n {
+        let mut input = synthetic(i % EVENTS, &mut rng);
+        input.event_id = format!("e{i}");
+        input.ts = NOW - MEMORY_SPAN + (i as i64 * MEMORY_SPAN) / n as i64;
+        if input.impression_id.is_some() {
+            input.impression_id = Some(format!("imp-{}", i % IMPRESSIONS));
+            input.request_id = Some(format!("r-{}", (i % IMPRESSIONS) / 5));
+        }
+        engine.ingest(&input, NOW);
+        if i % 100_000 == 0 {
+            engine.prune();
+        }
+    }
+    engine.prune();
+    let seconds = t.elapsed().as_secs_f64();
+    let rss = support::rss_mib() - rss_before;
+    let sizes: serde_json::Map<String, serde_json::Value> = engine
+        .sizes()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    println!(
+        "{}",
+        json!({ "rss_mib": rss, "seconds": seconds, "sizes": sizes })
+    );
+}
+
+/// The memory runs, each in a child process (so that each measures its own engine alone).
+fn memory_report() -> String {
+    let mut report = format!(
+        "## Engine memory over bounded keys
+
+Events over {} hours of event time from the same keys whatever their number ({USERS} users, {TICKERS} tickers, {CONTENT} content items, {QUERIES} queries, {IMPRESSIONS} impression ids), pruned as the service prunes; each run in a process of its own. RSS growth of the process over the run. The live service's engines keep no event ids (the store's `(tenant, event_id)` deduplicates); a replay of files does. Goal: 10 M within 1.5× of 1 M.
+
+| events | engine | RSS growth | time | event ids | dedup slots | entities | content | searches | users with preferences | impressions |
+|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+",
+        MEMORY_SPAN / 3_600_000
+    );
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    for n in MEMORY_RUNS {
+        for with_ids in [false, true] {
+            let out = std::process::Command::new(&exe)
+                .env("DATASETS_BENCH_MEMORY", format!("{n},{with_ids}"))
+                .output()
+                .expect("the memory run starts");
+            let line = String::from_utf8_lossy(&out.stdout);
+            let run: serde_json::Value = serde_json::from_str(line.trim())
+                .unwrap_or_else(|e| panic!("memory run {n}: {e}: {line}"));
+            let size = |k: &str| run["sizes"][k].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                report,
+                "| {n} | {} | {:.0} MiB | {:.1} s | {} | {} | {} | {} | {} | {} | {} |",
+                if with_ids {
+                    "replay (ids kept)"
+                } else {
+                    "live"
+                },
+                run["rss_mib"].as_f64().unwrap_or(0.0),
+                run["seconds"].as_f64().unwrap_or(0.0),
+                size("event_ids"),
+                size("dedup_slots"),
+                size("entities"),
+                size("content"),
+                size("searches"),
+                size("users_with_preferences"),
+                size("impressions"),
+            );
+        }
+    }
+    report
+}
+
 fn main() {
+    if let Ok(run) = std::env::var("DATASETS_BENCH_MEMORY") {
+        let (n, with_ids) = run.split_once(',').expect("events,with_ids");
+        memory_run(n.parse().expect("events"), with_ids == "true");
+        return;
+    }
+    let memory = memory_report();
     let r = replay();
     let peak_after_replay = support::peak_rss_mib();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -453,6 +553,8 @@ fn main() {
             );
         }
     }
+    report.push('\n');
+    report.push_str(&memory);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("datasets.md"), &report).unwrap();

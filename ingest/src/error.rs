@@ -38,6 +38,10 @@ pub enum ApiError {
         "this address sends more than its rate limit (whatever the client_key); retry after {retry_after} s"
     )]
     SourceRateLimited { retry_after: u64 },
+    #[error("the Client-Ref header must be visible ASCII: percent-encode other characters (UTF-8)")]
+    BadClientRefHeader,
+    #[error("name the user to erase in the Client-Ref header")]
+    MissingClientRefHeader,
     #[error("the request took longer than {0} s")]
     Timeout(u64),
     #[error("the service is at its limit of concurrent requests; retry later")]
@@ -77,6 +81,8 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::SourceRateLimited { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
             }
+            ApiError::BadClientRefHeader => (StatusCode::BAD_REQUEST, "bad_client_ref_header"),
+            ApiError::MissingClientRefHeader => (StatusCode::BAD_REQUEST, "missing_client_ref"),
             ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -39,7 +39,7 @@ use serde_json::{Map, Value, json};
 
 pub use engagement::{Feedback, ITEM_SORTS, wilson};
 pub use params::{Params, ParamsError};
-pub use query::{Query, QueryError, Target, feedback_page};
+pub use query::{Query, QueryError, Target, feedback_page, percent_decode};
 pub use trending::{Mode, normalise_query};
 
 use params::{DAY_MS, HOUR_MS};

@@ -30,8 +30,10 @@ pub enum QueryError {
         expected: String,
         value: String,
     },
-    #[error("parameter `{0}` is required")]
-    MissingParameter(&'static str),
+    #[error("name the user: the `user` parameter, or the `Client-Ref` header")]
+    MissingUser,
+    #[error("name the user once: the `user` parameter or the `Client-Ref` header, not both")]
+    UserTwice,
     #[error("`from` ({from}) is after `to` ({to})")]
     BadRange { from: String, to: String },
     #[error("no impression `{0}` (unknown, or past its retention)")]
@@ -45,7 +47,8 @@ impl QueryError {
             QueryError::NotFound(_) => "not_found",
             QueryError::UnknownParameter(..) => "unknown_parameter",
             QueryError::BadParameter { .. } => "bad_parameter",
-            QueryError::MissingParameter(_) => "missing_parameter",
+            QueryError::MissingUser => "missing_parameter",
+            QueryError::UserTwice => "bad_parameter",
             QueryError::BadRange { .. } => "bad_range",
             QueryError::UnknownImpression(_) => "unknown_impression",
         }
@@ -206,6 +209,17 @@ impl Params<'_> {
 impl Query {
     /// Parses `path` (e.g. `/v1/trending/entities`) and its query string.
     pub fn parse(path: &str, query: &str) -> Result<Query, QueryError> {
+        Query::parse_with_user(path, query, None)
+    }
+
+    /// [`Query::parse`], with the user named outside the URL: the `Client-Ref` header's
+    /// value (percent-encoded as in a path), which keeps the identifier out of access logs.
+    /// It serves `/v1/preferences/entities` and `/v1/recommendations` without `user=`.
+    pub fn parse_with_user(
+        path: &str,
+        query: &str,
+        client_ref: Option<&str>,
+    ) -> Result<Query, QueryError> {
         let mut pairs = BTreeMap::new();
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             if pairs.insert(k.to_string(), v.to_string()).is_some() {
@@ -220,7 +234,7 @@ impl Query {
         let allowed: &[&str] = match segments.as_slice() {
             ["v1", "trending", "entities"] => &["entity_type", "mode", "limit", "as_of"],
             ["v1", "trending", "content" | "searches"] => &["mode", "limit", "as_of"],
-            ["v1", "users", _, "preferences", "entities"] => {
+            ["v1", "users", _, "preferences", "entities"] | ["v1", "preferences", "entities"] => {
                 &["entity_type", "limit", "include_negative", "as_of"]
             }
             ["v1", "engagement", "summary"] => {
@@ -265,8 +279,11 @@ impl Query {
                     limit: p.limit()?,
                 }
             }
-            ["v1", "users", client_ref, ..] => {
-                let client_ref = percent_decode(client_ref);
+            ["v1", "users", _, ..] | ["v1", "preferences", ..] => {
+                let client_ref = match segments.as_slice() {
+                    ["v1", "users", in_path, ..] => percent_decode(in_path),
+                    _ => percent_decode(client_ref.ok_or(QueryError::MissingUser)?),
+                };
                 Kind_::Preferences(
                     PreferencesQuery {
                         as_of: 0,
@@ -308,7 +325,12 @@ impl Query {
                 .unwrap_or(100),
             ),
             _ => {
-                let client_ref = p.take("user").ok_or(QueryError::MissingParameter("user"))?;
+                let client_ref = match (p.take("user"), client_ref) {
+                    (Some(_), Some(_)) => return Err(QueryError::UserTwice),
+                    (Some(user), None) => user,
+                    (None, Some(header)) => percent_decode(header),
+                    (None, None) => return Err(QueryError::MissingUser),
+                };
                 let kind = p
                     .parse("kind", "entities or content", Kind::parse)?
                     .unwrap_or(Kind::Entities);
@@ -408,7 +430,7 @@ pub fn feedback_page(records: Vec<(i64, Value)>, cursor: i64) -> Value {
     })
 }
 
-fn percent_decode(segment: &str) -> String {
+pub fn percent_decode(segment: &str) -> String {
     form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
         .next()
         .map_or_else(|| segment.to_owned(), |(_, v)| v.into_owned())

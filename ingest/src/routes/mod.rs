@@ -121,6 +121,7 @@ pub(crate) fn router(state: AppState, serves: Serves) -> Router {
             header::CONTENT_ENCODING,
             header::AUTHORIZATION,
             header::IF_NONE_MATCH,
+            header::HeaderName::from_static(query::CLIENT_REF),
         ])
         .expose_headers([header::RETRY_AFTER, header::ETAG, REQUEST_ID])
         .max_age(Duration::from_secs(86_400));
@@ -129,10 +130,12 @@ pub(crate) fn router(state: AppState, serves: Serves) -> Router {
     let api = Router::new()
         .route("/v1/events", post(events::post))
         .route("/v1/users/{client_ref}", delete(users::erase))
+        .route("/v1/users", delete(users::erase_named_in_header))
         .route(
             "/v1/users/{client_ref}/preferences/entities",
             get(query::query),
         )
+        .route("/v1/preferences/entities", get(query::query))
         .route("/v1/trending/entities", get(query::query))
         .route("/v1/trending/content", get(query::query))
         .route("/v1/trending/searches", get(query::query))

@@ -17,6 +17,19 @@ fn param(name: &str, schema: Value, description: &str) -> Value {
     json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
 }
 
+/// An erasure's answer.
+fn erased() -> Value {
+    json!({ "description": "Erased", "content": { "application/json": { "schema": {
+        "type": "object", "required": ["events", "failed_events"],
+        "properties": { "events": { "type": "integer" }, "failed_events": { "type": "integer" } } } } } })
+}
+
+/// The `Client-Ref` header: a user named outside the URL.
+fn client_ref_header(required: bool) -> Value {
+    json!({ "name": "Client-Ref", "in": "header", "required": required, "schema": { "type": "string" },
+            "description": "Your client_ref for the user, percent-encoded as in a path (plain ASCII is itself); pseudonymised, never returned, and out of every URL." })
+}
+
 /// A read-only query route of the datasets: secret key, JSON answer, problem details on
 /// bad parameters.
 fn query_route(summary: &str, description: &str, parameters: Vec<Value>) -> Value {
@@ -119,6 +132,23 @@ fn query_paths() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "/v1/preferences/entities",
+            query_route(
+                "A user's entity preferences, the user named in a header",
+                "As /v1/users/{client_ref}/preferences/entities, with the client_ref in the Client-Ref header instead of the path, so that no access log on the way holds it.",
+                vec![
+                    client_ref_header(true),
+                    text("entity_type", "Only this entity type"),
+                    limit(100),
+                    param(
+                        "include_negative",
+                        json!({ "type": "boolean", "default": false }),
+                        "Also return negative preferences",
+                    ),
+                ],
+            ),
+        ),
+        (
             "/v1/engagement/summary",
             query_route(
                 "Recommendation engagement by recommender, surface or item",
@@ -195,7 +225,8 @@ fn query_paths() -> Vec<(&'static str, Value)> {
                 "Recommendations for a user",
                 "Entities (preferences, trending, popular) or content, each with a fresh impression_id (fxcid for content) and the event_meta to send back with viewed/clicked events. Items shown repeatedly without a click are demoted.",
                 vec![
-                    json!({ "name": "user", "in": "query", "required": true, "schema": { "type": "string" }, "description": "Your client_ref for the user (pseudonymised, never returned)" }),
+                    json!({ "name": "user", "in": "query", "required": false, "schema": { "type": "string" }, "description": "Your client_ref for the user (pseudonymised, never returned); or send it in the Client-Ref header, which keeps it out of access logs. One of the two is required." }),
+                    client_ref_header(false),
                     param(
                         "kind",
                         json!({ "enum": ["entities", "content"], "default": "entities" }),
@@ -259,9 +290,19 @@ pub(crate) fn document() -> Value {
                 "security": [ { "apiKey": [] } ],
                 "parameters": [ { "name": "client_ref", "in": "path", "required": true, "schema": { "type": "string" } } ],
                 "responses": {
-                    "200": { "description": "Erased", "content": { "application/json": { "schema": {
-                        "type": "object", "required": ["events", "failed_events"],
-                        "properties": { "events": { "type": "integer" }, "failed_events": { "type": "integer" } } } } } },
+                    "200": erased(),
+                    "401": error("Missing or unknown API key"),
+                    "503": error("Store unavailable")
+                }
+            } },
+            "/v1/users": { "delete": {
+                "summary": "Erase a user named in a header",
+                "description": "As DELETE /v1/users/{client_ref}, with the client_ref in the Client-Ref header, so that no access log on the way holds it.",
+                "security": [ { "apiKey": [] } ],
+                "parameters": [ client_ref_header(true) ],
+                "responses": {
+                    "200": erased(),
+                    "400": error("No Client-Ref header, or one that is not visible ASCII"),
                     "401": error("Missing or unknown API key"),
                     "503": error("Store unavailable")
                 }

@@ -15,6 +15,10 @@ use crate::error::ApiError;
 use crate::store::{StoreError, now_ms};
 use crate::tenants::ApiKey;
 
+/// The header that names a user outside the URL, so that access logs never hold the
+/// identifier: the client_ref, percent-encoded as in a path (plain ASCII is itself).
+pub(crate) const CLIENT_REF: &str = "client-ref";
+
 fn unavailable(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "cannot answer a query");
     ApiError::StoreUnavailable
@@ -26,7 +30,11 @@ pub(crate) async fn query(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let query = Query::parse(uri.path(), uri.query().unwrap_or(""))?;
+    let client_ref = match headers.get(CLIENT_REF) {
+        Some(value) => Some(value.to_str().map_err(|_| ApiError::BadClientRefHeader)?),
+        None => None,
+    };
+    let query = Query::parse_with_user(uri.path(), uri.query().unwrap_or(""), client_ref)?;
     let datasets = &state.datasets;
     // Every commit answered so far is in the answer: the client's own events and erasures.
     datasets.caught_up(&state.store).await;

@@ -2,10 +2,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 
 use crate::AppState;
 use crate::anonymise::user_ids;
 use crate::error::ApiError;
+use crate::routes::query::CLIENT_REF;
 use crate::store::{Erased, Erasure};
 use crate::tenants::ApiKey;
 
@@ -16,6 +18,30 @@ pub(crate) async fn erase(
     State(state): State<AppState>,
     ApiKey(tenant): ApiKey,
     Path(client_ref): Path<String>,
+) -> Result<Json<Erased>, ApiError> {
+    erase_user(state, tenant, client_ref).await
+}
+
+/// `DELETE /v1/users` with the user in the `Client-Ref` header (percent-encoded as in a
+/// path): the same erasure, with the identifier kept out of URLs and so out of access logs.
+pub(crate) async fn erase_named_in_header(
+    State(state): State<AppState>,
+    ApiKey(tenant): ApiKey,
+    headers: HeaderMap,
+) -> Result<Json<Erased>, ApiError> {
+    let value = headers
+        .get(CLIENT_REF)
+        .ok_or(ApiError::MissingClientRefHeader)?
+        .to_str()
+        .map_err(|_| ApiError::BadClientRefHeader)?;
+    let client_ref = crate::datasets::percent_decode(value);
+    erase_user(state, tenant, client_ref).await
+}
+
+async fn erase_user(
+    state: AppState,
+    tenant: std::sync::Arc<crate::store::Tenant>,
+    client_ref: String,
 ) -> Result<Json<Erased>, ApiError> {
     let user_ids = user_ids(&state.keyring, &tenant, &client_ref);
     let erased = state

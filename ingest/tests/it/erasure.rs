@@ -145,29 +145,47 @@ async fn erased_events_leave_nothing_readable_in_the_files() {
 }
 
 /// Log lines written while `f` runs on this thread, at every level.
+///
+/// One global subscriber for the whole test binary, whose filter asks on each event and span
+/// whether this thread captures: a subscriber set per thread (`set_default`) loses lines when
+/// other tests register call sites at the same moment, as tracing caches each call site's
+/// interest once.
 async fn logged<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> String {
-    #[derive(Clone, Default)]
-    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Lines {
+    use std::cell::RefCell;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, filter};
+
+    thread_local! {
+        static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    }
+    struct Capture;
+    impl std::io::Write for Capture {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
+            CAPTURED.with(|c| {
+                if let Some(lines) = c.borrow_mut().as_mut() {
+                    lines.extend_from_slice(bytes);
+                }
+            });
             Ok(bytes.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let capturing = filter::filter_fn(|_| CAPTURED.with(|c| c.borrow().is_some()));
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .with_filter(capturing);
+        tracing_subscriber::registry().with(layer).init();
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
     f().await;
-    drop(guard);
-    String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    let lines = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    String::from_utf8(lines).unwrap()
 }
 
 #[tokio::test]
@@ -338,4 +356,82 @@ async fn an_erasure_by_the_command_reaches_the_running_service() {
     assert_eq!(preferences("u-kept").await, 1);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_user_named_in_the_client_ref_header_stays_out_of_urls_and_logs() {
+    let h = Harness::new(&[]);
+    let auth = format!("Bearer {}", h.api_key);
+    let user = "jane.header@example.com";
+    let send = |method: &str, uri: &str, client_ref: Option<&str>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", &auth);
+        if let Some(c) = client_ref {
+            request = request.header("client-ref", c);
+        }
+        let app = h.app.clone();
+        let request = request.body(Body::empty()).unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let log = logged(|| async {
+        h.post_json(&json!({ "events": [event("hdr-1", user), event("hdr-2", "ünï")] }))
+            .await;
+        // The header gives the answers the path and the query give.
+        let (status, by_header) = send("GET", "/v1/preferences/entities", Some(user)).await;
+        assert_eq!(status, StatusCode::OK, "{by_header}");
+        assert_eq!(by_header["items"][0]["events"], 1, "{by_header}");
+        let by_path = send(
+            "GET",
+            &format!("/v1/users/{user}/preferences/entities"),
+            None,
+        )
+        .await;
+        let item = |answer: &Value| {
+            (
+                answer["items"][0]["entity"].clone(),
+                answer["items"][0]["events"].clone(),
+            )
+        };
+        assert_eq!(item(&by_path.1), item(&by_header));
+        let encoded = send("GET", "/v1/preferences/entities", Some("%C3%BCn%C3%AF")).await;
+        assert_eq!(encoded.1["items"][0]["events"], 1, "percent-encoded UTF-8");
+        let (status, recommended) = send("GET", "/v1/recommendations", Some(user)).await;
+        assert_eq!(status, StatusCode::OK, "{recommended}");
+        let both = send("GET", "/v1/recommendations?user=x", Some(user)).await;
+        assert_eq!(both.0, StatusCode::BAD_REQUEST, "{}", both.1);
+        assert!(
+            both.1["detail"].as_str().unwrap().contains("not both"),
+            "{}",
+            both.1
+        );
+        let neither = send("GET", "/v1/preferences/entities", None).await;
+        assert_eq!(neither.0, StatusCode::BAD_REQUEST, "{}", neither.1);
+        assert!(
+            neither.1["detail"].as_str().unwrap().contains("Client-Ref"),
+            "{}",
+            neither.1
+        );
+
+        let missing = send("DELETE", "/v1/users", None).await;
+        assert_eq!(
+            (missing.0, missing.1["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("missing_client_ref"))
+        );
+        let (status, erased) = send("DELETE", "/v1/users", Some(user)).await;
+        assert_eq!(status, StatusCode::OK, "{erased}");
+        assert_eq!(erased, json!({ "events": 1, "failed_events": 0 }));
+        let (_, after) = send("GET", "/v1/preferences/entities", Some(user)).await;
+        assert_eq!(after["items"], json!([]));
+    })
+    .await;
+    assert!(log.contains("route=\"/v1/preferences/entities\""), "{log}");
+    assert!(log.contains("route=\"/v1/users\""), "{log}");
+    assert!(!log.contains("jane.header"), "{log}");
 }

@@ -182,6 +182,8 @@ async fn the_openapi_document_describes_every_route_and_only_those() {
     documented.sort();
     let mut routed = vec![
         "DELETE /v1/users/{client_ref}",
+        "DELETE /v1/users",
+        "GET /v1/preferences/entities",
         "GET /dashboard",
         "GET /v1/engagement/click-positions",
         "GET /v1/engagement/daily",
