@@ -106,8 +106,13 @@ impl Metrics {
 }
 
 /// The datasets engines' counters, summed over tenants.
-pub(crate) fn render_datasets(c: &crate::datasets::Counters) -> String {
+/// The datasets' counters, and `lag`: commits answered that the engines have not applied.
+pub(crate) fn render_datasets(c: &crate::datasets::Counters, lag: u64) -> String {
     let mut out = String::new();
+    let _ = write!(
+        out,
+        "# HELP datasets_feed_lag_commits Commits answered that the datasets have not applied yet.\n# TYPE datasets_feed_lag_commits gauge\ndatasets_feed_lag_commits {lag}\n"
+    );
     for (name, help, value) in [
         (
             "datasets_events_applied_total",

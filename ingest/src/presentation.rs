@@ -90,6 +90,11 @@ impl Datasets {
         let _ = applied.wait_for(|&at| at >= target).await;
     }
 
+    /// Commits answered that the engines have not applied yet.
+    pub(crate) fn lag(&self, store: &Store) -> u64 {
+        store.position().saturating_sub(*self.applied.borrow())
+    }
+
     /// Applies one commit's change. An engine that panics is dropped, to be rebuilt from the
     /// log on its next use, rather than kept half-changed.
     fn apply_change(&self, store: &Store, change: &Change) {

@@ -438,7 +438,8 @@ impl Engine {
             }
         };
         let weight = if exposure { 0.0 } else { weight };
-        let n = input.entities.len().max(1) as f64;
+        let shares = input.entities.len().max(1);
+        let n = shares as f64;
 
         if personal_late {
             self.counters.late_dropped_personal += 1;
@@ -471,10 +472,13 @@ impl Engine {
         // At most one contribution per (user, key, event_type, action, bucket): the latest
         // event's, whatever the arrival order, so a later event replaces an earlier one. The
         // slots live with their key, so a key evicted by its cap takes its slots along.
-        let contribution = |weight: f64| trending::Contribution {
-            slot: (bucket, hash_of((user, &input.event_type, &input.action))),
-            event: (input.ts, id),
+        let slot = hash_of((bucket, user, &input.event_type, &input.action));
+        let contribution = |weight: f64, shares: usize| trending::Contribution {
+            slot,
+            t: input.ts,
+            id,
             weight,
+            shares: u32::try_from(shares).unwrap_or(u32::MAX),
             user,
         };
         let c = weight.max(0.0);
@@ -493,14 +497,14 @@ impl Engine {
                 }
                 let cap = consensus.max_entity_keys;
                 let trends = self.entities.entry(e.kind.clone()).or_default();
-                trends.contribute(&e.id, contribution(c / n), p, cap);
+                trends.contribute(&e.id, contribution(c, shares), p, cap);
             }
         }
         if let Some(content) = input.content_id.as_deref()
             && c > 0.0
         {
             let cap = consensus.max_content_keys;
-            self.content.contribute(content, contribution(c), p, cap);
+            self.content.contribute(content, contribution(c, 1), p, cap);
         }
         if feeds.searches {
             match input
@@ -510,7 +514,7 @@ impl Engine {
             {
                 Some(q) => {
                     let cap = consensus.max_search_keys;
-                    self.searches.contribute(&q, contribution(1.0), p, cap);
+                    self.searches.contribute(&q, contribution(1.0, 1), p, cap);
                 }
                 None => self.counters.search_dropped += 1,
             }
@@ -542,10 +546,11 @@ impl Engine {
                 }
             }
         }
-        let bucket = consensus.div_euclid(Params::hours(p.consensus.dedup_bucket_hours));
+        let bucket_ms = Params::hours(p.consensus.dedup_bucket_hours);
+        let slots_from = consensus.div_euclid(bucket_ms) * bucket_ms;
         let slow_h = Params::hours(p.consensus.half_life_slow_hours);
         let horizon = consensus - 7 * DAY_MS;
-        let prune = |trends: &mut trending::Trends| trends.prune(horizon, w, slow_h, bucket);
+        let prune = |trends: &mut trending::Trends| trends.prune(horizon, w, slow_h, slots_from);
         self.entities.values_mut().for_each(prune);
         // A type nothing is left of frees its place (and its lists).
         self.entities.retain(|_, trends| trends.len() > 0);

@@ -42,22 +42,54 @@ struct Trend {
     users: FastMap<u64, i64>,
     /// Space-Saving: the most this key's sums may lack, from keys evicted to make room.
     error: f64,
-    /// The consensus dedup slots of this key: (bucket, hash of user, event_type and action)
-    /// → the contribution holding it.
-    slots: FastMap<(i64, u64), Slot>,
+    /// The consensus dedup slots of this key: hash of (bucket, user, event_type, action) →
+    /// the [`Holder`] of the slot. Sixteen bytes a slot: there is one per user, key, action
+    /// and hour of the lateness window, the largest of the engine's state.
+    slots: FastMap<u64, u64>,
 }
 
-/// The contribution holding a dedup slot: its event's (time, id hash) and its weight.
-type Slot = ((i64, u64), f64);
+/// The contribution holding a dedup slot, packed in 64 bits: its event's time (ms since
+/// the epoch, 42 bits, to 2109), how many entities its event's weight was split among
+/// (8 bits), and 14 bits of its id's hash, which order events of the same millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Holder(u64);
+
+impl Holder {
+    fn pack(t: i64, shares: u32, id: u64) -> Option<Holder> {
+        let t = u64::try_from(t).ok().filter(|&t| t < 1 << 42)?;
+        let shares = u64::from(shares).max(1);
+        if shares > 255 {
+            return None;
+        }
+        Some(Holder(t << 22 | shares << 14 | (id & 0x3fff)))
+    }
+
+    fn t(self) -> i64 {
+        (self.0 >> 22) as i64
+    }
+
+    fn shares(self) -> f64 {
+        ((self.0 >> 14) & 0xff) as f64
+    }
+
+    /// Later events win: time first, then the id's bits.
+    fn order(self) -> (u64, u64) {
+        (self.0 >> 22, self.0 & 0x3fff)
+    }
+}
 
 /// One event's contribution to a key, under the dedup rule: per slot, the latest event's.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Contribution {
-    /// (bucket, hash of user, event_type and action).
-    pub slot: (i64, u64),
-    /// The event's (time, id hash): the later one holds the slot.
-    pub event: (i64, u64),
+    /// Hash of (bucket, user, event_type, action).
+    pub slot: u64,
+    pub t: i64,
+    /// The event id's hash.
+    pub id: u64,
+    /// The action's weight, split among `shares` entities (the same for every event of a
+    /// slot, so a holder keeps only its `shares`).
     pub weight: f64,
+    pub shares: u32,
     pub user: u64,
 }
 
@@ -132,20 +164,28 @@ impl Trends {
 
     /// Adds a contribution unless a later event holds its dedup slot; one it replaces is
     /// taken back. Beyond `cap` keys, a new key evicts as in [`Trends::add`].
+    /// An event that cannot be packed (a time before 1970, more than 255 entities) counts
+    /// without a slot.
     pub(crate) fn contribute(&mut self, key: &str, c: Contribution, params: &Params, cap: usize) {
+        let share = c.weight / f64::from(c.shares.max(1));
+        let Some(me) = Holder::pack(c.t, c.shares, c.id) else {
+            self.add(key, share, c.t, c.user, params, Some(cap));
+            return;
+        };
         let held = self
             .keys
             .get(key)
             .and_then(|trend| trend.slots.get(&c.slot));
-        if held.is_some_and(|&(event, _)| event >= c.event) {
+        if held.is_some_and(|&held| Holder(held).order() >= me.order()) {
             return;
         }
-        let t = c.event.0;
-        self.add(key, c.weight, t, c.user, params, Some(cap));
+        self.add(key, share, c.t, c.user, params, Some(cap));
         let Some(trend) = self.keys.get_mut(key) else {
             return;
         };
-        if let Some(((t, _), weight)) = trend.slots.insert(c.slot, (c.event, c.weight)) {
+        if let Some(replaced) = trend.slots.insert(c.slot, me.0) {
+            let replaced = Holder(replaced);
+            let (t, weight) = (replaced.t(), c.weight / replaced.shares());
             let h = &params.consensus;
             trend
                 .fast
@@ -176,12 +216,15 @@ impl Trends {
         largest
     }
 
-    /// Forgets users whose last contribution is older than `horizon`, dedup slots of buckets
-    /// before `first_bucket`, and keys with no such user left and a negligible slow sum.
-    pub(crate) fn prune(&mut self, horizon: i64, now: i64, slow_h: i64, first_bucket: i64) {
+    /// Forgets users whose last contribution is older than `horizon`, dedup slots held by
+    /// events before `slots_from` (the start of the oldest bucket late events can reach), and
+    /// keys with no such user left and a negligible slow sum.
+    pub(crate) fn prune(&mut self, horizon: i64, now: i64, slow_h: i64, slots_from: i64) {
         self.keys.retain(|_, trend| {
             trend.users.retain(|_, &mut last| last >= horizon);
-            trend.slots.retain(|&(bucket, _), _| bucket >= first_bucket);
+            trend
+                .slots
+                .retain(|_, held| Holder(*held).t() >= slots_from);
             !trend.users.is_empty() || trend.slow.at(now, slow_h) >= 1e-3
         });
     }

@@ -24,12 +24,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let counters = tokio::task::spawn_blocking(move || datasets.counters())
         .await
         .unwrap_or_default();
+    let lag = state.datasets.lag(&state.store);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render() + &crate::metrics::render_datasets(&counters),
+        state.metrics.render() + &crate::metrics::render_datasets(&counters, lag),
     )
         .into_response()
 }
