@@ -186,8 +186,13 @@ pub async fn serve_with_ops(
     ops: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(Store::open(&config.data_dir)?);
+    // One service per data dir, checked before the store is touched.
+    store::private_dir(&config.data_dir).map_err(|source| store::StoreError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let _serving = store::ServiceLock::acquire(&config.data_dir)?;
+    let store = Arc::new(Store::open(&config.data_dir)?);
     let keyring = Arc::new(Keyring::open(
         &store,
         &config.data_dir,

@@ -70,6 +70,18 @@ fn query_paths() -> Vec<(&'static str, Value)> {
     );
     let text =
         |name: &str, description: &str| param(name, json!({ "type": "string" }), description);
+    // A user's preferences, beside the user.
+    let preference_params = || {
+        [
+            text("entity_type", "Only this entity type"),
+            limit(100),
+            param(
+                "include_negative",
+                json!({ "type": "boolean", "default": false }),
+                "Also return negative preferences",
+            ),
+        ]
+    };
     let date = |name: &str| {
         param(
             name,
@@ -121,14 +133,10 @@ fn query_paths() -> Vec<(&'static str, Value)> {
                 "The path carries your own client_ref; it is pseudonymised before the lookup and never returned. An unknown user gets an empty list.",
                 vec![
                     json!({ "name": "client_ref", "in": "path", "required": true, "schema": { "type": "string" } }),
-                    text("entity_type", "Only this entity type"),
-                    limit(100),
-                    param(
-                        "include_negative",
-                        json!({ "type": "boolean", "default": false }),
-                        "Also return negative preferences",
-                    ),
-                ],
+                ]
+                .into_iter()
+                .chain(preference_params())
+                .collect(),
             ),
         ),
         (
@@ -138,14 +146,10 @@ fn query_paths() -> Vec<(&'static str, Value)> {
                 "As /v1/users/{client_ref}/preferences/entities, with the client_ref in the Client-Ref header instead of the path, so that no access log on the way holds it.",
                 vec![
                     client_ref_header(true),
-                    text("entity_type", "Only this entity type"),
-                    limit(100),
-                    param(
-                        "include_negative",
-                        json!({ "type": "boolean", "default": false }),
-                        "Also return negative preferences",
-                    ),
-                ],
+                ]
+                .into_iter()
+                .chain(preference_params())
+                .collect(),
             ),
         ),
         (

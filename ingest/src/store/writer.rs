@@ -504,6 +504,8 @@ fn run(
                 }
                 Err(e) => {
                     tracing::error!(error = %e, requests = replies.len(), "group commit failed");
+                    // The journal was not taken either: look again next time.
+                    data_version = None;
                     for reply in replies {
                         let _ = reply.send(Err(e.to_string()));
                     }

@@ -288,13 +288,7 @@ async fn an_erasure_by_the_command_reaches_the_running_service() {
         store.close();
         api_key
     };
-    let config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ingest::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, server) = crate::serve::serving(dir.path()).await;
     let body = json!({ "events": [event("cli-1", "u-cli"), event("cli-2", "u-kept")] });
     let (status, answer) = crate::serve::http_post(addr, &body.to_string()).await;
     assert!(status.contains(" 200 "), "{status}: {answer}");

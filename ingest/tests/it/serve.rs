@@ -8,6 +8,25 @@ use crate::{count_rows, event};
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
+/// `ingest serve` in-process over `data_dir` with every default: its address, the sender that
+/// stops it, and its task.
+pub(crate) async fn serving(
+    data_dir: &std::path::Path,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), data_dir.to_owned());
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ingest::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, server)
+}
+
 /// Stops a server started with `ingest::serve` and waits for it to return, without error.
 async fn stop_and_wait(
     stop: tokio::sync::oneshot::Sender<()>,
@@ -42,13 +61,7 @@ async fn serves_on_a_socket_and_shuts_down_gracefully() {
         .unwrap()
         .add_tenant(crate::CLIENT_KEY, &[])
         .unwrap();
-    let config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ingest::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, server) = serving(dir.path()).await;
 
     let requests: Vec<_> = (0..8)
         .map(|i| {
