@@ -453,8 +453,8 @@ fn memory_report() -> String {
 
 Events over {} hours of event time from the same keys whatever their number ({USERS} users, {TICKERS} tickers, {CONTENT} content items, {QUERIES} queries, {IMPRESSIONS} impression ids), pruned as the service prunes; each run in a process of its own. RSS growth of the process over the run. The live service's engines keep no event ids (the store's `(tenant, event_id)` deduplicates); a replay of files does. Goal: 10 M within 1.5× of 1 M.
 
-| events | engine | RSS growth | time | event ids | dedup slots | entities | content | searches | users with preferences | impressions |
-|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| events | engine | RSS growth | time | event ids | dedup slots | (user, key) pairs of the lists | preferences | entities | content | searches | impressions |
+|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 ",
         MEMORY_SPAN / 3_600_000
     );
@@ -471,7 +471,7 @@ Events over {} hours of event time from the same keys whatever their number ({US
             let size = |k: &str| run["sizes"][k].as_u64().unwrap_or(0);
             let _ = writeln!(
                 report,
-                "| {n} | {} | {:.0} MiB | {:.1} s | {} | {} | {} | {} | {} | {} | {} |",
+                "| {n} | {} | {:.0} MiB | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if with_ids {
                     "replay (ids kept)"
                 } else {
@@ -481,10 +481,11 @@ Events over {} hours of event time from the same keys whatever their number ({US
                 run["seconds"].as_f64().unwrap_or(0.0),
                 size("event_ids"),
                 size("dedup_slots"),
+                size("consensus_users"),
+                size("preferences"),
                 size("entities"),
                 size("content"),
                 size("searches"),
-                size("users_with_preferences"),
                 size("impressions"),
             );
         }

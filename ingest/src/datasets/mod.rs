@@ -600,6 +600,15 @@ impl Engine {
             ("content", self.content.len()),
             ("searches", self.searches.len()),
             ("users_with_preferences", self.preferences.users()),
+            ("preferences", self.preferences.entries()),
+            (
+                "consensus_users",
+                self.entities
+                    .values()
+                    .chain([&self.content, &self.searches])
+                    .map(|t| t.user_entries())
+                    .sum(),
+            ),
             ("impressions", self.engagement.len()),
             ("event_ids", self.seen.as_ref().map_or(0, |s| s.ids.len())),
         ])

@@ -97,6 +97,11 @@ impl Preferences {
         self.users.len()
     }
 
+    /// (user, entity) preferences held.
+    pub(crate) fn entries(&self) -> usize {
+        self.users.values().map(|e| e.len()).sum()
+    }
+
     /// `(entity, score)` of the user's positive preferences at `as_of`, strongest first.
     pub(crate) fn top(&self, user: u64, as_of: i64, params: &Params) -> Vec<(EntityKey, f64)> {
         self.scored(user, as_of, None, false, params)

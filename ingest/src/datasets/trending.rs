@@ -239,6 +239,11 @@ impl Trends {
         self.keys.len()
     }
 
+    /// (user, key) pairs held for the distinct-user counts, over every key.
+    pub(crate) fn user_entries(&self) -> usize {
+        self.keys.values().map(|t| t.users.len()).sum()
+    }
+
     /// Dedup slots held, over every key.
     pub(crate) fn slots(&self) -> usize {
         self.keys.values().map(|t| t.slots.len()).sum()
