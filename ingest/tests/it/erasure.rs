@@ -259,23 +259,28 @@ async fn preference_events(h: &Harness, client_ref: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_datasets_follow_the_log_when_events_and_an_erasure_race() {
-    let h = Harness::new(&[]);
-    let auth = format!("Bearer {}", h.api_key);
-    for round in 0..40 {
-        let events: Vec<Value> = (0..5)
-            .map(|i| event(&format!("race-{round}-{i}"), "u-race"))
-            .collect();
-        let body = json!({ "events": events });
-        let (posted, erased) = tokio::join!(h.post_json(&body), delete(&h, "u-race", Some(&auth)));
-        assert_eq!((posted.0, erased.0), (StatusCode::OK, StatusCode::OK));
-        // Whichever committed first, the datasets hold what the log holds: the five events
-        // when they came after the erasure, nothing when they came before it.
-        let stored = users(&h).len() as u64;
-        assert_eq!(
-            preference_events(&h, "u-race").await,
-            stored,
-            "round {round}: the datasets and the log disagree"
-        );
+    // Each store twice: first before its engine exists (it is built from the log as the race
+    // goes on), then with one.
+    for store in 0..30 {
+        let h = Harness::new(&[]);
+        let auth = format!("Bearer {}", h.api_key);
+        for round in 0..2 {
+            let events: Vec<Value> = (0..5)
+                .map(|i| event(&format!("race-{round}-{i}"), "u-race"))
+                .collect();
+            let body = json!({ "events": events });
+            let (posted, erased) =
+                tokio::join!(h.post_json(&body), delete(&h, "u-race", Some(&auth)));
+            assert_eq!((posted.0, erased.0), (StatusCode::OK, StatusCode::OK));
+            // Whichever committed first, the datasets hold what the log holds: the five
+            // events when they came after the erasure, nothing when they came before it.
+            let stored = users(&h).len() as u64;
+            assert_eq!(
+                preference_events(&h, "u-race").await,
+                stored,
+                "store {store}, round {round}: the datasets and the log disagree"
+            );
+        }
     }
 }
 
