@@ -437,7 +437,7 @@ async fn rejected_and_odd_events_keep_no_personal_data_either() {
             "jane.roe",
             "4111 1111",
             "WEST 1234",
-            "7946",
+            "7946 0958",
         ],
     );
 }
