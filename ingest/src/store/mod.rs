@@ -88,7 +88,10 @@ impl Tenant {
 /// The lock a serving ingest holds on its data directory for as long as it runs: one
 /// service per store, and commands beside it (`ingest erase`) can tell that one runs.
 #[derive(Debug)]
-pub struct ServiceLock(#[allow(dead_code)] std::fs::File);
+pub struct ServiceLock {
+    /// Open for as long as the lock is held; the lock goes with it.
+    _held: std::fs::File,
+}
 
 /// The lock file inside the data directory.
 const LOCK_FILE: &str = "ingest.lock";
@@ -110,7 +113,7 @@ impl ServiceLock {
     pub fn acquire(data_dir: &Path) -> Result<ServiceLock, StoreError> {
         let (path, file) = ServiceLock::file(data_dir)?;
         match file.try_lock() {
-            Ok(()) => Ok(ServiceLock(file)),
+            Ok(()) => Ok(ServiceLock { _held: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Serving(data_dir.to_owned())),
             Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
         }
