@@ -88,6 +88,12 @@ pub struct Config {
     /// key is optional and defaults to the datasets spec.
     #[arg(long, env = "INGEST_DATASETS_CONFIG")]
     pub datasets_config: Option<PathBuf>,
+    /// Seconds between two snapshots of a tenant's datasets engine (when it has taken events
+    /// since the last); a restart loads the snapshot and reads only the log after it. One is
+    /// also written when the service stops.
+    #[arg(long, env = "INGEST_SNAPSHOT_EVERY_SECS", default_value_t = DEFAULT_SNAPSHOT_EVERY_SECS,
+          value_parser = whole("INGEST_SNAPSHOT_EVERY_SECS", MAX_SNAPSHOT_EVERY_SECS))]
+    pub snapshot_every_secs: u64,
     /// Honour `as_of` in queries, for acceptance tests over historical fixtures. Never in
     /// production: it lets a caller recompute lists at any time.
     #[arg(long, env = "INGEST_TEST_MODE")]
@@ -111,6 +117,10 @@ const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
 /// Well under a default descriptor limit raised for a server, and far above what keep-alive
 /// trackers need: a page holds one connection while it sends.
 const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// Ten minutes of events to read again after a crash, at most.
+const DEFAULT_SNAPSHOT_EVERY_SECS: u64 = 600;
+/// A day.
+const MAX_SNAPSHOT_EVERY_SECS: u64 = 86_400;
 /// Each request in flight holds memory for its body (up to the 1 MiB cap).
 const MAX_CONCURRENT_REQUESTS: u64 = 1_000_000;
 
@@ -165,6 +175,7 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_concurrent_requests: limits.max_concurrent_requests,
             datasets_config: None,
+            snapshot_every_secs: DEFAULT_SNAPSHOT_EVERY_SECS,
             test_mode: false,
         }
     }

@@ -123,6 +123,13 @@ impl AppState {
         self
     }
 
+    /// Writes a snapshot of each tenant's datasets engine this often (10 minutes by default),
+    /// when it has taken events since its last.
+    pub fn with_snapshot_every(self, every: std::time::Duration) -> AppState {
+        self.datasets.snapshot_every(every);
+        self
+    }
+
     /// How long a tenant read from the store is trusted (5 s by default): a key rotated or a
     /// tenant changed by the CLI takes effect within it.
     pub fn with_tenant_cache_for(mut self, ttl: std::time::Duration) -> AppState {
@@ -205,7 +212,9 @@ pub async fn serve_with_ops(
     let state = AppState::with_limits(store.clone(), keyring, config.limits())
         .with_identity_vault(config.identity_vault)
         .with_client_ip_header(config.client_ip_header.clone())
-        .with_datasets(params, config.test_mode);
+        .with_datasets(params, config.test_mode)
+        .with_snapshot_every(Duration::from_secs(config.snapshot_every_secs));
+    let datasets = state.datasets.clone();
     let materialiser = tokio::spawn(state.datasets.clone().run(store.clone()));
     let trimmer = tokio::spawn(trim_failed_events(
         store.clone(),
@@ -251,7 +260,12 @@ pub async fn serve_with_ops(
     }
     materialiser.abort();
     trimmer.abort();
-    tokio::task::spawn_blocking(move || store.close()).await?;
+    tokio::task::spawn_blocking(move || {
+        // The next start reads only what is committed after these.
+        datasets.save_snapshots(&store);
+        store.close();
+    })
+    .await?;
     Ok(())
 }
 

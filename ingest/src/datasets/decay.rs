@@ -6,7 +6,7 @@
 //! the forward-decay sum of Cormode et al. (ICDE 2009) with the landmark kept at `t_last`,
 //! so no exponent ever grows with the age of the stream.
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Decayed {
     value: f64,
     /// Time (ms) the value is expressed at; `None` until the first contribution.

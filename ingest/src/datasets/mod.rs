@@ -28,11 +28,11 @@ mod params;
 mod preferences;
 mod query;
 mod recommend;
+mod snapshot;
 mod trending;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::LazyLock;
 
 use schema::Timestamp;
 use serde_json::{Map, Value, json};
@@ -40,12 +40,15 @@ use serde_json::{Map, Value, json};
 pub use engagement::{Feedback, ITEM_SORTS, wilson};
 pub use params::{Params, ParamsError};
 pub use query::{Query, QueryError, Target, feedback_page, percent_decode};
+pub use snapshot::SnapshotError;
 pub use trending::{Mode, normalise_query};
 
 use params::{DAY_MS, HOUR_MS};
 
 /// An entity key: ids of tickers are upper-cased, as the spec keys them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct EntityKey {
     pub kind: String,
     pub id: String,
@@ -191,7 +194,7 @@ pub enum Outcome {
 }
 
 /// Counters the service exposes in `/metrics`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub applied: u64,
     pub duplicates: u64,
@@ -318,16 +321,18 @@ pub(crate) fn ordinal(x: f64) -> f64 {
     (x * scale).round() / scale
 }
 
-/// The engine's hash maps: foldhash, fast on short keys, seeded once per process so that
+/// The engine's hash maps: foldhash, fast on short keys, seeded at random per map so that
 /// keys taken from events (ids, queries) cannot be chosen to collide.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
-static SEED: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
-
-/// A 64-bit key for a user, an event id or a dedup slot (within this process).
-pub(crate) fn hash_of(value: impl Hash) -> u64 {
-    SEED.hash_one(value)
+/// A seed from the operating system's random source (the clock's nanoseconds if that
+/// fails: the seed guards against chosen collisions, not for secrecy of anything stored).
+fn random_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.map_or(0, |d| d.as_nanos() as u64)
+    })
 }
 
 /// A document's ETag: SipHash with fixed keys, so it is the same after a restart.
@@ -338,16 +343,23 @@ fn etag(body: &str) -> String {
 }
 
 /// Event ids seen recently, by day of event time, so duplicates are no-ops.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Seen {
     ids: FastSet<u64>,
     by_day: BTreeMap<i64, Vec<u64>>,
 }
 
-/// The engine of one tenant.
-#[derive(Debug)]
+/// The engine of one tenant. Its state is what a snapshot holds (see [`Engine::snapshot`]);
+/// the parameters come from the configuration, and the ranked lists from the next
+/// materialisation.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Engine {
+    #[serde(skip)]
     params: Params,
+    /// Seeds the 64-bit keys of users, event ids and dedup slots ([`Engine::key`]): random
+    /// per engine, so that they cannot be chosen to collide, and kept in its snapshots, so
+    /// that the keys stored there still find their users when loaded.
+    seed: u64,
     /// `None` when every event arrives once: the live service's log deduplicates by id.
     seen: Option<Seen>,
     watermark: Option<i64>,
@@ -359,7 +371,9 @@ pub struct Engine {
     preferences: preferences::Preferences,
     engagement: engagement::Engagement,
     /// The ranked lists and item quality of the last materialisation, for recommendations.
+    #[serde(skip)]
     ranked: FastMap<String, Vec<(String, f64)>>,
+    #[serde(skip)]
     quality: FastMap<String, f64>,
     pub counters: Counters,
 }
@@ -369,6 +383,7 @@ impl Engine {
     pub fn new(params: Params) -> Engine {
         Engine {
             params,
+            seed: random_seed(),
             seen: Some(Seen::default()),
             watermark: None,
             pruned_at: None,
@@ -398,6 +413,11 @@ impl Engine {
         &self.params
     }
 
+    /// The 64-bit key of a user, an event id or a dedup slot in this engine.
+    fn key(&self, value: impl Hash) -> u64 {
+        foldhash::fast::FixedState::with_seed(self.seed).hash_one(value)
+    }
+
     /// Applies one event at clock time `now`.
     pub fn ingest(&mut self, input: &Input, now: i64) -> Outcome {
         let p = &self.params;
@@ -406,7 +426,7 @@ impl Engine {
             self.counters.future_rejected += 1;
             return Outcome::Future;
         }
-        let id = hash_of(&input.event_id);
+        let id = self.key(&input.event_id);
         if let Some(seen) = &mut self.seen {
             if !seen.ids.insert(id) {
                 self.counters.duplicates += 1;
@@ -426,7 +446,7 @@ impl Engine {
         );
         self.watermark = Some(self.watermark.map_or(input.ts, |w| w.max(input.ts)));
 
-        let user = hash_of(&input.user_id);
+        let user = self.key(&input.user_id);
         let exposure = input.action == "viewed" && input.impression_id.is_some();
         let (weight, feeds) = match params::lookup(p, &input.event_type, &input.action) {
             Some(found) => found,
@@ -472,7 +492,7 @@ impl Engine {
         // At most one contribution per (user, key, event_type, action, bucket): the latest
         // event's, whatever the arrival order, so a later event replaces an earlier one. The
         // slots live with their key, so a key evicted by its cap takes its slots along.
-        let slot = hash_of((bucket, user, &input.event_type, &input.action));
+        let slot = self.key((bucket, user, &input.event_type, &input.action));
         let contribution = |weight: f64, shares: usize| trending::Contribution {
             slot,
             t: input.ts,
@@ -565,7 +585,8 @@ impl Engine {
 
     /// Removes what the engine holds of these users (every pseudonym a user had).
     pub fn erase_users(&mut self, user_ids: &[String]) {
-        for user in user_ids.iter().map(|u| hash_of(u.as_str())) {
+        let users: Vec<u64> = user_ids.iter().map(|u| self.key(u.as_str())).collect();
+        for user in users {
             self.preferences.remove_user(user);
             self.engagement.remove_user(user);
             for trends in self.entities.values_mut() {
@@ -580,7 +601,7 @@ impl Engine {
     pub fn preference_score(&self, user_id: &str, kind: &str, id: &str, as_of: i64) -> f64 {
         let key = EntityKey::new(kind, id);
         self.preferences
-            .top(hash_of(user_id), as_of, &self.params)
+            .top(self.key(user_id), as_of, &self.params)
             .into_iter()
             .find(|(k, _)| *k == key)
             .map_or(0.0, |(_, s)| s)

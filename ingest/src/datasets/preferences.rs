@@ -5,13 +5,14 @@
 use std::cmp::Ordering;
 
 use schema::Timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::decay::Decayed;
 use super::params::Params;
 use super::{EntityKey, FastMap, ordinal};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Pref {
     score: Decayed,
     last: i64,
@@ -21,7 +22,7 @@ struct Pref {
     watch: Option<(i64, bool)>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Preferences {
     users: FastMap<u64, FastMap<EntityKey, Pref>>,
 }

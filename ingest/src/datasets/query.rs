@@ -10,7 +10,7 @@ use super::engagement::{Filter, GroupBy, ITEM_SORTS, ItemsQuery, SummaryQuery, d
 use super::params::DAY_MS;
 use super::preferences::PreferencesQuery;
 use super::recommend::{Kind, Recommend};
-use super::{Engine, Mode, hash_of};
+use super::{Engine, Mode};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
@@ -392,7 +392,7 @@ impl Engine {
         Ok(match &query.kind {
             Kind_::Preferences(q, _) => {
                 let q = PreferencesQuery { as_of, ..q.clone() };
-                self.preferences.response(hash_of(user_id), user_id, &q, p)
+                self.preferences.response(self.key(user_id), user_id, &q, p)
             }
             Kind_::Summary(group_by, dates) => self.engagement.summary(
                 &SummaryQuery {

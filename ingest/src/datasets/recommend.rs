@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use schema::Timestamp;
 use serde_json::{Value, json};
 
-use super::{Engine, hash_of};
+use super::Engine;
 
 /// The name recommendations carry as `recommender` (engagement groups by it).
 pub(crate) const RECOMMENDER: &str = "personafin_blend";
@@ -59,7 +59,7 @@ impl Engine {
         as_of: i64,
         mint: &mut dyn FnMut(&str) -> String,
     ) -> Value {
-        let user = hash_of(user_id);
+        let user = self.key(user_id);
         let mut candidates: BTreeMap<String, Candidate> = BTreeMap::new();
         let add = |candidates: &mut BTreeMap<String, Candidate>,
                    list: &[(String, f64)],

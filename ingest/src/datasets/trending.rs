@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use unicode_normalization::UnicodeNormalization;
 
@@ -34,7 +35,7 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Trend {
     fast: Decayed,
     slow: Decayed,
@@ -94,7 +95,7 @@ pub(crate) struct Contribution {
 }
 
 /// One consensus dataset: keys (entity ids of one type, content ids, or queries) and sums.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Trends {
     keys: FastMap<String, Trend>,
 }

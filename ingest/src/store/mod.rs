@@ -4,6 +4,7 @@
 //! transaction (group commit, see `writer`); reads use their own connection, which WAL lets
 //! run beside the writer.
 
+mod snapshots;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use snapshots::SNAPSHOT_DIR;
+use snapshots::Snapshots;
 pub use writer::{
     Change, Committed, Erased, Erasure, FailedEvent, FeedbackRecord, Presentation, StoredEvent,
     Write, WriteOutcome,
@@ -48,6 +51,11 @@ pub enum StoreError {
     Serving(PathBuf),
     #[error("cannot lock {path}: {source}")]
     Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write or read the engine snapshot {path}: {source}")]
+    Snapshot {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -136,6 +144,7 @@ pub struct Store {
     /// Where the next read starts looking for a free connection.
     next_reader: std::sync::atomic::AtomicUsize,
     writer: writer::Handle,
+    snapshots: std::sync::Arc<Snapshots>,
 }
 
 const SCHEMA: &str = "
@@ -367,11 +376,13 @@ impl Store {
             "PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;",
         )?;
         let wal = data_dir.join(format!("{DB_FILE}-wal"));
+        let snapshots = std::sync::Arc::new(Snapshots::new(data_dir));
         let writer = writer::Handle::start(
             conn,
             writer::sync_file(wal),
             connect(&path)?,
             CheckpointPolicy::DEFAULT,
+            snapshots.clone(),
         );
         let readers = (0..READERS)
             .map(|_| connect(&path).map(Mutex::new))
@@ -381,6 +392,7 @@ impl Store {
             next_reader: Default::default(),
             path,
             writer,
+            snapshots,
         })
     }
 
@@ -572,11 +584,35 @@ impl Store {
     /// Deletes a user's events, failed events and vault entries, durably. The log is read in
     /// chunks between other commits (see `writer`), so this takes a read of the log, and
     /// erasures made meanwhile share it.
+    /// The tenant's engine snapshot is deleted before this answers (see [`Store::snapshot`]).
     pub async fn erase(&self, erasure: Erasure) -> Result<Erased, StoreError> {
+        let tenant_id = erasure.tenant_id;
         match self.writer.submit(Op::Erase(erasure)).await? {
-            Outcome::Erased(e) => Ok(e),
+            Outcome::Erased(e) => {
+                // A running service's feed did so already; without one, nothing did.
+                self.snapshots.forget(tenant_id, self.position());
+                Ok(e)
+            }
             _ => Err(StoreError::Commit("the writer answered out of turn".into())),
         }
+    }
+
+    /// The tenant's datasets engine snapshot, as [`Store::save_snapshot`] stored it, if any.
+    pub fn snapshot(&self, tenant_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.snapshots.load(tenant_id)
+    }
+
+    /// Stores the tenant's engine snapshot durably, in place of the one it had, unless users
+    /// of the tenant were erased after `applied` (the position, see [`Store::subscribe`], of
+    /// the last commit the snapshot's state had applied): then says it was not stored. An
+    /// erasure deletes the snapshot before it is answered.
+    pub fn save_snapshot(
+        &self,
+        tenant_id: i64,
+        applied: u64,
+        snapshot: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.snapshots.save(tenant_id, applied, snapshot)
     }
 
     /// Replaces materialised documents and appends feedback records, durably.
@@ -617,7 +653,15 @@ impl Store {
         };
         while pending() {
             if std::time::Instant::now() >= deadline {
-                let _ = self.read(|c| c.execute("DELETE FROM erasure_journal", []));
+                let tenants = self.read(|c| {
+                    c.prepare("DELETE FROM erasure_journal RETURNING tenant_id")?
+                        .query_map([], |r| r.get::<_, i64>(0))?
+                        .collect::<Result<Vec<_>, _>>()
+                });
+                // The service may have written a snapshot before it stalled.
+                for tenant_id in tenants.unwrap_or_default() {
+                    self.snapshots.forget(tenant_id, self.position());
+                }
                 return false;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -699,14 +743,27 @@ impl Store {
     pub fn for_each_event(
         &self,
         tenant_id: i64,
+        f: impl FnMut(&str),
+    ) -> Result<(usize, i64), StoreError> {
+        self.for_each_event_after(tenant_id, 0, f)
+    }
+
+    /// As [`Store::for_each_event`], for the events after log position `after` alone (those
+    /// an engine snapshot covering `after` lacks); the position returned is `after` with none.
+    pub fn for_each_event_after(
+        &self,
+        tenant_id: i64,
+        after: i64,
         mut f: impl FnMut(&str),
     ) -> Result<(usize, i64), StoreError> {
         let conn = connect(&self.path)?;
+        // The tail is found by position (the rowid), then put in event-time order.
         let mut stmt = conn.prepare(
-            "SELECT payload, seq FROM events WHERE tenant_id = ?1 ORDER BY event_time, seq",
+            "SELECT payload, seq FROM events WHERE seq > ?2 AND tenant_id = ?1
+             ORDER BY event_time, seq",
         )?;
-        let mut rows = stmt.query([tenant_id])?;
-        let (mut n, mut through) = (0, 0);
+        let mut rows = stmt.query([tenant_id, after])?;
+        let (mut n, mut through) = (0, after);
         while let Some(row) = rows.next()? {
             f(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
             through = through.max(row.get::<_, i64>(1)?);

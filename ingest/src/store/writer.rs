@@ -32,6 +32,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::StoreError;
+use super::snapshots::Snapshots;
 use crate::anonymise::vault::Sealed;
 use crate::datasets::Input;
 use crate::lock;
@@ -170,6 +171,8 @@ pub struct Committed {
 pub(super) struct Feed {
     position: u64,
     subscribers: Vec<Sender<Arc<Committed>>>,
+    /// The engines' snapshots, which an erasure deletes before it is answered.
+    snapshots: Option<Arc<Snapshots>>,
 }
 
 impl Feed {
@@ -192,6 +195,13 @@ impl Feed {
             return;
         }
         self.position += 1;
+        if let Some(snapshots) = &self.snapshots {
+            for change in &changes {
+                if let Change::Erased { tenant_id, .. } = change {
+                    snapshots.forget(*tenant_id, self.position);
+                }
+            }
+        }
         let committed = Arc::new(Committed {
             position: self.position,
             changes,
@@ -263,10 +273,14 @@ impl Handle {
         sync: impl FnMut() -> io::Result<()> + Send + 'static,
         checkpoints: Connection,
         policy: CheckpointPolicy,
+        snapshots: Arc<Snapshots>,
     ) -> Handle {
         let (sender, receiver) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let feed = Arc::new(Mutex::new(Feed::default()));
+        let feed = Arc::new(Mutex::new(Feed {
+            snapshots: Some(snapshots),
+            ..Feed::default()
+        }));
         let (committed, to_sync) = mpsc::channel();
         let syncer = {
             let (failed, feed) = (failed.clone(), feed.clone());
@@ -1015,7 +1029,13 @@ mod tests {
         policy: CheckpointPolicy,
     ) -> Handle {
         let conn = database(dir);
-        Handle::start(conn, sync, connect(&dir.join(DB_FILE)).unwrap(), policy)
+        Handle::start(
+            conn,
+            sync,
+            connect(&dir.join(DB_FILE)).unwrap(),
+            policy,
+            Arc::new(Snapshots::new(dir)),
+        )
     }
 
     /// Column `column` of the first row `sql` answers, on a connection of its own.
@@ -1045,6 +1065,7 @@ mod tests {
             || Ok(()),
             connect(&dir.path().join(DB_FILE)).unwrap(),
             CheckpointPolicy::DEFAULT,
+            Arc::new(Snapshots::new(dir.path())),
         );
         let mut written = 0;
         let full = loop {

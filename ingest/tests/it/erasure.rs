@@ -141,13 +141,24 @@ async fn erased_events_leave_nothing_readable_in_the_files() {
     drop(app);
     store.close();
     drop(store);
+    // The datasets' feed thread may still hold the store for the commit it applies: the
+    // last connection closes once it lets go.
+    let wal = dir.path().join(format!("{}-wal", ingest::store::DB_FILE));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while wal.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store was never closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     crate::assert_no_file_holds(dir.path(), &[marker]);
 }
 
 /// Log lines written while `f` runs on this thread, at every level.
 ///
-/// One global subscriber for the whole test binary, whose filter asks on each event and span
-/// whether this thread captures: a subscriber set per thread (`set_default`) loses lines when
+/// One global subscriber for the whole test binary, whose filter asks on every event and
+/// span whether this thread captures: a subscriber set per thread (`set_default`) loses lines when
 /// other tests register call sites at the same moment, as tracing caches each call site's
 /// interest once.
 async fn logged<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> String {
@@ -175,7 +186,9 @@ async fn logged<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> S
     }
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        let capturing = filter::filter_fn(|_| CAPTURED.with(|c| c.borrow().is_some()));
+        // Dynamic: a plain `filter_fn` is asked once per call site and its answer cached, so
+        // a call site first reached on a thread that does not capture would never log again.
+        let capturing = filter::dynamic_filter_fn(|_, _| CAPTURED.with(|c| c.borrow().is_some()));
         let layer = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_writer(|| Capture)
@@ -284,6 +297,16 @@ async fn the_datasets_follow_the_log_when_events_and_an_erasure_race() {
     }
 }
 
+/// How many entities a service on `addr` lists in `user`'s preferences.
+async fn served_preferences(addr: std::net::SocketAddr, api_key: &str, user: &str) -> usize {
+    let auth = format!("Authorization: Bearer {api_key}\r\n");
+    let path = format!("/v1/users/{user}/preferences/entities");
+    let (status, _, body) = crate::serve::request(addr, "GET", &path, &auth).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    answer["items"].as_array().unwrap().len()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_erasure_by_the_command_reaches_the_running_service() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,17 +320,7 @@ async fn an_erasure_by_the_command_reaches_the_running_service() {
     let body = json!({ "events": [event("cli-1", "u-cli"), event("cli-2", "u-kept")] });
     let (status, answer) = crate::serve::http_post(addr, &body.to_string()).await;
     assert!(status.contains(" 200 "), "{status}: {answer}");
-    let auth = format!("Authorization: Bearer {api_key}\r\n");
-    let preferences = |user: &'static str| {
-        let auth = auth.clone();
-        async move {
-            let path = format!("/v1/users/{user}/preferences/entities");
-            let (status, _, body) = crate::serve::request(addr, "GET", &path, &auth).await;
-            assert_eq!(status, 200, "{body}");
-            let answer: Value = serde_json::from_str(&body).unwrap();
-            answer["items"].as_array().unwrap().len()
-        }
-    };
+    let preferences = |user| served_preferences(addr, &api_key, user);
     assert_eq!(preferences("u-cli").await, 1);
 
     // A second service on the same store is refused, naming the reason.
@@ -355,6 +368,59 @@ async fn an_erasure_by_the_command_reaches_the_running_service() {
     assert_eq!(preferences("u-kept").await, 1);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_service_leaves_a_snapshot_that_the_erase_command_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, api_key) = {
+        let store = ingest::Store::open(dir.path()).unwrap();
+        let added = store.add_tenant(CLIENT_KEY, &[]).unwrap();
+        store.close();
+        added
+    };
+    let preferences = |addr, user| served_preferences(addr, &api_key, user);
+    let (addr, stop, server) = crate::serve::serving(dir.path()).await;
+    let body = json!({ "events": [event("snap-1", "u-gone"), event("snap-2", "u-kept")] });
+    let (status, answer) = crate::serve::http_post(addr, &body.to_string()).await;
+    assert!(status.contains(" 200 "), "{status}: {answer}");
+    assert_eq!(preferences(addr, "u-gone").await, 1);
+    crate::serve::stop_and_wait(stop, server).await;
+
+    let snapshots = dir.path().join(ingest::store::SNAPSHOT_DIR);
+    let snapshot = snapshots.join(format!("tenant-{}.snapshot", tenant.id));
+    assert!(
+        snapshot.exists(),
+        "the service wrote a snapshot as it stopped"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&snapshots), 0o700);
+        assert_eq!(mode(&snapshot), 0o600);
+    }
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(["erase", "--data-dir"])
+        .arg(dir.path())
+        .args(["--client-key", CLIENT_KEY, "--client-ref", "u-gone"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !snapshot.exists(),
+        "the snapshot held the erased user: the command deleted it"
+    );
+
+    let (addr, stop, server) = crate::serve::serving(dir.path()).await;
+    assert_eq!(preferences(addr, "u-gone").await, 0);
+    assert_eq!(preferences(addr, "u-kept").await, 1);
+    crate::serve::stop_and_wait(stop, server).await;
 }
 
 #[tokio::test]

@@ -108,10 +108,15 @@ pub(crate) fn count_rows(data_dir: &Path, table: &str) -> i64 {
         .unwrap()
 }
 
-/// Fails naming the file and the text when any file in `data_dir` holds one of `needles`.
+/// Fails naming the file and the text when any file in `data_dir`, or in a folder within
+/// it (the engines' snapshots), holds one of `needles`.
 pub(crate) fn assert_no_file_holds(data_dir: &Path, needles: &[&str]) {
     for entry in std::fs::read_dir(data_dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_no_file_holds(&path, needles);
+            continue;
+        }
         let bytes = std::fs::read(&path).unwrap();
         for needle in needles {
             assert!(

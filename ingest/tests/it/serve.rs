@@ -28,7 +28,7 @@ pub(crate) async fn serving(
 }
 
 /// Stops a server started with `ingest::serve` and waits for it to return, without error.
-async fn stop_and_wait(
+pub(crate) async fn stop_and_wait(
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {

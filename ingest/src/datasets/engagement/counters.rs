@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use schema::Timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::super::FastMap;
 use super::super::params::DAY_MS;
 
 /// Counts one impression adds (or a cell holds).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Tally {
     pub impressions: i64,
     pub implied: i64,
@@ -78,7 +79,7 @@ pub(super) struct ListShare {
 type GroupKey = (Option<Arc<str>>, Option<Arc<str>>);
 type ItemKey = (Option<Arc<str>>, Option<Arc<str>>, Option<Arc<str>>);
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Coarse {
     tally: Tally,
     lists: i64,
@@ -102,7 +103,7 @@ impl Coarse {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct Counters {
     /// Day → (recommender, surface) → counts.
     coarse: BTreeMap<i64, FastMap<GroupKey, Coarse>>,

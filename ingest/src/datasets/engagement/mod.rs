@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use schema::Timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use counters::{Contribution, Counters, ListShare, Place, Tally};
@@ -23,7 +24,7 @@ use super::params::{DAY_MS, Params};
 use super::{FastMap, FastSet, Input};
 
 /// The fields of the event that created an impression (its earliest view or click).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Origin {
     ts: i64,
     event_id: String,
@@ -35,7 +36,7 @@ struct Origin {
     position: Option<u32>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Impression {
     origin: Option<Origin>,
     first_view: Option<i64>,
@@ -49,7 +50,7 @@ struct Impression {
     emitted: Option<Labels>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Labels {
     clicked: bool,
     converted: bool,
@@ -149,14 +150,14 @@ impl Impression {
 }
 
 /// A conversion without an impression id, waiting for (or attributed to) a click.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Loose {
     ts: i64,
     items: Vec<String>,
     attributed: Option<Arc<str>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Engagement {
     impressions: FastMap<Arc<str>, Impression>,
     /// Impressions by the UTC day of their first sight.
@@ -198,6 +199,27 @@ fn interned(s: &Option<String>) -> Option<Arc<str>> {
 }
 
 impl Engagement {
+    /// After a snapshot is read: the indexes take the impressions' own ids again, in place
+    /// of the copies the snapshot read (one allocation an id rather than five).
+    pub(crate) fn share_ids(&mut self) {
+        let ids: FastSet<Arc<str>> = self.impressions.keys().cloned().collect();
+        let share = |set: &mut FastSet<Arc<str>>| {
+            *set = set
+                .drain()
+                .map(|id| ids.get(&id).cloned().unwrap_or(id))
+                .collect();
+        };
+        self.by_day.values_mut().for_each(share);
+        self.by_user.values_mut().for_each(share);
+        self.lists.values_mut().for_each(share);
+        share(&mut self.pending);
+        for loose in self.loose.values_mut().flatten() {
+            if let Some(id) = loose.attributed.take() {
+                loose.attributed = Some(ids.get(&id).cloned().unwrap_or(id));
+            }
+        }
+    }
+
     /// A list's share of the counters, from its members (all but `exclude`): the place of
     /// its earliest member, clicked when any member was.
     fn list_share(&self, list: &str, exclude: Option<&str>, params: &Params) -> Option<ListShare> {
