@@ -493,13 +493,195 @@ Events over {} hours of event time from the same keys whatever their number ({US
     report
 }
 
+/// Log lengths of the restart measurement, and the events committed after the snapshot.
+const RESTART_RUNS: [u64; 2] = [1_000_000, 10_000_000];
+const RESTART_TAIL: u64 = 10_000;
+
+/// The memory runs' `i`-th event of `n` as the log stores it (anonymised JSON), its time
+/// within [`MEMORY_SPAN`] before `end`.
+fn stored(i: u64, n: u64, end: i64, rng: &mut Rng) -> ingest::store::StoredEvent {
+    let mut input = synthetic(i % EVENTS, rng);
+    input.ts = end - MEMORY_SPAN + (i as i64 * MEMORY_SPAN) / n as i64;
+    let mut meta = serde_json::Map::new();
+    if input.impression_id.is_some() {
+        meta.insert(
+            "impression_id".into(),
+            json!(format!("imp-{}", i % IMPRESSIONS)),
+        );
+        meta.insert(
+            "request_id".into(),
+            json!(format!("r-{}", (i % IMPRESSIONS) / 5)),
+        );
+    }
+    for (k, v) in [
+        ("recommender", &input.recommender),
+        ("content_id", &input.content_id),
+        ("query", &input.query),
+    ] {
+        if let Some(v) = v {
+            meta.insert(k.into(), json!(v));
+        }
+    }
+    let event_id = format!("e{i}");
+    let payload = json!({
+        "event_id": event_id, "event_time": schema::Timestamp(input.ts).to_string(),
+        "event_type": input.event_type, "action": input.action, "event_meta": meta,
+        "related_entities": input.entities.iter().map(|e| json!({"type": e.kind, "id": e.id})).collect::<Vec<_>>(),
+        "channel_meta": { "session_id": input.session_id, "user_id": input.user_id },
+    });
+    ingest::store::StoredEvent {
+        event_id,
+        event_time: input.ts,
+        user_id: Some(input.user_id),
+        payload: payload.to_string(),
+    }
+}
+
+/// Commits events `from..to` of `n` straight to the log of the store in `dir`.
+async fn fill_log(dir: &std::path::Path, from: u64, to: u64, n: u64, end: i64) {
+    let store = ingest::Store::open(dir).unwrap();
+    let tenant = store.tenant(CLIENT_KEY).unwrap().unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ from);
+    let mut i = from;
+    while i < to {
+        let events: Vec<_> = (i..to.min(i + 10_000))
+            .map(|i| stored(i, n, end, &mut rng))
+            .collect();
+        i += events.len() as u64;
+        let write = ingest::store::Write {
+            tenant_id: tenant.id,
+            received_at: end,
+            events,
+            failed: Vec::new(),
+            vault: Vec::new(),
+            inputs: Vec::new(),
+        };
+        store.write(write).await.unwrap();
+    }
+    store.close();
+}
+
+/// Starts the service over `dir` and asks for a user's preferences until it answers: the
+/// time until the tenant's engine is ready. (A request that waits past the request timeout
+/// for an engine still being built is answered 408, and asked again.)
+async fn time_to_ready(dir: &std::path::Path, api_key: &str) -> (support::Service, Duration) {
+    let started = Instant::now();
+    let service = support::Service::serve(dir, api_key.to_owned()).await;
+    let mut stream = TcpStream::connect(service.addr).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let request = format!(
+        "GET /v1/users/user-1/preferences/entities HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {api_key}\r\n\r\n"
+    );
+    loop {
+        let (status, reply) = support::exchange(&mut stream, request.as_bytes(), &mut buf).await;
+        match status {
+            200 => return (service, started.elapsed()),
+            408 => stream = TcpStream::connect(service.addr).await.unwrap(),
+            _ => panic!("{status}: {}", String::from_utf8_lossy(&reply)),
+        }
+    }
+}
+
+/// One restart measurement over a log of `n` events, in a process of its own: the engine
+/// built from the whole log, then from the snapshot written as the service stopped plus a
+/// tail committed after it. Prints one JSON line.
+async fn restart_run(n: u64) {
+    // `RUST_LOG=info` shows how long the snapshot and the log each took.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join(ingest::store::SNAPSHOT_DIR);
+    // A first start makes the master secret and the tenant.
+    let service = support::Service::start(dir.path(), CLIENT_KEY).await;
+    let api_key = service.api_key.clone();
+    service.stop().await;
+    let end = wall_ms();
+    fill_log(dir.path(), 0, n, n, end).await;
+    let _ = std::fs::remove_dir_all(&snapshots);
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let log_mib =
+        std::fs::metadata(dir.path().join(ingest::store::DB_FILE)).map_or(0.0, |m| mib(m.len()));
+
+    let (service, whole_log) = time_to_ready(dir.path(), &api_key).await;
+    let stopping = Instant::now();
+    service.stop().await;
+    let stop = stopping.elapsed();
+    let snapshot_mib: f64 = std::fs::read_dir(&snapshots)
+        .map(|files| {
+            files
+                .filter_map(|f| f.ok()?.metadata().ok())
+                .map(|m| mib(m.len()))
+                .sum()
+        })
+        .unwrap_or(0.0);
+    fill_log(dir.path(), n, n + RESTART_TAIL, n, end).await;
+    let (service, from_snapshot) = time_to_ready(dir.path(), &api_key).await;
+    service.stop().await;
+    println!(
+        "{}",
+        json!({
+            "log_mib": log_mib, "whole_log_s": whole_log.as_secs_f64(), "stop_s": stop.as_secs_f64(),
+            "snapshot_mib": snapshot_mib, "from_snapshot_s": from_snapshot.as_secs_f64(),
+        })
+    );
+}
+
+/// The restart runs, each in a child process.
+fn restart_report() -> String {
+    let mut report = format!(
+        "## Restart: the engine from the whole log, and from a snapshot
+
+The memory runs' events (bounded keys, {} hours of event time up to now) committed straight to a store's log; `ingest serve` started over it, timed until its first preferences answer (the tenant's engine ready). Then the service stopped (writing its snapshot), {RESTART_TAIL} more events were committed, and the service started again: the snapshot loaded, and the log after it read. Each run in a process of its own. Goal: ready within 2 s after a snapshot, whatever the log's length.
+
+| events in the log | log size | ready, whole log | stop (snapshot written) | snapshot size | ready, snapshot + {RESTART_TAIL}-event tail |
+|---:|---:|---:|---:|---:|---:|
+",
+        MEMORY_SPAN / 3_600_000
+    );
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    for n in RESTART_RUNS {
+        let out = std::process::Command::new(&exe)
+            .env("DATASETS_BENCH_RESTART", n.to_string())
+            .output()
+            .expect("the restart run starts");
+        let line = String::from_utf8_lossy(&out.stdout);
+        let run: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            panic!(
+                "restart run {n}: {e}: {line}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let f = |k: &str| run[k].as_f64().unwrap_or(0.0);
+        let _ = writeln!(
+            report,
+            "| {n} | {:.0} MiB | {:.2} s | {:.2} s | {:.0} MiB | {:.2} s |",
+            f("log_mib"),
+            f("whole_log_s"),
+            f("stop_s"),
+            f("snapshot_mib"),
+            f("from_snapshot_s"),
+        );
+    }
+    report
+}
+
 fn main() {
     if let Ok(run) = std::env::var("DATASETS_BENCH_MEMORY") {
         let (n, with_ids) = run.split_once(',').expect("events,with_ids");
         memory_run(n.parse().expect("events"), with_ids == "true");
         return;
     }
+    if let Ok(n) = std::env::var("DATASETS_BENCH_RESTART") {
+        let n = n.parse().expect("events");
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(restart_run(n));
+        return;
+    }
     let memory = memory_report();
+    let restart = restart_report();
     let r = replay();
     let peak_after_replay = support::peak_rss_mib();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -556,6 +738,8 @@ fn main() {
     }
     report.push('\n');
     report.push_str(&memory);
+    report.push('\n');
+    report.push_str(&restart);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("datasets.md"), &report).unwrap();

@@ -194,6 +194,7 @@ impl Datasets {
             }
             None => None,
         };
+        let restored = started.elapsed();
         let now = now_ms();
         let mut read = 0;
         let rebuilt = store.for_each_event_after(tenant_id, after.unwrap_or(0), |payload| {
@@ -222,6 +223,7 @@ impl Datasets {
                     tenant_id,
                     events,
                     snapshot_through = after,
+                    snapshot_ms = restored.as_millis() as u64,
                     ms = started.elapsed().as_millis() as u64,
                     "datasets engine ready"
                 );
@@ -320,7 +322,7 @@ impl Datasets {
     }
 
     /// Feeds newly stored events, the last at log position `through`, to the tenant's
-    /// engine, unless the log it was rebuilt from held them already. Blocks.
+    /// engine, unless it holds them already (from the log or its snapshot). Blocks.
     fn apply(
         &self,
         store: &Store,
@@ -331,15 +333,14 @@ impl Datasets {
         let engine = self.engine(store, tenant_id)?;
         let now = now_ms();
         let mut engine = lock(&engine);
-        let mut held = lock(&self.through);
-        let held = held.entry(tenant_id).or_default();
-        if through <= *held {
+        let held = lock(&self.through).get(&tenant_id).copied();
+        if held.is_some_and(|held| through <= held) {
             return Ok(());
         }
         for input in inputs {
             engine.ingest(input, now);
         }
-        *held = through;
+        lock(&self.through).insert(tenant_id, through);
         Ok(())
     }
 

@@ -65,6 +65,11 @@ impl Service {
             .unwrap()
             .add_tenant(client_key, &[])
             .unwrap();
+        Service::serve(dir, api_key).await
+    }
+
+    /// `ingest serve` again over a store [`Service::start`] made.
+    pub(crate) async fn serve(dir: &Path, api_key: String) -> Service {
         let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.to_owned());
         // The load comes from one address, far faster than any tenant's limits allow.
         config.rate_limit = 1e9;

@@ -426,16 +426,16 @@ impl Engine {
             self.counters.future_rejected += 1;
             return Outcome::Future;
         }
-        let id = self.key(&input.event_id);
+        let key = self.key(&input.event_id);
         if let Some(seen) = &mut self.seen {
-            if !seen.ids.insert(id) {
+            if !seen.ids.insert(key) {
                 self.counters.duplicates += 1;
                 return Outcome::Duplicate;
             }
             seen.by_day
                 .entry(input.ts.div_euclid(DAY_MS))
                 .or_default()
-                .push(id);
+                .push(key);
         }
         self.counters.applied += 1;
         let behind = self.watermark.map_or(0, |w| w - input.ts);
@@ -493,6 +493,9 @@ impl Engine {
         // event's, whatever the arrival order, so a later event replaces an earlier one. The
         // slots live with their key, so a key evicted by its cap takes its slots along.
         let slot = self.key((bucket, user, &input.event_type, &input.action));
+        // Ties within a millisecond go by a hash of the id that every engine computes
+        // alike, so that engines fed the same events agree whatever their seeds.
+        let id = foldhash::fast::FixedState::with_seed(0).hash_one(&input.event_id);
         let contribution = |weight: f64, shares: usize| trending::Contribution {
             slot,
             t: input.ts,

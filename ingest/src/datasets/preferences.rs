@@ -24,6 +24,7 @@ struct Pref {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Preferences {
+    #[serde(deserialize_with = "super::snapshot::sized_map")]
     users: FastMap<u64, FastMap<EntityKey, Pref>>,
 }
 

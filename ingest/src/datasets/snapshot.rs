@@ -6,10 +6,14 @@
 //! used (damaged, of another format, made with other parameters, or by a build whose hash
 //! function differs) is refused with the reason, and the engine is rebuilt from the log.
 
-use serde::{Deserialize, Serialize};
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Engine, Params};
+use super::{Engine, FastMap, Params};
 
 const MAGIC: &[u8; 8] = b"PFCSNAP1";
 const FORMAT: u32 = 1;
@@ -54,6 +58,42 @@ fn with_checksum(mut out: Vec<u8>) -> Vec<u8> {
 
 fn fingerprint(params: &Params) -> [u8; 32] {
     Sha256::digest(format!("{params:?}")).into()
+}
+
+/// Entries a map read from a snapshot is made room for at once, at most.
+const MAX_PREALLOCATED: usize = 1 << 26;
+
+/// Reads a hash map at the size its snapshot gives, in one allocation: serde's own reading
+/// grows a map step by step (it trusts a size only up to a megabyte), rehashing each of the
+/// engine's largest maps, millions of entries, many times over.
+pub(super) fn sized_map<'de, D, K, V>(d: D) -> Result<FastMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de> + Eq + Hash,
+    V: Deserialize<'de>,
+{
+    struct Entries<K, V>(PhantomData<(K, V)>);
+    impl<'de, K, V> Visitor<'de> for Entries<K, V>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+    {
+        type Value = FastMap<K, V>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Self::Value, A::Error> {
+            let size = entries.size_hint().unwrap_or(0).min(MAX_PREALLOCATED);
+            let mut map = FastMap::with_capacity_and_hasher(size, Default::default());
+            while let Some((k, v)) = entries.next_entry()? {
+                map.insert(k, v);
+            }
+            Ok(map)
+        }
+    }
+    d.deserialize_map(Entries(PhantomData))
 }
 
 impl Engine {

@@ -40,12 +40,14 @@ struct Trend {
     fast: Decayed,
     slow: Decayed,
     /// Contributing user → time of their newest contribution.
+    #[serde(deserialize_with = "super::snapshot::sized_map")]
     users: FastMap<u64, i64>,
     /// Space-Saving: the most this key's sums may lack, from keys evicted to make room.
     error: f64,
     /// The consensus dedup slots of this key: hash of (bucket, user, event_type, action) →
     /// the [`Holder`] of the slot. Sixteen bytes a slot: there is one per user, key, action
     /// and hour of the lateness window, the largest of the engine's state.
+    #[serde(deserialize_with = "super::snapshot::sized_map")]
     slots: FastMap<u64, u64>,
 }
 
@@ -85,7 +87,7 @@ pub(crate) struct Contribution {
     /// Hash of (bucket, user, event_type, action).
     pub slot: u64,
     pub t: i64,
-    /// The event id's hash.
+    /// The event id's hash, the same in every engine (it breaks ties between events).
     pub id: u64,
     /// The action's weight, split among `shares` entities (the same for every event of a
     /// slot, so a holder keeps only its `shares`).
@@ -97,6 +99,7 @@ pub(crate) struct Contribution {
 /// One consensus dataset: keys (entity ids of one type, content ids, or queries) and sums.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Trends {
+    #[serde(deserialize_with = "super::snapshot::sized_map")]
     keys: FastMap<String, Trend>,
 }
 

@@ -757,11 +757,15 @@ impl Store {
         mut f: impl FnMut(&str),
     ) -> Result<(usize, i64), StoreError> {
         let conn = connect(&self.path)?;
-        // The tail is found by position (the rowid), then put in event-time order.
-        let mut stmt = conn.prepare(
-            "SELECT payload, seq FROM events WHERE seq > ?2 AND tenant_id = ?1
-             ORDER BY event_time, seq",
-        )?;
+        // The whole log through the tenant's index; a tail by position (the rowid: `+` keeps
+        // SQLite from the index, which would read every event of the tenant to find it).
+        let mut stmt = conn.prepare(if after > 0 {
+            "SELECT payload, seq FROM events WHERE seq > ?2 AND +tenant_id = ?1
+             ORDER BY event_time, seq"
+        } else {
+            "SELECT payload, seq FROM events WHERE tenant_id = ?1 AND seq > ?2
+             ORDER BY event_time, seq"
+        })?;
         let mut rows = stmt.query([tenant_id, after])?;
         let (mut n, mut through) = (0, after);
         while let Some(row) = rows.next()? {

@@ -93,6 +93,31 @@ fn late_events_are_dropped_per_dataset_and_future_ones_refused() {
     assert_eq!(engine.counters.unknown_actions, 1);
 }
 
+#[test]
+fn engines_agree_on_which_of_two_events_of_one_millisecond_holds_a_slot() {
+    // Two views by one user in one millisecond share a dedup slot of ticker A; one splits its
+    // weight with B. Whichever holds the slot, every engine (each with its own hash seed, as
+    // each replica has) must pick the same.
+    let events = [
+        input("tie-1", NOW_MS, "u1", "instrument.viewed").with_entity("ticker", "A"),
+        input("tie-2", NOW_MS, "u1", "instrument.viewed")
+            .with_entity("ticker", "A")
+            .with_entity("ticker", "B"),
+    ];
+    let score = || {
+        let mut engine = Engine::new(Params::default());
+        for e in &events {
+            engine.ingest(e, NOW_MS);
+        }
+        let body = engine_answer(engine, "/v1/trending/entities?mode=popular");
+        body["items"][0]["popular_score"].clone()
+    };
+    let first = score();
+    for _ in 0..20 {
+        assert_eq!(score(), first);
+    }
+}
+
 // ---- §5.7.4: property tests ----
 
 /// The fixture's events as the engine sees them, pseudonymised under a fixed key.
