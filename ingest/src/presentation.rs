@@ -162,7 +162,7 @@ impl Datasets {
     }
 
     /// The tenant's engine; on first use loaded from its snapshot, then fed the log after
-    /// it, in event-time order, or without a usable snapshot built from the whole log. Blocks.
+    /// it, in log order, or without a usable snapshot built from the whole log. Blocks.
     /// The engine keeps no event ids (the log has each event once): changes the log already
     /// gave it are told apart by their log position (see [`Datasets::apply`]).
     pub(crate) fn engine(
@@ -591,12 +591,21 @@ mod tests {
     }
 
     fn batch_for(client_key: &str, ids: &[&str]) -> Request<Body> {
-        let events: Vec<serde_json::Value> = ids
+        let at: Vec<_> = ids
             .iter()
-            .map(|id| {
+            .map(|id| (*id, "2026-11-28T14:00:00.000Z"))
+            .collect();
+        batch_at(client_key, &at)
+    }
+
+    /// A batch of `u1`'s views of AAPL: (event id, `created_at`) each.
+    fn batch_at(client_key: &str, events: &[(&str, &str)]) -> Request<Body> {
+        let events: Vec<serde_json::Value> = events
+            .iter()
+            .map(|(id, created_at)| {
                 serde_json::json!({
                     "client_key": client_key, "event_id": id,
-                    "created_at": "2026-11-28T14:00:00.000Z",
+                    "created_at": created_at,
                     "event_type": "instrument", "action": "viewed",
                     "related_entities": [{"type": "ticker", "id": "AAPL"}],
                     "channel_meta": {"session_id": "s1", "client_ref": "u1"}
@@ -724,95 +733,121 @@ mod tests {
             .sum()
     }
 
-    /// The same store and keys with datasets of their own, as after a restart.
-    fn restarted(state: &AppState) -> (AppState, axum::Router) {
-        let datasets = Arc::new(super::Datasets::new(Default::default(), false));
-        datasets.follow(&state.store);
-        let state = AppState {
-            datasets,
-            ..state.clone()
-        };
-        (state.clone(), crate::app(state))
+    /// A store with one tenant (`pk_feed`) and the service over it.
+    struct Served {
+        dir: tempfile::TempDir,
+        store: Arc<Store>,
+        tenant_id: i64,
+        api_key: String,
+        state: AppState,
+        app: axum::Router,
     }
 
-    fn delete_log_events(dir: &std::path::Path, event_ids: &[&str]) {
-        let conn = rusqlite::Connection::open(dir.join(crate::store::DB_FILE)).unwrap();
-        for id in event_ids {
-            conn.execute("DELETE FROM events WHERE event_id = ?1", [id])
-                .unwrap();
+    impl Served {
+        fn new() -> Served {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(Store::open(dir.path()).unwrap());
+            let (tenant, api_key) = store.add_tenant("pk_feed", &[]).unwrap();
+            let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
+            let app = crate::app(state.clone());
+            Served {
+                dir,
+                store,
+                tenant_id: tenant.id,
+                api_key,
+                state,
+                app,
+            }
+        }
+
+        /// Posts a batch of `u1`'s events with these ids, through `app`.
+        async fn post(&self, app: &axum::Router, ids: &[&str]) {
+            let answer = app.clone().oneshot(batch(ids)).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+
+        /// The tenant's preference events of `client_ref`, as `app` answers.
+        async fn preference_events(&self, app: &axum::Router, client_ref: &str) -> u64 {
+            preference_events(app, &self.api_key, client_ref).await
+        }
+
+        /// Writes the snapshot of `state`'s engine; says whether it did.
+        async fn save(&self, state: &AppState) -> bool {
+            let (datasets, store) = (state.datasets.clone(), self.store.clone());
+            let tenant_id = self.tenant_id;
+            tokio::task::spawn_blocking(move || datasets.save_snapshot(&store, tenant_id))
+                .await
+                .unwrap()
+        }
+
+        /// The same store and keys with datasets of their own, as after a restart.
+        fn restarted(&self) -> (AppState, axum::Router) {
+            let datasets = Arc::new(super::Datasets::new(Default::default(), false));
+            datasets.follow(&self.store);
+            let state = AppState {
+                datasets,
+                ..self.state.clone()
+            };
+            (state.clone(), crate::app(state))
+        }
+
+        /// Deletes events from the log behind the service's back.
+        fn delete_log_events(&self, event_ids: &[&str]) {
+            let db = self.dir.path().join(crate::store::DB_FILE);
+            let conn = rusqlite::Connection::open(db).unwrap();
+            for id in event_ids {
+                conn.execute("DELETE FROM events WHERE event_id = ?1", [id])
+                    .unwrap();
+            }
         }
     }
 
     #[tokio::test]
     async fn a_restart_loads_the_snapshot_and_reads_only_the_log_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let (tenant, api_key) = store.add_tenant("pk_feed", &[]).unwrap();
-        let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
-        let app = crate::app(state.clone());
-        let ok = |r: axum::response::Response| assert_eq!(r.status(), StatusCode::OK);
-        ok(app.clone().oneshot(batch(&["a", "b"])).await.unwrap());
-        assert_eq!(preference_events(&app, &api_key, "u1").await, 2);
-        let save = |state: &AppState| {
-            let (datasets, store) = (state.datasets.clone(), store.clone());
-            tokio::task::spawn_blocking(move || datasets.save_snapshot(&store, tenant.id))
-        };
-        assert!(save(&state).await.unwrap(), "a snapshot is written");
+        let s = Served::new();
+        s.post(&s.app, &["a", "b"]).await;
+        assert_eq!(s.preference_events(&s.app, "u1").await, 2);
+        assert!(s.save(&s.state).await, "a snapshot is written");
         assert!(
-            !save(&state).await.unwrap(),
+            !s.save(&s.state).await,
             "nothing new: no snapshot is written again"
         );
-        ok(app.clone().oneshot(batch(&["c"])).await.unwrap());
+        s.post(&s.app, &["c"]).await;
 
         // Events the snapshot covers are taken from it, not from the log: with "a" and "b"
         // gone from the log, a restart still counts them, and "c" from the log after it.
-        delete_log_events(dir.path(), &["a", "b"]);
-        let (again, app) = restarted(&state);
-        assert_eq!(preference_events(&app, &api_key, "u1").await, 3);
+        s.delete_log_events(&["a", "b"]);
+        let (again, app) = s.restarted();
+        assert_eq!(s.preference_events(&app, "u1").await, 3);
 
         // An engine loaded from a snapshot takes events and snapshots like any other.
-        ok(app.clone().oneshot(batch(&["d"])).await.unwrap());
-        assert_eq!(preference_events(&app, &api_key, "u1").await, 4);
-        assert!(save(&again).await.unwrap());
-        delete_log_events(dir.path(), &["c", "d"]);
-        let (_, app) = restarted(&state);
-        assert_eq!(preference_events(&app, &api_key, "u1").await, 4);
+        s.post(&app, &["d"]).await;
+        assert_eq!(s.preference_events(&app, "u1").await, 4);
+        assert!(s.save(&again).await);
+        s.delete_log_events(&["c", "d"]);
+        let (_, app) = s.restarted();
+        assert_eq!(s.preference_events(&app, "u1").await, 4);
     }
 
     #[tokio::test]
     async fn a_snapshot_that_cannot_be_used_leaves_the_engine_to_the_whole_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let (tenant, api_key) = store.add_tenant("pk_feed", &[]).unwrap();
-        let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
-        let app = crate::app(state.clone());
-        assert_eq!(
-            app.clone()
-                .oneshot(batch(&["a", "b"]))
-                .await
-                .unwrap()
-                .status(),
-            StatusCode::OK
-        );
-        assert_eq!(preference_events(&app, &api_key, "u1").await, 2);
-        let (datasets, s) = (state.datasets.clone(), store.clone());
-        assert!(
-            tokio::task::spawn_blocking(move || datasets.save_snapshot(&s, tenant.id))
-                .await
-                .unwrap()
-        );
-        let path = dir
+        let s = Served::new();
+        s.post(&s.app, &["a", "b"]).await;
+        assert_eq!(s.preference_events(&s.app, "u1").await, 2);
+        assert!(s.save(&s.state).await);
+        let path = s
+            .dir
             .path()
             .join(crate::store::SNAPSHOT_DIR)
-            .join(format!("tenant-{}.snapshot", tenant.id));
+            .join(format!("tenant-{}.snapshot", s.tenant_id));
         let mut bytes = std::fs::read(&path).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
-        delete_log_events(dir.path(), &["a"]);
-        let (_, app) = restarted(&state);
+        s.delete_log_events(&["a"]);
+        let (_, app) = s.restarted();
         assert_eq!(
-            preference_events(&app, &api_key, "u1").await,
+            s.preference_events(&app, "u1").await,
             1,
             "the damaged snapshot is not read: the log alone counts"
         );
@@ -820,46 +855,67 @@ mod tests {
 
     #[tokio::test]
     async fn an_erasure_deletes_the_snapshot_before_it_answers_and_refuses_older_states() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let (tenant, api_key) = store.add_tenant("pk_feed", &[]).unwrap();
-        let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
-        let app = crate::app(state.clone());
-        assert_eq!(
-            app.clone().oneshot(batch(&["a"])).await.unwrap().status(),
-            StatusCode::OK
-        );
-        assert_eq!(preference_events(&app, &api_key, "u1").await, 1);
-        let save = || {
-            let (datasets, store) = (state.datasets.clone(), store.clone());
-            tokio::task::spawn_blocking(move || datasets.save_snapshot(&store, tenant.id))
-        };
-        assert!(save().await.unwrap());
-        assert!(store.snapshot(tenant.id).unwrap().is_some());
+        let s = Served::new();
+        s.post(&s.app, &["a"]).await;
+        assert_eq!(s.preference_events(&s.app, "u1").await, 1);
+        assert!(s.save(&s.state).await);
+        assert!(s.store.snapshot(s.tenant_id).unwrap().is_some());
 
-        let before = store.position();
+        let before = s.store.position();
         let erase = Request::delete("/v1/users")
-            .header("authorization", format!("Bearer {api_key}"))
+            .header("authorization", format!("Bearer {}", s.api_key))
             .header("client-ref", "u1")
             .body(Body::empty())
             .unwrap();
-        assert_eq!(
-            app.clone().oneshot(erase).await.unwrap().status(),
-            StatusCode::OK
-        );
+        let answer = s.app.clone().oneshot(erase).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
         assert!(
-            store.snapshot(tenant.id).unwrap().is_none(),
+            s.store.snapshot(s.tenant_id).unwrap().is_none(),
             "the snapshot held the user: it is gone once the erasure is answered"
         );
         // A state taken before the erasure reached the engines is refused.
-        assert!(!store.save_snapshot(tenant.id, before, b"older").unwrap());
-        assert!(store.snapshot(tenant.id).unwrap().is_none());
+        assert!(
+            !s.store
+                .save_snapshot(s.tenant_id, before, b"older")
+                .unwrap()
+        );
+        assert!(s.store.snapshot(s.tenant_id).unwrap().is_none());
 
         // The next one is taken without the user, and a restart loads it.
-        state.datasets.caught_up(&store).await;
-        assert!(save().await.unwrap());
-        let (_, app) = restarted(&state);
-        assert_eq!(preference_events(&app, &api_key, "u1").await, 0);
+        s.state.datasets.caught_up(&s.store).await;
+        assert!(s.save(&s.state).await);
+        let (_, app) = s.restarted();
+        assert_eq!(s.preference_events(&app, "u1").await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_engine_rebuilt_from_the_log_drops_the_late_events_the_live_one_dropped() {
+        let s = Served::new();
+        let late = |state: &AppState| {
+            let tenant_id = s.tenant_id;
+            let counted = move |e: &mut Engine| e.counters.late_dropped_consensus;
+            let (datasets, store) = (state.datasets.clone(), s.store.clone());
+            async move {
+                datasets
+                    .with_engine(&store, tenant_id, counted)
+                    .await
+                    .unwrap()
+            }
+        };
+        // The second came 30 hours behind the first: too late for the consensus lists.
+        for event in [
+            ("now", "2026-11-28T14:00:00.000Z"),
+            ("late", "2026-11-27T08:00:00.000Z"),
+        ] {
+            let answer = s.app.clone().oneshot(batch_at("pk_feed", &[event])).await;
+            assert_eq!(answer.unwrap().status(), StatusCode::OK);
+        }
+        s.state.datasets.caught_up(&s.store).await;
+        assert_eq!(late(&s.state).await, 1);
+        // Rebuilt in the order the log took them, not in event-time order (which would let
+        // the late one in): the answers do not change with a restart.
+        let (again, _) = s.restarted();
+        assert_eq!(late(&again).await, 1);
     }
 
     #[tokio::test]

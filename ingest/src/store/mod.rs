@@ -162,7 +162,7 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     tenant_id INTEGER NOT NULL REFERENCES tenants(id),
     event_id TEXT NOT NULL,
-    -- What queries read: the datasets rebuild in event-time order, erasure by pseudonym.
+    -- What the log is read by: event time (for people querying the log), pseudonym (erasure).
     -- Everything else is in the payload.
     event_time INTEGER NOT NULL,
     user_id TEXT,
@@ -735,11 +735,12 @@ impl Store {
             .collect())
     }
 
-    /// Calls `f` with every stored event payload of the tenant, in event-time order (the
-    /// datasets engine is rebuilt from the log this way); returns how many there were and the
-    /// log position of the newest (0 with none): a change published with a later one was not
-    /// read. One statement on a connection of its own: it reads one snapshot (a commit's
-    /// events all or none), and a long read blocks no other reader.
+    /// Calls `f` with every stored event payload of the tenant, in log order: the order the
+    /// datasets took them as they were committed, so an engine rebuilt from the log drops the
+    /// same late events the live one did. Returns how many there were and the log position
+    /// of the newest (0 with none): a change published with a later one was not read. One
+    /// statement on a connection of its own: it reads one snapshot (a commit's events all or
+    /// none), and a long read blocks no other reader.
     pub fn for_each_event(
         &self,
         tenant_id: i64,
@@ -757,15 +758,13 @@ impl Store {
         mut f: impl FnMut(&str),
     ) -> Result<(usize, i64), StoreError> {
         let conn = connect(&self.path)?;
-        // The whole log through the tenant's index; a tail by position (the rowid: `+` keeps
-        // SQLite from the index, which would read every event of the tenant to find it).
-        let mut stmt = conn.prepare(if after > 0 {
-            "SELECT payload, seq FROM events WHERE seq > ?2 AND +tenant_id = ?1
-             ORDER BY event_time, seq"
-        } else {
-            "SELECT payload, seq FROM events WHERE tenant_id = ?1 AND seq > ?2
-             ORDER BY event_time, seq"
-        })?;
+        // By position (the rowid), in order, with nothing to sort: `+` keeps SQLite from the
+        // (tenant, event id) index, whose order would have to be sorted again. The rows of
+        // other tenants are read and passed over: a log read whole is rare, since the engines'
+        // snapshots leave only a tail to read.
+        let mut stmt = conn.prepare(
+            "SELECT payload, seq FROM events WHERE seq > ?2 AND +tenant_id = ?1 ORDER BY seq",
+        )?;
         let mut rows = stmt.query([tenant_id, after])?;
         let (mut n, mut through) = (0, after);
         while let Some(row) = rows.next()? {
