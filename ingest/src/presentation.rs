@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::datasets::{Counters, Document, Engine, Input, Params};
 use crate::lock;
-use crate::store::{Change, FeedbackRecord, Presentation, Store, StoreError, now_ms};
+use crate::store::{Change, FeedbackRecord, Payload, Presentation, Store, StoreError, now_ms};
 
 /// Events between two prunes of an engine being rebuilt, so that its memory follows what the
 /// datasets keep rather than the length of the log.
@@ -198,11 +198,8 @@ impl Datasets {
         let now = now_ms();
         let mut read = 0;
         let rebuilt = store.for_each_event_after(tenant_id, after.unwrap_or(0), |payload| {
-            let input = serde_json::from_str(payload)
-                .ok()
-                .and_then(|v| Input::from_stored(&v));
-            if let Some(input) = input {
-                guard.ingest(&input, now);
+            if let Ok(payload) = Payload::parse(payload) {
+                guard.ingest(&payload.input(), now);
             }
             read += 1;
             if read % PRUNE_EVERY == 0 {

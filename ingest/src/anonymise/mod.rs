@@ -14,8 +14,7 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use schema::{Entity, Event, Timestamp};
-use serde::Serialize;
+use schema::{Event, Timestamp};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -23,7 +22,7 @@ use self::pseudonym::{Kind, Pseudonymiser, pseudonymise};
 use self::user_agent::Agent;
 use crate::datasets::Input;
 use crate::routes::event_time;
-use crate::store::StoredEvent;
+use crate::store::{Context, Payload, PayloadChannel, PayloadEntity, StoredEvent};
 
 /// The log's form of a valid event, and what the datasets engine reads of it; takes the
 /// event by value so its `event_meta` is cleaned in place rather than copied first.
@@ -65,26 +64,34 @@ pub fn anonymise(
         input = input.with_entity(&e.kind, &e.id);
     }
     let payload = Payload {
-        action: &event.action,
+        action: event.action.as_str().into(),
         channel_meta: PayloadChannel {
-            anonymous_id: anonymous_id.as_deref(),
-            session_id: &session_id,
-            user_id: user_id.as_deref(),
+            anonymous_id: anonymous_id.as_deref().map(Cow::Borrowed),
+            session_id: session_id.as_str().into(),
+            user_id: user_id.as_deref().map(Cow::Borrowed),
         },
-        context: agent,
+        context: Context {
+            browser: agent.browser.into(),
+            device: agent.device.into(),
+            os: agent.os.into(),
+        },
         created_at: event.created_at,
-        event_id: &event.event_id,
-        event_meta: &meta,
+        event_id: event.event_id.as_str().into(),
+        event_meta: Cow::Borrowed(&meta),
         event_time: Timestamp(event_time),
-        event_type: &event.event_type,
+        event_type: event.event_type.as_str().into(),
         received_at: Timestamp(received_at),
-        related_entities: &event.related_entities,
+        related_entities: event
+            .related_entities
+            .iter()
+            .map(|e| PayloadEntity {
+                id: e.id.as_str().into(),
+                kind: e.kind.as_str().into(),
+            })
+            .collect(),
         sent_at,
-    };
-    // Sized for a typical event, so the buffer seldom grows while it is written.
-    let mut json = Vec::with_capacity(640);
-    serde_json::to_writer(&mut json, &payload).expect("a payload of strings, numbers and maps");
-    let payload = String::from_utf8(json).expect("serde_json writes UTF-8");
+    }
+    .to_json();
     let stored = StoredEvent {
         event_id: event.event_id,
         event_time,
@@ -92,32 +99,6 @@ pub fn anonymise(
         payload,
     };
     (stored, input)
-}
-
-/// The log's JSON of an event, keys in alphabetical order (the order the log has always had).
-#[derive(Serialize)]
-struct Payload<'a> {
-    action: &'a str,
-    channel_meta: PayloadChannel<'a>,
-    context: Agent,
-    created_at: Timestamp,
-    event_id: &'a str,
-    event_meta: &'a Map<String, Value>,
-    event_time: Timestamp,
-    event_type: &'a str,
-    received_at: Timestamp,
-    related_entities: &'a [Entity],
-    /// When the batch left the device, by its clock (with `created_at`, what `event_time`
-    /// was corrected by).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sent_at: Option<Timestamp>,
-}
-
-#[derive(Serialize)]
-struct PayloadChannel<'a> {
-    anonymous_id: Option<&'a str>,
-    session_id: &'a str,
-    user_id: Option<&'a str>,
 }
 
 /// A rejected event as kept in the failed-events table, de-identified like a valid one:
@@ -290,8 +271,8 @@ mod tests {
             sent_at,
             1_795_874_402_000,
         );
+        assert_eq!(Payload::parse(&stored.payload).unwrap().input(), input);
         let payload: Value = serde_json::from_str(&stored.payload).unwrap();
-        assert_eq!(crate::datasets::Input::from_stored(&payload), Some(input));
         let keys: Vec<&str> = payload
             .as_object()
             .unwrap()

@@ -156,32 +156,6 @@ impl Input {
             .clone()
             .or_else(|| self.entities.first().map(|e| e.id.clone()))
     }
-
-    /// The input of an event as the log stores it (`store`'s payload JSON).
-    pub fn from_stored(payload: &Value) -> Option<Input> {
-        let s = |v: &Value| v.as_str().map(str::to_owned);
-        let cm = payload.get("channel_meta")?;
-        let session_id = s(cm.get("session_id")?)?;
-        let user_id = cm.get("user_id").and_then(s).unwrap_or(session_id.clone());
-        let ts = Timestamp::parse(payload.get("event_time")?.as_str()?)
-            .ok()?
-            .0;
-        let mut input = Input::new(
-            payload.get("event_id")?.as_str()?,
-            ts,
-            &user_id,
-            &session_id,
-            payload.get("event_type")?.as_str()?,
-            payload.get("action")?.as_str()?,
-        );
-        if let Some(Value::Object(meta)) = payload.get("event_meta") {
-            input = input.with_meta(meta);
-        }
-        for e in payload.get("related_entities")?.as_array()? {
-            input = input.with_entity(e.get("type")?.as_str()?, e.get("id")?.as_str()?);
-        }
-        Some(input)
-    }
 }
 
 /// What became of an event.

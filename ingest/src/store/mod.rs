@@ -4,6 +4,7 @@
 //! transaction (group commit, see `writer`); reads use their own connection, which WAL lets
 //! run beside the writer.
 
+mod payload;
 mod snapshots;
 mod writer;
 
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use payload::{Context, Payload, PayloadChannel, PayloadEntity};
 pub use snapshots::SNAPSHOT_DIR;
 use snapshots::Snapshots;
 pub use writer::{
