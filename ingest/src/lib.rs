@@ -17,6 +17,7 @@
 //! `listen` (the accept loop: header deadline, connection cap, graceful shutdown).
 
 pub mod anonymise;
+mod bytes;
 mod config;
 pub mod datasets;
 mod error;

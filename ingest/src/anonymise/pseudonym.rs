@@ -5,6 +5,9 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use crate::bytes::hex;
+pub(crate) use crate::bytes::random;
+
 /// What a pseudonym stands for; part of the HMAC input, so a client_ref and a session id that
 /// happen to be equal do not share a pseudonym.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,26 +87,9 @@ pub fn customer_pseudonym(secret: &[u8], client_ref: &str) -> String {
 /// Shortest customer secret `ingest pseudonymise` accepts.
 pub const MIN_CUSTOMER_SECRET_BYTES: usize = 16;
 
-/// `N` bytes from the operating system's random source.
-pub(crate) fn random<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).expect("the operating system's random source is available");
-    buf
-}
-
 /// A fresh random id: the prefix and 128 bits in hex (served lists and items).
 pub fn random_id(prefix: &str) -> String {
     format!("{prefix}{}", hex(&random::<16>()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
 }
 
 #[cfg(test)]

@@ -6,13 +6,7 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 
-/// A sealed `client_ref`, keyed by its pseudonym.
-#[derive(Debug, Clone)]
-pub struct Sealed {
-    pub user_id: String,
-    pub nonce: [u8; 12],
-    pub ciphertext: Vec<u8>,
-}
+pub use crate::store::Sealed;
 
 pub struct Vault {
     cipher: Aes256Gcm,

@@ -17,8 +17,8 @@ pub use payload::{Context, Payload, PayloadChannel, PayloadEntity};
 pub use snapshots::SNAPSHOT_DIR;
 use snapshots::Snapshots;
 pub use writer::{
-    Change, Committed, Erased, Erasure, FailedEvent, FeedbackRecord, Presentation, StoredEvent,
-    Write, WriteOutcome,
+    Change, Committed, Erased, Erasure, FailedEvent, FeedbackRecord, Presentation, Sealed,
+    StoredEvent, Write, WriteOutcome,
 };
 use writer::{CheckpointPolicy, Op, Outcome};
 
@@ -822,18 +822,14 @@ impl Store {
     }
 
     /// The sealed original of a pseudonym, if the vault holds it.
-    pub fn sealed(
-        &self,
-        tenant_id: i64,
-        user_id: &str,
-    ) -> Result<Option<crate::anonymise::vault::Sealed>, StoreError> {
+    pub fn sealed(&self, tenant_id: i64, user_id: &str) -> Result<Option<Sealed>, StoreError> {
         self.read(|c| {
             c.query_row(
                 "SELECT nonce, ciphertext FROM identity_vault WHERE tenant_id = ?1 AND user_id = ?2",
                 params![tenant_id, user_id],
                 |r| {
                     let nonce: Vec<u8> = r.get(0)?;
-                    Ok(crate::anonymise::vault::Sealed {
+                    Ok(Sealed {
                         user_id: user_id.to_owned(),
                         nonce: nonce.try_into().unwrap_or([0; 12]),
                         ciphertext: r.get(1)?,
@@ -908,15 +904,12 @@ pub(crate) fn now_ms() -> i64 {
 
 /// A secret API key: `sk_` and 24 random bytes in hex. Only its SHA-256 is stored.
 fn new_api_key() -> String {
-    format!(
-        "sk_{}",
-        crate::anonymise::pseudonym::hex(&crate::anonymise::pseudonym::random::<24>())
-    )
+    format!("sk_{}", crate::bytes::hex(&crate::bytes::random::<24>()))
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
-    crate::anonymise::pseudonym::hex(&sha2::Sha256::digest(s.as_bytes()))
+    crate::bytes::hex(&sha2::Sha256::digest(s.as_bytes()))
 }
 
 #[cfg(test)]

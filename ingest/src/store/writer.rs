@@ -33,7 +33,6 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::snapshots::Snapshots;
-use crate::anonymise::vault::Sealed;
 use crate::datasets::Input;
 use crate::lock;
 
@@ -68,6 +67,14 @@ pub struct StoredEvent {
     pub user_id: Option<String>,
     /// The whole anonymised event, JSON.
     pub payload: String,
+}
+
+/// A sealed `client_ref` (see `anonymise::vault`), keyed by its pseudonym.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub user_id: String,
+    pub nonce: [u8; 12],
+    pub ciphertext: Vec<u8>,
 }
 
 /// A rejected event and why.
