@@ -367,6 +367,7 @@ fn every_numeric_limit_is_checked_at_start_up_naming_it() {
             "INGEST_MAX_CONCURRENT_REQUESTS",
             "0",
         ),
+        ("--snapshot-every-secs", "INGEST_SNAPSHOT_EVERY_SECS", "0"),
     ] {
         for stderr in [
             refused_serve(d, &[&format!("{flag}={bad}")], &[]),

@@ -423,6 +423,59 @@ async fn a_stopped_service_leaves_a_snapshot_that_the_erase_command_deletes() {
     crate::serve::stop_and_wait(stop, server).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_service_writes_snapshots_as_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = {
+        let store = ingest::Store::open(dir.path()).unwrap();
+        let (tenant, _) = store.add_tenant(CLIENT_KEY, &[]).unwrap();
+        store.close();
+        tenant
+    };
+    let datasets_toml = dir.path().join("datasets.toml");
+    std::fs::write(&datasets_toml, "[consensus]\nmaterialize_every_secs = 1\n").unwrap();
+    let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    let params = ingest::load_datasets_params(&datasets_toml).unwrap();
+    config.datasets_config = Some(datasets_toml);
+    config.snapshot_every_secs = 1;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ingest::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let snapshot = dir
+        .path()
+        .join(ingest::store::SNAPSHOT_DIR)
+        .join(format!("tenant-{}.snapshot", tenant.id));
+    // The log position the stored snapshot covers (0 with none yet).
+    let covered = || {
+        std::fs::read(&snapshot).map_or(0, |bytes| {
+            ingest::datasets::Engine::restore(params.clone(), &bytes)
+                .unwrap()
+                .1
+        })
+    };
+    // Each batch makes the engine hold an event its snapshot lacks (the log's next
+    // position): a snapshot covering it follows, with the service running, so a crash then
+    // reads only what came after it.
+    for position in 1..=2 {
+        let id = format!("periodic-{position}");
+        let body = json!({ "events": [event(&id, "u-periodic")] });
+        let (status, answer) = crate::serve::http_post(addr, &body.to_string()).await;
+        assert!(status.contains(" 200 "), "{status}: {answer}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while covered() < position {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot covering position {position} within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    crate::serve::stop_and_wait(stop, server).await;
+}
+
 #[tokio::test]
 async fn a_user_named_in_the_client_ref_header_stays_out_of_urls_and_logs() {
     let h = Harness::new(&[]);
