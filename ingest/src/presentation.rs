@@ -619,24 +619,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_post_waits_for_the_disk_never_for_the_datasets() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let (tenant, api_key) = store.add_tenant("pk_feed", &[]).unwrap();
-        let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
-        let app = crate::app(state.clone());
-        let status = |r: axum::response::Response| r.status();
-        assert_eq!(
-            status(app.clone().oneshot(batch(&["a"])).await.unwrap()),
-            StatusCode::OK
-        );
+        let s = Served::new();
+        s.post(&s.app, &["a"]).await;
 
         // The tenant's engine is busy (a materialisation, a long rebuild): events are still
         // stored and answered.
-        let engine = state.datasets.engine(&store, tenant.id).unwrap();
+        let engine = s.state.datasets.engine(&s.store, s.tenant_id).unwrap();
         let posted = while_busy(engine, async {
             tokio::time::timeout(
                 Duration::from_secs(60),
-                app.clone().oneshot(batch(&["b", "c"])),
+                s.app.clone().oneshot(batch(&["b", "c"])),
             )
             .await
             .expect("the POST was answered while the engine was busy")
@@ -646,23 +638,19 @@ mod tests {
         assert_eq!(posted.status(), StatusCode::OK);
 
         // Once free, the engine has them: a read waits until it has caught up.
-        let request = Request::get("/v1/users/u1/preferences/entities")
-            .header("authorization", format!("Bearer {api_key}"))
-            .body(Body::empty())
-            .unwrap();
-        let answer = app.oneshot(request).await.unwrap();
-        let body = answer.into_body().collect().await.unwrap().to_bytes();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["items"][0]["events"], 3, "{body}");
+        assert_eq!(s.preference_events(&s.app, "u1").await, 3);
     }
 
     #[tokio::test]
     async fn feedback_a_store_could_not_take_is_offered_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let (tenant, _) = store.add_tenant("pk_feed", &[]).unwrap();
-        let state = AppState::new(store.clone(), Arc::new(Keyring::from_secret(vec![7; 32])));
-        let app = crate::app(state.clone());
+        let Served {
+            dir: _dir,
+            store,
+            tenant_id,
+            state,
+            app,
+            ..
+        } = Served::new();
         let mut request = batch(&["v1"]);
         let body = serde_json::json!({ "events": [{
             "client_key": "pk_feed", "event_id": "v1", "created_at": "2026-11-28T14:00:00.000Z",
@@ -680,12 +668,12 @@ mod tests {
         store.close();
         assert!(
             datasets
-                .finalise_at(&store, tenant.id, later)
+                .finalise_at(&store, tenant_id, later)
                 .await
                 .is_err()
         );
         let offered = datasets
-            .with_engine(&store, tenant.id, move |e| e.finalise(later).len())
+            .with_engine(&store, tenant_id, move |e| e.finalise(later).len())
             .await
             .unwrap();
         assert_eq!(

@@ -297,6 +297,14 @@ async fn the_datasets_follow_the_log_when_events_and_an_erasure_race() {
     }
 }
 
+/// A store in `dir` with the fixture tenant, closed again: the tenant and its API key.
+fn stored_tenant(dir: &std::path::Path) -> (ingest::store::Tenant, String) {
+    let store = ingest::Store::open(dir).unwrap();
+    let added = store.add_tenant(CLIENT_KEY, &[]).unwrap();
+    store.close();
+    added
+}
+
 /// How many entities a service on `addr` lists in `user`'s preferences.
 async fn served_preferences(addr: std::net::SocketAddr, api_key: &str, user: &str) -> usize {
     let auth = format!("Authorization: Bearer {api_key}\r\n");
@@ -310,12 +318,7 @@ async fn served_preferences(addr: std::net::SocketAddr, api_key: &str, user: &st
 #[tokio::test(flavor = "multi_thread")]
 async fn an_erasure_by_the_command_reaches_the_running_service() {
     let dir = tempfile::tempdir().unwrap();
-    let api_key = {
-        let store = ingest::Store::open(dir.path()).unwrap();
-        let (_, api_key) = store.add_tenant(CLIENT_KEY, &[]).unwrap();
-        store.close();
-        api_key
-    };
+    let (_, api_key) = stored_tenant(dir.path());
     let (addr, stop, server) = crate::serve::serving(dir.path()).await;
     let body = json!({ "events": [event("cli-1", "u-cli"), event("cli-2", "u-kept")] });
     let (status, answer) = crate::serve::http_post(addr, &body.to_string()).await;
@@ -373,12 +376,7 @@ async fn an_erasure_by_the_command_reaches_the_running_service() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_service_leaves_a_snapshot_that_the_erase_command_deletes() {
     let dir = tempfile::tempdir().unwrap();
-    let (tenant, api_key) = {
-        let store = ingest::Store::open(dir.path()).unwrap();
-        let added = store.add_tenant(CLIENT_KEY, &[]).unwrap();
-        store.close();
-        added
-    };
+    let (tenant, api_key) = stored_tenant(dir.path());
     let preferences = |addr, user| served_preferences(addr, &api_key, user);
     let (addr, stop, server) = crate::serve::serving(dir.path()).await;
     let body = json!({ "events": [event("snap-1", "u-gone"), event("snap-2", "u-kept")] });
@@ -426,12 +424,7 @@ async fn a_stopped_service_leaves_a_snapshot_that_the_erase_command_deletes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_service_writes_snapshots_as_it_goes() {
     let dir = tempfile::tempdir().unwrap();
-    let tenant = {
-        let store = ingest::Store::open(dir.path()).unwrap();
-        let (tenant, _) = store.add_tenant(CLIENT_KEY, &[]).unwrap();
-        store.close();
-        tenant
-    };
+    let (tenant, _) = stored_tenant(dir.path());
     let datasets_toml = dir.path().join("datasets.toml");
     std::fs::write(&datasets_toml, "[consensus]\nmaterialize_every_secs = 1\n").unwrap();
     let mut config = ingest::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
