@@ -300,13 +300,11 @@ pub(crate) fn ordinal(x: f64) -> f64 {
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
-/// A seed from the operating system's random source (the clock's nanoseconds if that
-/// fails: the seed guards against chosen collisions, not for secrecy of anything stored).
+/// A seed of foldhash's own random state (random per map, as the engine's maps are): the
+/// seed guards against chosen collisions, it keeps nothing secret, and the engine reads no
+/// random source or clock itself.
 fn random_seed() -> u64 {
-    getrandom::u64().unwrap_or_else(|_| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        now.map_or(0, |d| d.as_nanos() as u64)
-    })
+    foldhash::fast::RandomState::default().hash_one(0u8)
 }
 
 /// A document's ETag: SipHash with fixed keys, so it is the same after a restart.
