@@ -586,6 +586,7 @@ impl Store {
     /// Deletes a user's events, failed events and vault entries, durably. The log is read in
     /// chunks between other commits (see `writer`), so this takes a read of the log, and
     /// erasures made meanwhile share it.
+    ///
     /// The tenant's engine snapshot is deleted before this answers (see [`Store::snapshot`]).
     pub async fn erase(&self, erasure: Erasure) -> Result<Erased, StoreError> {
         let tenant_id = erasure.tenant_id;

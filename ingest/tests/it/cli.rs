@@ -1,6 +1,7 @@
 use std::process::{Command, Output};
 
-fn ingest(args: &[&str]) -> Output {
+/// Runs the `ingest` binary with `args` (logging warnings and errors only).
+pub(crate) fn ingest(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ingest"))
         .args(args)
         .env("RUST_LOG", "warn")

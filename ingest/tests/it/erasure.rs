@@ -399,12 +399,16 @@ async fn a_stopped_service_leaves_a_snapshot_that_the_erase_command_deletes() {
         assert_eq!(mode(&snapshot), 0o600);
     }
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
-        .args(["erase", "--data-dir"])
-        .arg(dir.path())
-        .args(["--client-key", CLIENT_KEY, "--client-ref", "u-gone"])
-        .output()
-        .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = crate::cli::ingest(&[
+        "erase",
+        "--data-dir",
+        d,
+        "--client-key",
+        CLIENT_KEY,
+        "--client-ref",
+        "u-gone",
+    ]);
     assert!(
         out.status.success(),
         "{}",
