@@ -10,7 +10,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: `routes` (HTTP surface), `anonymise` (pseudonyms, PII, URLs, user agents),
+//! Layout: `routes` (HTTP surface), `pipeline` (a batch's events validated and anonymised,
+//! handed to a sink), `anonymise` (pseudonyms, PII, URLs, user agents),
 //! `store` (SQLite, group commit, presentation documents), `datasets` (the pure datasets
 //! engine), `presentation` (per-tenant engines fed live, materialisation), `replay`
 //! (`ingest replay`), `tenants` (lookup cache), `error` (the one `ApiError`), `config`,
@@ -23,6 +24,7 @@ pub mod datasets;
 mod error;
 mod listen;
 mod metrics;
+pub mod pipeline;
 mod presentation;
 mod protect;
 pub mod replay;
@@ -53,6 +55,8 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
+    /// Where accepted batches go: the store, unless [`AppState::with_sink`] says otherwise.
+    sink: Arc<dyn pipeline::Sink>,
     pub keyring: Arc<Keyring>,
     limits: Limits,
     rate_limiter: Arc<protect::RateLimiter>,
@@ -80,6 +84,7 @@ impl AppState {
         ));
         datasets.follow(&store);
         AppState {
+            sink: store.clone(),
             store,
             keyring,
             rate_limiter: Arc::new(protect::RateLimiter::new(&limits)),
@@ -142,6 +147,13 @@ impl AppState {
     /// store (1 s by default).
     pub fn with_unknown_cache_for(mut self, ttl: std::time::Duration) -> AppState {
         self.unknown_ttl = ttl;
+        self
+    }
+
+    /// Hands accepted batches to `sink` instead of the store; the batch is answered once the
+    /// sink has taken it.
+    pub fn with_sink(mut self, sink: Arc<dyn pipeline::Sink>) -> AppState {
+        self.sink = sink;
         self
     }
 

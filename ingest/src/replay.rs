@@ -1,5 +1,5 @@
-//! `ingest replay`: wire-format events through the same validation, anonymisation and
-//! datasets code as the service, with a manual clock, then the query API's answers.
+//! `ingest replay`: wire-format events through the same pipeline (validation, anonymisation)
+//! and datasets code as the service, with a manual clock, then the query API's answers.
 //!
 //! The events' one `client_key` becomes an ephemeral tenant whose pseudonymisation key is
 //! random (or derived from a given master secret), and the queries are answered as that
@@ -12,13 +12,13 @@ use schema::{Event, EventError, Timestamp};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::anonymise::anonymise;
 use crate::anonymise::keyring::Keyring;
-use crate::anonymise::pseudonym::{Kind, Pseudonymiser, pseudonymise, random, random_id};
+use crate::anonymise::pseudonym::{Kind, pseudonymise, random, random_id};
 use crate::anonymise::user_agent;
 use crate::datasets::{
     Document, Engine, Outcome, Params, Query, QueryError, Target, feedback_page,
 };
+use crate::pipeline::Pipeline;
 use crate::store::Tenant;
 
 /// One source of events: a name for messages (the file) and its JSON lines.
@@ -101,11 +101,11 @@ pub fn replay(
         key_version: 1,
     };
     let key = Keyring::from_secret(secret).tenant_key(&tenant);
-    let mut pseudonyms = Pseudonymiser::new(&key);
-    let agent = user_agent::reduce("");
+    // Received at `as_of`, from no browser, with no batch's `sent_at` to correct the clock by.
+    let mut pipeline = Pipeline::new(&key, user_agent::reduce(""), as_of);
     let mut engine = Engine::new(params);
     for (_, _, event) in events {
-        let (_, input) = anonymise(&mut pseudonyms, event, agent, None, as_of);
+        let input = pipeline.anonymise(event, None).input;
         match engine.ingest(&input, as_of) {
             Outcome::Applied => out.applied += 1,
             Outcome::Duplicate => out.duplicates += 1,

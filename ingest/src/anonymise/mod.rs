@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use self::pseudonym::{Kind, Pseudonymiser, pseudonymise};
 use self::user_agent::Agent;
 use crate::datasets::Input;
-use crate::routes::event_time;
+use crate::pipeline::event_time;
 use crate::store::{Context, Payload, PayloadChannel, PayloadEntity, StoredEvent};
 
 /// The log's form of a valid event, and what the datasets engine reads of it; takes the

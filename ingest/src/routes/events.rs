@@ -1,4 +1,6 @@
-//! `POST /v1/events`: validate, anonymise, commit durably, then answer.
+//! `POST /v1/events`: the HTTP side of taking a batch (content type, gzip, the tenant and its
+//! origins, rate limits, metrics); the batch itself goes through the `pipeline` to the sink,
+//! and is answered once the sink has it durably.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -8,27 +10,17 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Extension, Json};
-use schema::{Event, EventError, Timestamp, parse_batch, peek_str};
+use schema::parse_batch;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
-use crate::anonymise::pseudonym::Pseudonymiser;
 use crate::anonymise::user_agent;
 use crate::anonymise::vault::Vault;
-use crate::anonymise::{anonymise, anonymise_failed, failed_message};
 use crate::error::ApiError;
 use crate::listen::Peer;
+use crate::pipeline::{Pipeline, Processed, Rejected};
 use crate::protect::{Cost, Limited};
-use crate::store::{FailedEvent, Write, now_ms};
+use crate::store::now_ms;
 use crate::{AppState, tenants};
-
-#[derive(Debug, Serialize)]
-pub(crate) struct Rejected {
-    index: usize,
-    event_id: Option<String>,
-    error: &'static str,
-    message: String,
-}
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Accepted {
@@ -83,63 +75,22 @@ pub(crate) async fn post(
         });
     }
     state.metrics.batches.fetch_add(1, Relaxed);
-    let key = state.keyring.tenant_key(&tenant);
-    let mut pseudonyms = Pseudonymiser::new(&key);
-    let received_at = now_ms();
     let agent = user_agent::reduce(
         headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     );
-    let mut write = Write {
-        tenant_id: tenant.id,
-        received_at,
-        events: Vec::new(),
-        failed: Vec::new(),
-        vault: Vec::new(),
-        inputs: Vec::with_capacity(batch.events.len()),
-    };
     let vault = state
         .identity_vault
         .then(|| Vault::new(&state.keyring.vault_key(&tenant.client_key)));
-    let mut rejected = Vec::new();
-    for (index, raw) in batch.events.iter().enumerate() {
-        match validate(raw, &client_key) {
-            Ok(event) => {
-                let client_ref = vault
-                    .as_ref()
-                    .and_then(|_| event.channel_meta.client_ref.clone());
-                let (stored, input) =
-                    anonymise(&mut pseudonyms, event, agent, batch.sent_at, received_at);
-                if let (Some(vault), Some(user_id), Some(client_ref)) =
-                    (&vault, &stored.user_id, &client_ref)
-                    && !write.vault.iter().any(|s| &s.user_id == user_id)
-                {
-                    write.vault.push(vault.seal(user_id, client_ref));
-                }
-                write.events.push(stored);
-                write.inputs.push(input);
-            }
-            Err(e) => {
-                let message = e.to_string();
-                write.failed.push(FailedEvent {
-                    error: e.code().to_owned(),
-                    message: failed_message(&message),
-                    payload: anonymise_failed(&mut pseudonyms, raw),
-                });
-                rejected.push(Rejected {
-                    index,
-                    event_id: peek_str(raw, "event_id"),
-                    error: e.code(),
-                    message,
-                });
-            }
-        }
-    }
+    let Processed { write, rejected } =
+        Pipeline::new(&state.keyring.tenant_key(&tenant), agent, now_ms())
+            .with_vault(vault)
+            .batch(tenant.id, &client_key, batch.sent_at, &batch.events);
     let submitted = write.events.len();
     let started = Instant::now();
-    let outcome = state.store.write(write).await.map_err(|e| {
+    let outcome = state.sink.write(write).await.map_err(|e| {
         tracing::error!(error = %e, "cannot commit events");
         ApiError::StoreUnavailable
     })?;
@@ -166,14 +117,6 @@ pub(crate) async fn post(
         duplicates: submitted - accepted,
         rejected,
     }))
-}
-
-fn validate(raw: &RawValue, client_key: &str) -> Result<Event, EventError> {
-    let event = Event::from_raw(raw)?;
-    if event.client_key != client_key {
-        return Err(EventError::ClientKeyMismatch);
-    }
-    Ok(event)
 }
 
 /// The body, gunzipped when `Content-Encoding: gzip`. Decompression stops one byte past the
@@ -222,23 +165,6 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     match essence.as_str() {
         "application/json" | "text/plain" => Ok(()),
         _ => Err(ApiError::UnsupportedMediaType(value.to_owned())),
-    }
-}
-
-/// The event time, corrected for the device's clock skew as Snowplow derives it:
-/// `received_at − (sent_at − created_at)`. Without `sent_at`, the device's own time. A
-/// device whose clock is absurd still gets a time RFC 3339 can write.
-pub(crate) fn event_time(
-    created_at: Timestamp,
-    sent_at: Option<Timestamp>,
-    received_at: i64,
-) -> i64 {
-    match sent_at {
-        Some(sent) => {
-            let skew = sent.0.saturating_sub(created_at.0);
-            Timestamp::saturating(received_at.saturating_sub(skew)).0
-        }
-        None => created_at.0,
     }
 }
 

@@ -6,8 +6,6 @@ mod ops;
 mod query;
 mod users;
 
-pub(crate) use events::event_time;
-
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
