@@ -3,6 +3,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schema::BatchError;
 
+use crate::datasets::QueryError;
+
 /// Every error the HTTP API answers with, as `{ "error": "<code>", "message": "…" }`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -51,7 +53,7 @@ pub enum ApiError {
     #[error("the store cannot commit right now; retry later")]
     StoreUnavailable,
     #[error(transparent)]
-    Query(#[from] crate::datasets::QueryError),
+    Query(#[from] QueryError),
     #[error("internal error")]
     Internal,
 }
@@ -87,13 +89,31 @@ impl ApiError {
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            ApiError::Query(e) => (
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                e.code(),
-            ),
+            ApiError::Query(e) => (query_status(e), e.code()),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
+}
+
+/// A query's error as a status: 404 for what does not exist, else 400.
+fn query_status(e: &QueryError) -> StatusCode {
+    if e.is_not_found() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+/// A query's error as the API answers it: RFC 9457 problem details, plus the code.
+pub(crate) fn problem(e: &QueryError) -> serde_json::Value {
+    let status = query_status(e);
+    serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or(""),
+        "status": status.as_u16(),
+        "detail": e.to_string(),
+        "error": e.code(),
+    })
 }
 
 impl IntoResponse for ApiError {
@@ -101,7 +121,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         if let ApiError::Query(e) = &self {
             let content_type = [(header::CONTENT_TYPE, "application/problem+json")];
-            return (status, content_type, e.problem().to_string()).into_response();
+            return (status, content_type, problem(e).to_string()).into_response();
         }
         let body = serde_json::json!({ "error": code, "message": self.to_string() });
         let mut response = (status, Json(body)).into_response();

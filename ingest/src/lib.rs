@@ -18,6 +18,7 @@
 //! `listen` (the accept loop: header deadline, connection cap, graceful shutdown).
 
 pub mod anonymise;
+mod answer;
 mod bytes;
 mod config;
 pub mod datasets;

@@ -7,6 +7,7 @@
 //! `client_ref`, pseudonymised before the lookup.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use schema::{Event, EventError, Timestamp};
 use serde_json::Value;
@@ -15,9 +16,8 @@ use serde_json::value::RawValue;
 use crate::anonymise::keyring::Keyring;
 use crate::anonymise::pseudonym::{Kind, pseudonymise, random, random_id};
 use crate::anonymise::user_agent;
-use crate::datasets::{
-    Document, Engine, Outcome, Params, Query, QueryError, Target, feedback_page,
-};
+use crate::answer::{Answer, Backend, Failure, at_once, execute};
+use crate::datasets::{Document, Engine, Outcome, Params, Query, QueryError};
 use crate::pipeline::Pipeline;
 use crate::store::Tenant;
 
@@ -124,7 +124,7 @@ pub fn replay(
             Ok(body) => out.answers.push(body.to_string()),
             Err(e) => {
                 out.failed_queries += 1;
-                out.answers.push(e.problem().to_string());
+                out.answers.push(crate::error::problem(&e).to_string());
             }
         }
     }
@@ -163,53 +163,12 @@ impl Answerer {
     /// The response body to `PATH?QUERY`.
     pub fn answer(&mut self, text: &str) -> Result<Value, QueryError> {
         let (path, query) = text.split_once('?').unwrap_or((text, ""));
-        let q = Query::parse(path, query)?;
-        let at = q.as_of.unwrap_or(self.clock);
-        let engine = &mut self.engine;
-        match q.target() {
-            Target::Document { key, limit } => {
-                let ranked_at = &mut self.ranked_at;
-                let docs = self.documents.entry(at).or_insert_with(|| {
-                    *ranked_at = Some(at);
-                    engine.materialise(at, at)
-                });
-                let doc = docs
-                    .iter()
-                    .find(|d| d.key == key)
-                    .cloned()
-                    .or_else(|| engine.empty_list(key, at, at))
-                    .ok_or_else(|| QueryError::NotFound(path.to_owned()))?;
-                serde_json::from_str(&doc.cut(limit))
-                    .map_err(|_| QueryError::NotFound(path.to_owned()))
-            }
-            Target::Feedback {
-                recommender,
-                cursor,
-                limit,
-            } => {
-                for f in engine.finalise(at) {
-                    let seq = self.feedback.len() as i64 + 1;
-                    self.feedback.push((seq, f.recommender, f.record));
-                }
-                let page = self
-                    .feedback
-                    .iter()
-                    .filter(|(seq, r, _)| {
-                        *seq > cursor && recommender.is_none_or(|want| r.as_deref() == Some(want))
-                    })
-                    .take(limit)
-                    .map(|(seq, _, record)| (*seq, record.clone()))
-                    .collect();
-                Ok(feedback_page(page, cursor))
-            }
-            Target::Engine { client_ref } => {
-                let user_id = client_ref.map(|c| (self.pseudonymise)(c));
-                if q.reads_ranked_lists() && self.ranked_at != Some(at) {
-                    engine.materialise(at, at);
-                    self.ranked_at = Some(at);
-                }
-                engine.answer(&q, at, user_id.as_deref(), &mut random_id)
-            }
+        let query = Query::parse(path, query)?;
+        match at_once(execute(self, query)) {
+            Ok(Answer::Document { document, limit }) => serde_json::from_str(&document.cut(limit))
+                .map_err(|_| QueryError::NotFound(path.to_owned())),
+            Ok(Answer::Json(body)) => Ok(body),
+            Err(Failure::Query(e) | Failure::Backend(e)) => Err(e),
         }
     }
 
@@ -219,6 +178,66 @@ impl Answerer {
 
     pub fn into_engine(self) -> Engine {
         self.engine
+    }
+}
+
+impl Backend for Answerer {
+    type Error = QueryError;
+
+    async fn document(&mut self, key: &str, query: &Query) -> Result<Arc<Document>, QueryError> {
+        let at = query.as_of.unwrap_or(self.clock);
+        let (engine, ranked_at) = (&mut self.engine, &mut self.ranked_at);
+        let docs = self.documents.entry(at).or_insert_with(|| {
+            *ranked_at = Some(at);
+            engine.materialise(at, at)
+        });
+        docs.iter()
+            .find(|d| d.key == key)
+            .cloned()
+            .or_else(|| engine.empty_list(key, at, at))
+            .map(Arc::new)
+            .ok_or_else(|| QueryError::NotFound(key.to_owned()))
+    }
+
+    async fn feedback(
+        &mut self,
+        recommender: Option<&str>,
+        cursor: i64,
+        limit: usize,
+        query: &Query,
+    ) -> Result<Vec<(i64, Value)>, QueryError> {
+        for f in self.engine.finalise(query.as_of.unwrap_or(self.clock)) {
+            let seq = self.feedback.len() as i64 + 1;
+            self.feedback.push((seq, f.recommender, f.record));
+        }
+        Ok(self
+            .feedback
+            .iter()
+            .filter(|(seq, r, _)| {
+                *seq > cursor && recommender.is_none_or(|want| r.as_deref() == Some(want))
+            })
+            .take(limit)
+            .map(|(seq, _, record)| (*seq, record.clone()))
+            .collect())
+    }
+
+    async fn compute(
+        &mut self,
+        query: Query,
+        user_id: Option<String>,
+    ) -> Result<Result<Value, QueryError>, QueryError> {
+        let at = query.as_of.unwrap_or(self.clock);
+        if query.reads_ranked_lists() && self.ranked_at != Some(at) {
+            self.engine.materialise(at, at);
+            self.ranked_at = Some(at);
+        }
+        Ok(self
+            .engine
+            .answer(&query, at, user_id.as_deref(), &mut random_id))
+    }
+
+    fn pseudonymise(&self, client_ref: &str) -> String {
+        (self.pseudonymise)(client_ref)
     }
 }
 

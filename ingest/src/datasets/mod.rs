@@ -39,7 +39,10 @@ use serde_json::{Map, Value, json};
 
 pub use engagement::{Feedback, ITEM_SORTS, wilson};
 pub use params::{Params, ParamsError};
-pub use query::{Query, QueryError, Target, feedback_page, percent_decode};
+pub use query::{
+    AS_OF, Endpoint, Parameter, Query, QueryError, ROUTES, Route, Shape, Target, User,
+    feedback_page, percent_decode,
+};
 pub use snapshot::SnapshotError;
 pub use trending::{Mode, normalise_query};
 

@@ -125,29 +125,17 @@ pub(crate) fn router(state: AppState, serves: Serves) -> Router {
         .max_age(Duration::from_secs(86_400));
     // CORS for the API alone: readiness and metrics are for load balancers and Prometheus,
     // never for a script on some page.
+    let queries = crate::datasets::ROUTES
+        .iter()
+        .fold(Router::new(), |r, route| {
+            r.route(route.path, get(query::query))
+        });
     let api = Router::new()
         .route("/v1/events", post(events::post))
         .route("/v1/users/{client_ref}", delete(users::erase))
         .route("/v1/users", delete(users::erase_named_in_header))
-        .route(
-            "/v1/users/{client_ref}/preferences/entities",
-            get(query::query),
-        )
-        .route("/v1/preferences/entities", get(query::query))
-        .route("/v1/trending/entities", get(query::query))
-        .route("/v1/trending/content", get(query::query))
-        .route("/v1/trending/searches", get(query::query))
-        .route("/v1/engagement/summary", get(query::query))
-        .route("/v1/engagement/items", get(query::query))
-        .route("/v1/engagement/click-positions", get(query::query))
-        .route("/v1/engagement/daily", get(query::query))
-        .route(
-            "/v1/engagement/impressions/{impression_id}",
-            get(query::query),
-        )
-        .route("/v1/engagement/feedback", get(query::query))
-        .route("/v1/recommendations", get(query::query))
         .route("/openapi.json", get(openapi::serve))
+        .merge(queries)
         .layer(cors)
         .route("/dashboard", get(dashboard));
     let ops = Router::new()

@@ -1,9 +1,12 @@
-//! The OpenAPI 3.1 document of every route, served at `/openapi.json`. Written out by hand
-//! (the API is small and its error codes matter more than generated schemas would show), and
-//! checked against the router by the integration tests.
+//! The OpenAPI 3.1 document of every route, served at `/openapi.json`. The query API's routes
+//! are written from its table (`datasets::ROUTES`), which the router and the parser read too;
+//! the others by hand (their error codes matter more than generated schemas would show). The
+//! integration tests check it against the router.
 
 use axum::Json;
 use serde_json::{Value, json};
+
+use crate::datasets::{ROUTES, Route, Shape, User};
 
 fn error(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
@@ -11,10 +14,6 @@ fn error(description: &str) -> Value {
 
 fn problem(description: &str) -> Value {
     json!({ "description": description, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } })
-}
-
-fn param(name: &str, schema: Value, description: &str) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
 }
 
 /// An erasure's answer.
@@ -30,18 +29,40 @@ fn client_ref_header(required: bool) -> Value {
             "description": "Your client_ref for the user, percent-encoded as in a path (plain ASCII is itself); pseudonymised, never returned, and out of every URL." })
 }
 
-/// A read-only query route of the datasets: secret key, JSON answer, problem details on
-/// bad parameters.
-fn query_route(summary: &str, description: &str, parameters: Vec<Value>) -> Value {
-    let mut parameters = parameters;
-    parameters.push(param(
-        "as_of",
-        json!({ "type": "string", "format": "date-time" }),
-        "Answer as of this time; honoured only when the service runs with --test-mode.",
-    ));
+/// A query parameter's schema, from the values it takes.
+fn schema_of(shape: Shape) -> Value {
+    match shape {
+        Shape::Text | Shape::Cursor => json!({ "type": "string" }),
+        Shape::Integer { min, max, default } => {
+            json!({ "type": "integer", "minimum": min, "maximum": max, "default": default })
+        }
+        Shape::Boolean => json!({ "type": "boolean", "default": false }),
+        Shape::OneOf { values, default } => json!({ "enum": values, "default": default }),
+        Shape::Date => json!({ "type": "string", "format": "date" }),
+        Shape::Time => json!({ "type": "string", "format": "date-time" }),
+    }
+}
+
+/// A read-only route of the query API, from its row of the table: secret key, JSON answer,
+/// problem details on bad parameters.
+fn query_route(route: &Route) -> Value {
+    let mut parameters: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect();
+    match route.user {
+        User::InHeader => parameters.push(client_ref_header(true)),
+        User::InParameterOrHeader => parameters.push(client_ref_header(false)),
+        User::Nobody | User::InPath => {}
+    }
+    parameters.extend(route.all_parameters().map(|p| {
+        json!({ "name": p.name, "in": "query", "required": false, "schema": schema_of(p.shape), "description": p.description })
+    }));
     json!({ "get": {
-        "summary": summary,
-        "description": description,
+        "summary": route.summary,
+        "description": route.description,
         "security": [ { "apiKey": [] } ],
         "parameters": parameters,
         "responses": {
@@ -53,200 +74,6 @@ fn query_route(summary: &str, description: &str, parameters: Vec<Value>) -> Valu
             "503": error("Store unavailable")
         }
     } })
-}
-
-fn query_paths() -> Vec<(&'static str, Value)> {
-    let limit = |max: u32| {
-        param(
-            "limit",
-            json!({ "type": "integer", "minimum": 1, "maximum": max, "default": 20 }),
-            "Most items to return",
-        )
-    };
-    let mode = param(
-        "mode",
-        json!({ "enum": ["trending", "popular"], "default": "trending" }),
-        "trending: immediately popular (fast vs slow decayed rate, z-score, k-anonymous); popular: slow decayed score",
-    );
-    let text =
-        |name: &str, description: &str| param(name, json!({ "type": "string" }), description);
-    // A user's preferences, beside the user.
-    let preference_params = || {
-        [
-            text("entity_type", "Only this entity type"),
-            limit(100),
-            param(
-                "include_negative",
-                json!({ "type": "boolean", "default": false }),
-                "Also return negative preferences",
-            ),
-        ]
-    };
-    let date = |name: &str| {
-        param(
-            name,
-            json!({ "type": "string", "format": "date" }),
-            "UTC date of first sight; default: the 30 days up to as_of",
-        )
-    };
-    let filters = || {
-        vec![
-            text("recommender", "Only this recommender"),
-            text("surface", "Only this surface"),
-            date("from"),
-            date("to"),
-        ]
-    };
-    let trending = |what: &str| {
-        query_route(
-            &format!("Trending or popular {what}"),
-            "A materialised list, served verbatim from the presentation store with an ETag.",
-            vec![mode.clone(), limit(100)],
-        )
-    };
-    let with = |mut v: Vec<Value>, extra: Vec<Value>| {
-        v.extend(extra);
-        v
-    };
-    vec![
-        (
-            "/v1/trending/entities",
-            query_route(
-                "Trending or popular entities",
-                "A materialised list, served verbatim from the presentation store with an ETag.",
-                vec![
-                    text("entity_type", "Entity type (default ticker)"),
-                    mode.clone(),
-                    limit(100),
-                ],
-            ),
-        ),
-        ("/v1/trending/content", trending("content")),
-        (
-            "/v1/trending/searches",
-            trending("searches (normalised queries)"),
-        ),
-        (
-            "/v1/users/{client_ref}/preferences/entities",
-            query_route(
-                "A user's entity preferences",
-                "The path carries your own client_ref; it is pseudonymised before the lookup and never returned. An unknown user gets an empty list.",
-                vec![
-                    json!({ "name": "client_ref", "in": "path", "required": true, "schema": { "type": "string" } }),
-                ]
-                .into_iter()
-                .chain(preference_params())
-                .collect(),
-            ),
-        ),
-        (
-            "/v1/preferences/entities",
-            query_route(
-                "A user's entity preferences, the user named in a header",
-                "As /v1/users/{client_ref}/preferences/entities, with the client_ref in the Client-Ref header instead of the path, so that no access log on the way holds it.",
-                vec![
-                    client_ref_header(true),
-                ]
-                .into_iter()
-                .chain(preference_params())
-                .collect(),
-            ),
-        ),
-        (
-            "/v1/engagement/summary",
-            query_route(
-                "Recommendation engagement by recommender, surface or item",
-                "CTR with its Wilson lower bound, conversions (direct and inferred), click positions, list CTR.",
-                with(
-                    filters(),
-                    vec![param(
-                        "group_by",
-                        json!({ "enum": ["recommender", "surface", "item"], "default": "recommender" }),
-                        "Grouping",
-                    )],
-                ),
-            ),
-        ),
-        (
-            "/v1/engagement/items",
-            query_route(
-                "Engagement per item",
-                "Sorted by the chosen field, then impressions, then item.",
-                with(
-                    filters(),
-                    vec![
-                        param(
-                            "sort",
-                            json!({ "enum": crate::datasets::ITEM_SORTS, "default": "ctr_lower_bound" }),
-                            "Sort field (descending)",
-                        ),
-                        limit(100),
-                    ],
-                ),
-            ),
-        ),
-        (
-            "/v1/engagement/click-positions",
-            query_route(
-                "First clicks by list position",
-                "One click per clicked impression.",
-                filters(),
-            ),
-        ),
-        (
-            "/v1/engagement/daily",
-            query_route(
-                "CTR per recommender and day",
-                "What the dashboard charts.",
-                filters(),
-            ),
-        ),
-        (
-            "/v1/engagement/impressions/{impression_id}",
-            query_route(
-                "One impression's record (debug)",
-                "Its views, clicks and conversions as the engagement rules read them.",
-                vec![
-                    json!({ "name": "impression_id", "in": "path", "required": true, "schema": { "type": "string" } }),
-                ],
-            ),
-        ),
-        (
-            "/v1/engagement/feedback",
-            query_route(
-                "Feedback for recommenders",
-                "Finalised impressions (click window closed) with clicked/converted labels, oldest first; a later record with the same impression_id updates the labels. Pass next_cursor back as cursor.",
-                vec![
-                    text("recommender", "Only this recommender"),
-                    text("cursor", "next_cursor of the previous page"),
-                    limit(1000),
-                ],
-            ),
-        ),
-        (
-            "/v1/recommendations",
-            query_route(
-                "Recommendations for a user",
-                "Entities (preferences, trending, popular) or content, each with a fresh impression_id (fxcid for content) and the event_meta to send back with viewed/clicked events. Items shown repeatedly without a click are demoted.",
-                vec![
-                    json!({ "name": "user", "in": "query", "required": false, "schema": { "type": "string" }, "description": "Your client_ref for the user (pseudonymised, never returned); or send it in the Client-Ref header, which keeps it out of access logs. One of the two is required." }),
-                    client_ref_header(false),
-                    param(
-                        "kind",
-                        json!({ "enum": ["entities", "content"], "default": "entities" }),
-                        "What to recommend",
-                    ),
-                    text("entity_type", "Entity type (default ticker)"),
-                    text("surface", "Where the list is shown; echoed in event_meta"),
-                    param(
-                        "limit",
-                        json!({ "type": "integer", "minimum": 1, "maximum": 50, "default": 10 }),
-                        "Most items",
-                    ),
-                ],
-            ),
-        ),
-    ]
 }
 
 pub(crate) fn document() -> Value {
@@ -360,8 +187,8 @@ pub(crate) fn document() -> Value {
         }
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for (path, item) in query_paths() {
-            paths.insert(path.to_owned(), item);
+        for route in ROUTES {
+            paths.insert(route.path.to_owned(), query_route(route));
         }
     }
     doc

@@ -1,5 +1,6 @@
-//! The query API (datasets spec §5.5) and `GET /v1/recommendations`: read-only, with the
-//! tenant's secret API key. Materialised lists are served verbatim from the presentation
+//! The query API's routes (the table `datasets::ROUTES`; `GET /v1/recommendations` among
+//! them) over HTTP: read-only, with the tenant's secret API key, answered by the executor
+//! (`answer`) from the store and the live engines. Materialised lists are served verbatim from the presentation
 //! store (with an ETag); preferences and engagement are computed on read.
 
 use std::sync::Arc;
@@ -8,9 +9,12 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use serde_json::Value;
+
 use crate::AppState;
 use crate::anonymise::pseudonym::{Kind, pseudonymise, random_id};
-use crate::datasets::{Document, Engine, Query, Target, feedback_page};
+use crate::answer::{Answer, Backend, Failure, execute};
+use crate::datasets::{Document, Engine, Query, QueryError};
 use crate::error::ApiError;
 use crate::store::{StoreError, now_ms};
 use crate::tenants::ApiKey;
@@ -35,10 +39,14 @@ pub(crate) async fn query(
         None => None,
     };
     let query = Query::parse_with_user(uri.path(), uri.query().unwrap_or(""), client_ref)?;
-    let datasets = &state.datasets;
     // Every commit answered so far is in the answer: the client's own events and erasures.
-    datasets.caught_up(&state.store).await;
-    let as_of = query.as_of.filter(|_| datasets.test_mode);
+    state.datasets.caught_up(&state.store).await;
+    let mut served = Served {
+        as_of: query.as_of.filter(|_| state.datasets.test_mode),
+        key: state.keyring.tenant_key(&tenant),
+        tenant_id: tenant.id,
+        state: &state,
+    };
     let json = |body: String| {
         (
             [(
@@ -48,67 +56,97 @@ pub(crate) async fn query(
             body,
         )
     };
-    match query.target() {
-        Target::Document { key, limit } => {
-            let doc = document(&state, tenant.id, key, as_of).await?;
+    match execute(&mut served, query).await {
+        Ok(Answer::Document { document, limit }) => {
             let matches = headers
                 .get(header::IF_NONE_MATCH)
-                .is_some_and(|v| v.as_bytes() == doc.etag.as_bytes());
-            let etag = HeaderValue::from_str(&doc.etag).map_err(|_| ApiError::Internal)?;
+                .is_some_and(|v| v.as_bytes() == document.etag.as_bytes());
+            let etag = HeaderValue::from_str(&document.etag).map_err(|_| ApiError::Internal)?;
             let cache = HeaderValue::from_str(&format!(
                 "private, max-age={}",
-                datasets.params().consensus.materialize_every_secs
+                state.datasets.params().consensus.materialize_every_secs
             ))
             .map_err(|_| ApiError::Internal)?;
             let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache)];
             if matches {
                 return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
             }
-            Ok((headers, json(doc.cut(limit).into_owned())).into_response())
+            Ok((headers, json(document.cut(limit).into_owned())).into_response())
         }
-        Target::Feedback {
-            recommender,
-            cursor,
-            limit,
-        } => {
-            if let Some(as_of) = as_of {
-                datasets
-                    .finalise_at(&state.store, tenant.id, as_of)
-                    .await
-                    .map_err(unavailable)?;
+        Ok(Answer::Json(body)) => Ok(json(body.to_string()).into_response()),
+        Err(Failure::Query(e)) => Err(e.into()),
+        Err(Failure::Backend(e)) => Err(e),
+    }
+}
+
+/// Answers from the store and the tenant's live engine; `as_of` is the query's in test mode,
+/// else none (now).
+struct Served<'a> {
+    state: &'a AppState,
+    tenant_id: i64,
+    key: [u8; 32],
+    as_of: Option<i64>,
+}
+
+impl Backend for Served<'_> {
+    type Error = ApiError;
+
+    async fn document(&mut self, key: &str, _: &Query) -> Result<Arc<Document>, ApiError> {
+        document(self.state, self.tenant_id, key, self.as_of).await
+    }
+
+    async fn feedback(
+        &mut self,
+        recommender: Option<&str>,
+        cursor: i64,
+        limit: usize,
+        _: &Query,
+    ) -> Result<Vec<(i64, Value)>, ApiError> {
+        let (state, tenant_id) = (self.state, self.tenant_id);
+        if let Some(as_of) = self.as_of {
+            state
+                .datasets
+                .finalise_at(&state.store, tenant_id, as_of)
+                .await
+                .map_err(unavailable)?;
+        }
+        let store = state.store.clone();
+        let recommender = recommender.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            store.feedback(tenant_id, recommender.as_deref(), cursor, limit)
+        })
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(unavailable)
+    }
+
+    async fn compute(
+        &mut self,
+        query: Query,
+        user_id: Option<String>,
+    ) -> Result<Result<Value, QueryError>, ApiError> {
+        let (datasets, store, as_of) = (&self.state.datasets, &self.state.store, self.as_of);
+        let ranked = query.reads_ranked_lists();
+        let read = move |engine: &mut Engine| {
+            if let (Some(at), true) = (as_of, ranked) {
+                // Recommendations read the latest materialised lists: in test mode,
+                // those at `as_of`.
+                engine.materialise(at, now_ms());
             }
-            let store = state.store.clone();
-            let recommender = recommender.map(str::to_owned);
-            let records = tokio::task::spawn_blocking(move || {
-                store.feedback(tenant.id, recommender.as_deref(), cursor, limit)
-            })
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(unavailable)?;
-            Ok(json(feedback_page(records, cursor).to_string()).into_response())
-        }
-        Target::Engine { client_ref } => {
-            let key = state.keyring.tenant_key(&tenant);
-            let user_id = client_ref.map(|c| pseudonymise(&key, Kind::ClientRef, c));
-            let ranked = query.reads_ranked_lists();
-            let read = move |engine: &mut Engine| {
-                if let (Some(at), true) = (as_of, ranked) {
-                    // Recommendations read the latest materialised lists: in test mode,
-                    // those at `as_of`.
-                    engine.materialise(at, now_ms());
-                }
-                let at = as_of.unwrap_or_else(now_ms);
-                engine.answer(&query, at, user_id.as_deref(), &mut random_id)
-            };
-            let answer = if as_of.is_some() && ranked {
-                // Test mode materialises first: not a short read.
-                datasets.with_engine(&state.store, tenant.id, read).await
-            } else {
-                datasets.read_engine(&state.store, tenant.id, read).await
-            };
-            let answer = answer.map_err(unavailable)??;
-            Ok(json(answer.to_string()).into_response())
-        }
+            let at = as_of.unwrap_or_else(now_ms);
+            engine.answer(&query, at, user_id.as_deref(), &mut random_id)
+        };
+        let answer = if as_of.is_some() && ranked {
+            // Test mode materialises first: not a short read.
+            datasets.with_engine(store, self.tenant_id, read).await
+        } else {
+            datasets.read_engine(store, self.tenant_id, read).await
+        };
+        answer.map_err(unavailable)
+    }
+
+    fn pseudonymise(&self, client_ref: &str) -> String {
+        pseudonymise(&self.key, Kind::ClientRef, client_ref)
     }
 }
 
