@@ -13,7 +13,7 @@
 //! Layout: `routes` (HTTP surface), `pipeline` (a batch's events validated and anonymised,
 //! handed to a sink), `anonymise` (pseudonyms, PII, URLs, user agents),
 //! `store` (SQLite, group commit, presentation documents), `datasets` (the pure datasets
-//! engine), `presentation` (per-tenant engines fed live, materialisation), `replay`
+//! engine), `engines` (per-tenant engines fed live, materialisation), `replay`
 //! (`ingest replay`), `tenants` (lookup cache), `error` (the one `ApiError`), `config`,
 //! `listen` (the accept loop: header deadline, connection cap, graceful shutdown).
 
@@ -22,11 +22,11 @@ mod answer;
 mod bytes;
 mod config;
 pub mod datasets;
+mod engines;
 mod error;
 mod listen;
 mod metrics;
 pub mod pipeline;
-mod presentation;
 mod protect;
 pub mod replay;
 mod routes;
@@ -63,7 +63,8 @@ pub struct AppState {
     rate_limiter: Arc<protect::RateLimiter>,
     identity_vault: bool,
     metrics: Arc<metrics::Metrics>,
-    datasets: Arc<presentation::Datasets>,
+    /// Each tenant's live datasets engine.
+    engines: Arc<engines::Engines>,
     /// Tenants by client key, and by the SHA-256 of their secret API key.
     tenants: Arc<tenants::Cache>,
     api_keys: Arc<tenants::Cache>,
@@ -79,11 +80,8 @@ impl AppState {
     }
 
     pub fn with_limits(store: Arc<Store>, keyring: Arc<Keyring>, limits: Limits) -> AppState {
-        let datasets = Arc::new(presentation::Datasets::new(
-            datasets::Params::default(),
-            false,
-        ));
-        datasets.follow(&store);
+        let engines = Arc::new(engines::Engines::new(datasets::Params::default(), false));
+        engines.follow(&store);
         AppState {
             sink: store.clone(),
             store,
@@ -92,7 +90,7 @@ impl AppState {
             limits,
             metrics: Arc::default(),
             identity_vault: false,
-            datasets,
+            engines,
             tenants: Arc::default(),
             api_keys: Arc::default(),
             tenant_ttl: tenants::CACHE_FOR,
@@ -125,15 +123,15 @@ impl AppState {
     /// Uses these dataset parameters; `test_mode` honours `as_of` in queries (for replays
     /// and acceptance tests over historical events; never in production).
     pub fn with_datasets(mut self, params: datasets::Params, test_mode: bool) -> AppState {
-        self.datasets = Arc::new(presentation::Datasets::new(params, test_mode));
-        self.datasets.follow(&self.store);
+        self.engines = Arc::new(engines::Engines::new(params, test_mode));
+        self.engines.follow(&self.store);
         self
     }
 
     /// Writes a snapshot of each tenant's datasets engine this often (10 minutes by default),
     /// when it has taken events since its last.
     pub fn with_snapshot_every(self, every: std::time::Duration) -> AppState {
-        self.datasets.snapshot_every(every);
+        self.engines.snapshot_every(every);
         self
     }
 
@@ -228,8 +226,8 @@ pub async fn serve_with_ops(
         .with_client_ip_header(config.client_ip_header.clone())
         .with_datasets(params, config.test_mode)
         .with_snapshot_every(Duration::from_secs(config.snapshot_every_secs));
-    let datasets = state.datasets.clone();
-    let materialiser = tokio::spawn(state.datasets.clone().run(store.clone()));
+    let engines = state.engines.clone();
+    let materialiser = tokio::spawn(state.engines.clone().run(store.clone()));
     let trimmer = tokio::spawn(trim_failed_events(
         store.clone(),
         Duration::from_secs(config.failed_retention_days * 86_400),
@@ -276,7 +274,7 @@ pub async fn serve_with_ops(
     trimmer.abort();
     tokio::task::spawn_blocking(move || {
         // The next start reads only what is committed after these.
-        datasets.save_snapshots(&store);
+        engines.save_snapshots(&store);
         store.close();
     })
     .await?;

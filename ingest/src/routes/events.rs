@@ -99,7 +99,7 @@ pub(crate) async fn post(
     m.store_write_micros
         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     // The newly stored events reach the datasets through the store's feed, in commit order
-    // (see `presentation`): the answer waits for the disk, never for the datasets.
+    // (see `engines`): the answer waits for the disk, never for the datasets.
     let accepted = outcome.inserted.iter().filter(|&&new| new).count();
     m.events_accepted.fetch_add(accepted as u64, Relaxed);
     m.events_duplicate

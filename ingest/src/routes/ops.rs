@@ -20,11 +20,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let datasets = state.datasets.clone();
-    let counters = tokio::task::spawn_blocking(move || datasets.counters())
+    let engines = state.engines.clone();
+    let counters = tokio::task::spawn_blocking(move || engines.counters())
         .await
         .unwrap_or_default();
-    let lag = state.datasets.lag(&state.store);
+    let lag = state.engines.lag(&state.store);
     (
         [(
             header::CONTENT_TYPE,

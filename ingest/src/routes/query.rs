@@ -40,9 +40,9 @@ pub(crate) async fn query(
     };
     let query = Query::parse_with_user(uri.path(), uri.query().unwrap_or(""), client_ref)?;
     // Every commit answered so far is in the answer: the client's own events and erasures.
-    state.datasets.caught_up(&state.store).await;
+    state.engines.caught_up(&state.store).await;
     let mut served = Served {
-        as_of: query.as_of.filter(|_| state.datasets.test_mode),
+        as_of: query.as_of.filter(|_| state.engines.test_mode),
         key: state.keyring.tenant_key(&tenant),
         tenant_id: tenant.id,
         state: &state,
@@ -64,7 +64,7 @@ pub(crate) async fn query(
             let etag = HeaderValue::from_str(&document.etag).map_err(|_| ApiError::Internal)?;
             let cache = HeaderValue::from_str(&format!(
                 "private, max-age={}",
-                state.datasets.params().consensus.materialize_every_secs
+                state.engines.params().consensus.materialize_every_secs
             ))
             .map_err(|_| ApiError::Internal)?;
             let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache)];
@@ -105,7 +105,7 @@ impl Backend for Served<'_> {
         let (state, tenant_id) = (self.state, self.tenant_id);
         if let Some(as_of) = self.as_of {
             state
-                .datasets
+                .engines
                 .finalise_at(&state.store, tenant_id, as_of)
                 .await
                 .map_err(unavailable)?;
@@ -125,7 +125,7 @@ impl Backend for Served<'_> {
         query: Query,
         user_id: Option<String>,
     ) -> Result<Result<Value, QueryError>, ApiError> {
-        let (datasets, store, as_of) = (&self.state.datasets, &self.state.store, self.as_of);
+        let (engines, store, as_of) = (&self.state.engines, &self.state.store, self.as_of);
         let ranked = query.reads_ranked_lists();
         let read = move |engine: &mut Engine| {
             if let (Some(at), true) = (as_of, ranked) {
@@ -138,9 +138,9 @@ impl Backend for Served<'_> {
         };
         let answer = if as_of.is_some() && ranked {
             // Test mode materialises first: not a short read.
-            datasets.with_engine(store, self.tenant_id, read).await
+            engines.with_engine(store, self.tenant_id, read).await
         } else {
-            datasets.read_engine(store, self.tenant_id, read).await
+            engines.read_engine(store, self.tenant_id, read).await
         };
         answer.map_err(unavailable)
     }
@@ -158,15 +158,15 @@ async fn document(
     key: &str,
     as_of: Option<i64>,
 ) -> Result<Arc<Document>, ApiError> {
-    let datasets = &state.datasets;
-    if let (None, Some(doc)) = (as_of, datasets.cached_document(tenant_id, key)) {
+    let engines = &state.engines;
+    if let (None, Some(doc)) = (as_of, engines.cached_document(tenant_id, key)) {
         return Ok(doc);
     }
     if as_of.is_none() {
-        let (datasets, store) = (datasets.clone(), state.store.clone());
+        let (engines, store) = (engines.clone(), state.store.clone());
         let wanted = key.to_owned();
         let stored =
-            tokio::task::spawn_blocking(move || datasets.document(&store, tenant_id, &wanted))
+            tokio::task::spawn_blocking(move || engines.document(&store, tenant_id, &wanted))
                 .await
                 .map_err(|_| ApiError::Internal)?
                 .map_err(unavailable)?;
@@ -176,13 +176,13 @@ async fn document(
     }
     let at = as_of.unwrap_or_else(now_ms);
     let docs = match as_of {
-        Some(at) => datasets
+        Some(at) => engines
             .with_engine(&state.store, tenant_id, move |e| {
                 e.materialise(at, now_ms())
             })
             .await
             .map(Some),
-        None => datasets.refresh_for_query(&state.store, tenant_id).await,
+        None => engines.refresh_for_query(&state.store, tenant_id).await,
     }
     .map_err(unavailable)?
     .unwrap_or_default();
@@ -190,7 +190,7 @@ async fn document(
         Some(doc) => doc,
         None => {
             let key = key.to_owned();
-            datasets
+            engines
                 .with_engine(&state.store, tenant_id, move |e| {
                     e.empty_list(&key, at, now_ms())
                 })

@@ -56,7 +56,7 @@ async fn erase_user(
             ApiError::StoreUnavailable
         })?;
     // The erasure reached the datasets with its commit; answer once they have applied it.
-    state.datasets.caught_up(&state.store).await;
+    state.engines.caught_up(&state.store).await;
     tracing::info!(
         client_key = tenant.client_key,
         events = erased.events,

@@ -17,7 +17,7 @@ pub use payload::{Context, Payload, PayloadChannel, PayloadEntity};
 pub use snapshots::SNAPSHOT_DIR;
 use snapshots::Snapshots;
 pub use writer::{
-    Change, Committed, Erased, Erasure, FailedEvent, FeedbackRecord, Presentation, Sealed,
+    Change, Committed, Erased, Erasure, FailedEvent, FeedbackRecord, Materialised, Sealed,
     StoredEvent, Write, WriteOutcome,
 };
 use writer::{CheckpointPolicy, Op, Outcome};
@@ -619,8 +619,8 @@ impl Store {
     }
 
     /// Replaces materialised documents and appends feedback records, durably.
-    pub async fn present(&self, presentation: Presentation) -> Result<(), StoreError> {
-        match self.writer.submit(Op::Present(presentation)).await? {
+    pub async fn present(&self, materialised: Materialised) -> Result<(), StoreError> {
+        match self.writer.submit(Op::Present(materialised)).await? {
             Outcome::Presented => Ok(()),
             _ => Err(StoreError::Commit("the writer answered out of turn".into())),
         }

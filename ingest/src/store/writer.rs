@@ -124,7 +124,7 @@ pub struct Erased {
 /// Materialised documents (replacing those under the same keys) and feedback records of
 /// one tenant.
 #[derive(Debug, Clone, Default)]
-pub struct Presentation {
+pub struct Materialised {
     pub tenant_id: i64,
     pub documents: Vec<crate::datasets::Document>,
     /// `documents` are the tenant's whole set: any other stored document (an entity type's
@@ -221,7 +221,7 @@ impl Feed {
 pub(super) enum Op {
     Write(Write),
     Erase(Erasure),
-    Present(Presentation),
+    Present(Materialised),
     /// A write the size of a large batch, undone in its transaction: whether commits go
     /// through again.
     Probe,
@@ -733,7 +733,7 @@ fn write(
     Ok(WriteOutcome { inserted, last_seq })
 }
 
-fn present(tx: &rusqlite::Transaction<'_>, p: &Presentation) -> rusqlite::Result<()> {
+fn present(tx: &rusqlite::Transaction<'_>, p: &Materialised) -> rusqlite::Result<()> {
     if p.every_document {
         tx.prepare_cached("DELETE FROM documents WHERE tenant_id = ?1")?
             .execute([p.tenant_id])?;
@@ -1400,7 +1400,7 @@ mod tests {
         let doc =
             |key: &str| crate::datasets::Document::parse(key, r#"{"items":[]}"#, "\"e\"").unwrap();
         let present = |documents, every_document| {
-            Op::Present(Presentation {
+            Op::Present(Materialised {
                 tenant_id: 1,
                 documents,
                 every_document,

@@ -7,7 +7,7 @@
 //! feedback records.
 //!
 //! A request that reads an engine first waits until the engines have applied every commit
-//! answered so far ([`Datasets::caught_up`]): a client reads its own writes and erasures,
+//! answered so far ([`Engines::caught_up`]): a client reads its own writes and erasures,
 //! while `POST /v1/events` waits for the disk alone.
 
 use std::collections::HashMap;
@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use crate::datasets::{Counters, Document, Engine, Input, Params};
 use crate::lock;
-use crate::store::{Change, FeedbackRecord, Payload, Presentation, Store, StoreError, now_ms};
+use crate::store::{Change, FeedbackRecord, Materialised, Payload, Store, StoreError, now_ms};
 
 /// Events between two prunes of an engine being rebuilt, so that its memory follows what the
 /// datasets keep rather than the length of the log.
 const PRUNE_EVERY: usize = 50_000;
 
-pub(crate) struct Datasets {
+pub(crate) struct Engines {
     params: Params,
     /// Honour `as_of` in queries (replays and acceptance tests over old fixtures).
     pub(crate) test_mode: bool,
@@ -69,9 +69,9 @@ fn feedback_of(engine: &mut Engine, as_of: i64) -> Vec<FeedbackRecord> {
         .collect()
 }
 
-impl Datasets {
-    pub(crate) fn new(params: Params, test_mode: bool) -> Datasets {
-        Datasets {
+impl Engines {
+    pub(crate) fn new(params: Params, test_mode: bool) -> Engines {
+        Engines {
             params,
             test_mode,
             engines: Mutex::default(),
@@ -164,7 +164,7 @@ impl Datasets {
     /// The tenant's engine; on first use loaded from its snapshot, then fed the log after
     /// it, in log order, or without a usable snapshot built from the whole log. Blocks.
     /// The engine keeps no event ids (the log has each event once): changes the log already
-    /// gave it are told apart by their log position (see [`Datasets::apply`]).
+    /// gave it are told apart by their log position (see [`Engines::apply`]).
     pub(crate) fn engine(
         &self,
         store: &Store,
@@ -453,7 +453,7 @@ impl Datasets {
     ) -> Result<(), StoreError> {
         let ids: Vec<String> = feedback.iter().map(|f| f.impression_id.clone()).collect();
         let presented = store
-            .present(Presentation {
+            .present(Materialised {
                 tenant_id,
                 every_document: !documents.is_empty(),
                 documents,
@@ -552,7 +552,7 @@ impl Datasets {
 
 /// The feed thread: applies each commit's changes in order, then marks its position applied.
 fn follow(
-    datasets: &Weak<Datasets>,
+    datasets: &Weak<Engines>,
     store: &Weak<Store>,
     commits: &std::sync::mpsc::Receiver<Arc<crate::store::Committed>>,
 ) {
@@ -624,7 +624,7 @@ mod tests {
 
         // The tenant's engine is busy (a materialisation, a long rebuild): events are still
         // stored and answered.
-        let engine = s.state.datasets.engine(&s.store, s.tenant_id).unwrap();
+        let engine = s.state.engines.engine(&s.store, s.tenant_id).unwrap();
         let posted = while_busy(engine, async {
             tokio::time::timeout(
                 Duration::from_secs(60),
@@ -661,7 +661,7 @@ mod tests {
         }]});
         *request.body_mut() = Body::from(body.to_string());
         assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
-        let datasets = state.datasets.clone();
+        let datasets = state.engines.clone();
         datasets.caught_up(&store).await;
         let later = schema::Timestamp::parse("2026-11-30T00:00:00Z").unwrap().0;
 
@@ -758,7 +758,7 @@ mod tests {
 
         /// Writes the snapshot of `state`'s engine; says whether it did.
         async fn save(&self, state: &AppState) -> bool {
-            let (datasets, store) = (state.datasets.clone(), self.store.clone());
+            let (datasets, store) = (state.engines.clone(), self.store.clone());
             let tenant_id = self.tenant_id;
             tokio::task::spawn_blocking(move || datasets.save_snapshot(&store, tenant_id))
                 .await
@@ -767,10 +767,10 @@ mod tests {
 
         /// The same store and keys with datasets of their own, as after a restart.
         fn restarted(&self) -> (AppState, axum::Router) {
-            let datasets = Arc::new(super::Datasets::new(Default::default(), false));
+            let datasets = Arc::new(super::Engines::new(Default::default(), false));
             datasets.follow(&self.store);
             let state = AppState {
-                datasets,
+                engines: datasets,
                 ..self.state.clone()
             };
             (state.clone(), crate::app(state))
@@ -867,7 +867,7 @@ mod tests {
         assert!(s.store.snapshot(s.tenant_id).unwrap().is_none());
 
         // The next one is taken without the user, and a restart loads it.
-        s.state.datasets.caught_up(&s.store).await;
+        s.state.engines.caught_up(&s.store).await;
         assert!(s.save(&s.state).await);
         let (_, app) = s.restarted();
         assert_eq!(s.preference_events(&app, "u1").await, 0);
@@ -879,7 +879,7 @@ mod tests {
         let late = |state: &AppState| {
             let tenant_id = s.tenant_id;
             let counted = move |e: &mut Engine| e.counters.late_dropped_consensus;
-            let (datasets, store) = (state.datasets.clone(), s.store.clone());
+            let (datasets, store) = (state.engines.clone(), s.store.clone());
             async move {
                 datasets
                     .with_engine(&store, tenant_id, counted)
@@ -895,7 +895,7 @@ mod tests {
             let answer = s.app.clone().oneshot(batch_at("pk_feed", &[event])).await;
             assert_eq!(answer.unwrap().status(), StatusCode::OK);
         }
-        s.state.datasets.caught_up(&s.store).await;
+        s.state.engines.caught_up(&s.store).await;
         assert_eq!(late(&s.state).await, 1);
         // Rebuilt in the order the log took them, not in event-time order (which would let
         // the late one in): the answers do not change with a restart.
@@ -917,7 +917,7 @@ mod tests {
         };
         post(batch_for("pk_feed", &["a"])).await;
         post(batch_for("pk_other", &["u1"])).await;
-        let datasets = state.datasets.clone();
+        let datasets = state.engines.clone();
         datasets.caught_up(&store).await;
         // The tenant's engine is gone (as after a restart), and the feed is held up behind
         // another tenant's busy engine while an event of the tenant is committed.
