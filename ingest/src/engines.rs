@@ -384,7 +384,7 @@ impl Engines {
             Ok(f(&mut engine))
         })
         .await
-        .map_err(|e| StoreError::Commit(format!("datasets task failed: {e}")))?
+        .map_err(StoreError::Task)?
     }
 
     /// Materialises the tenant's lists now, finalises the feedback due, and stores both;

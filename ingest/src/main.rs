@@ -183,89 +183,10 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(config) => serve(config),
-        Command::Tenant(TenantCommand::Add {
-            data_dir,
-            master_secret_file,
-            client_key,
-            origins,
-        }) => {
-            schema::check_id(&client_key, "client_key")?;
-            let store = Store::open(&data_dir)?;
-            // The store's master secret is settled with its first tenant, before anything is
-            // pseudonymised with it.
-            Keyring::open(&store, &data_dir, master_secret_file.as_deref())?;
-            let (tenant, api_key) = store.add_tenant(&client_key, &origins)?;
-            eprintln!(
-                "added tenant `{}`; its secret API key follows (it is not shown again):",
-                tenant.client_key
-            );
-            println!("{api_key}");
-            Ok(())
-        }
-        Command::Tenant(TenantCommand::List { data_dir }) => {
-            for t in Store::open(&data_dir)?.tenants()? {
-                let origins = if t.origins.is_empty() {
-                    "*".to_owned()
-                } else {
-                    t.origins.join(",")
-                };
-                println!("{}\t{origins}", t.client_key);
-            }
-            Ok(())
-        }
-        Command::Tenant(TenantCommand::RotateKey {
-            data_dir,
-            client_key,
-        }) => {
-            let version = Store::open(&data_dir)?.rotate_key(&client_key)?;
-            println!("{version}");
-            Ok(())
-        }
-        Command::Tenant(TenantCommand::RotateApiKey {
-            data_dir,
-            client_key,
-            grace_hours,
-        }) => {
-            let grace = std::time::Duration::from_secs(grace_hours * 3600);
-            let api_key = Store::open(&data_dir)?.rotate_api_key(&client_key, grace)?;
-            eprintln!(
-                "a new secret API key for `{client_key}` follows (it is not shown again); the old one works for {grace_hours} more hours:"
-            );
-            println!("{api_key}");
-            Ok(())
-        }
-        Command::Tenant(TenantCommand::RevokeApiKey {
-            data_dir,
-            client_key,
-        }) => {
-            let api_key = Store::open(&data_dir)?.revoke_api_keys(&client_key)?;
-            eprintln!(
-                "every earlier secret API key of `{client_key}` is refused now; its new one follows (it is not shown again):"
-            );
-            println!("{api_key}");
-            Ok(())
-        }
-        Command::Erase { tenant, client_ref } => {
-            let serving = ingest::store::ServiceLock::held(&tenant.data_dir);
-            let (keyring, store, tenant) = tenant.open()?;
-            let user_ids = ingest::anonymise::user_ids(&keyring, &tenant, &client_ref);
-            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-            let erased = runtime.block_on(store.erase(ingest::store::Erasure {
-                tenant_id: tenant.id,
-                user_ids,
-            }))?;
-            // A service running on this store forgets the user in its datasets too: it looks
-            // for such erasures every second.
-            let wait = std::time::Duration::from_secs(if serving { 30 } else { 0 });
-            if !store.settle_erasures(wait) && serving {
-                eprintln!(
-                    "the running service did not take the erasure within 30 s: its datasets may show the user until it restarts"
-                );
-            }
-            store.close();
-            println!("{}", serde_json::to_string(&erased)?);
-            Ok(())
-        }
+        Command::Tenant(command) => command.run(),
+        Command::Events(command) => command.run(),
+        Command::Erase { tenant, client_ref } => erase(&tenant, &client_ref),
+        Command::Vault(command) => command.run(),
         Command::Pseudonymise { secret_file } => pseudonymise(&secret_file),
         Command::Replay {
             files,
@@ -280,37 +201,133 @@ fn main() -> anyhow::Result<()> {
             datasets_config.as_deref(),
             master_secret_file.as_deref(),
         ),
-        Command::Vault(VaultCommand::Reveal { tenant, user_id }) => {
-            let (keyring, store, tenant) = tenant.open()?;
-            let sealed = store
-                .sealed(tenant.id, &user_id)?
-                .with_context(|| format!("the identity vault holds no user `{user_id}` (is serve run with --identity-vault?)"))?;
-            let vault =
-                ingest::anonymise::vault::Vault::new(&keyring.vault_key(&tenant.client_key));
-            println!("{}", vault.open(&sealed)?);
-            Ok(())
+    }
+}
+
+impl TenantCommand {
+    fn run(self) -> anyhow::Result<()> {
+        match self {
+            TenantCommand::Add {
+                data_dir,
+                master_secret_file,
+                client_key,
+                origins,
+            } => {
+                schema::check_id(&client_key, "client_key")?;
+                let store = Store::open(&data_dir)?;
+                // The store's master secret is settled with its first tenant, before anything
+                // is pseudonymised with it.
+                Keyring::open(&store, &data_dir, master_secret_file.as_deref())?;
+                let (tenant, api_key) = store.add_tenant(&client_key, &origins)?;
+                eprintln!(
+                    "added tenant `{}`; its secret API key follows (it is not shown again):",
+                    tenant.client_key
+                );
+                println!("{api_key}");
+            }
+            TenantCommand::List { data_dir } => {
+                for t in Store::open(&data_dir)?.tenants()? {
+                    let origins = if t.origins.is_empty() {
+                        "*".to_owned()
+                    } else {
+                        t.origins.join(",")
+                    };
+                    println!("{}\t{origins}", t.client_key);
+                }
+            }
+            TenantCommand::RotateKey {
+                data_dir,
+                client_key,
+            } => {
+                let version = Store::open(&data_dir)?.rotate_key(&client_key)?;
+                println!("{version}");
+            }
+            TenantCommand::RotateApiKey {
+                data_dir,
+                client_key,
+                grace_hours,
+            } => {
+                let grace = std::time::Duration::from_secs(grace_hours * 3600);
+                let api_key = Store::open(&data_dir)?.rotate_api_key(&client_key, grace)?;
+                eprintln!(
+                    "a new secret API key for `{client_key}` follows (it is not shown again); the old one works for {grace_hours} more hours:"
+                );
+                println!("{api_key}");
+            }
+            TenantCommand::RevokeApiKey {
+                data_dir,
+                client_key,
+            } => {
+                let api_key = Store::open(&data_dir)?.revoke_api_keys(&client_key)?;
+                eprintln!(
+                    "every earlier secret API key of `{client_key}` is refused now; its new one follows (it is not shown again):"
+                );
+                println!("{api_key}");
+            }
         }
-        Command::Events(EventsCommand::List {
+        Ok(())
+    }
+}
+
+impl EventsCommand {
+    fn run(self) -> anyhow::Result<()> {
+        let EventsCommand::List {
             data_dir,
             client_key,
             limit,
             failed,
-        }) => {
-            let store = Store::open(&data_dir)?;
-            let tenant = store
-                .tenant(&client_key)?
-                .with_context(|| format!("unknown client_key `{client_key}`"))?;
-            let rows = if failed {
-                store.recent_failed(tenant.id, limit)?
-            } else {
-                store.recent_events(tenant.id, limit)?
-            };
-            for row in rows {
-                println!("{row}");
-            }
-            Ok(())
+        } = self;
+        let store = Store::open(&data_dir)?;
+        let tenant = store
+            .tenant(&client_key)?
+            .with_context(|| format!("unknown client_key `{client_key}`"))?;
+        let rows = if failed {
+            store.recent_failed(tenant.id, limit)?
+        } else {
+            store.recent_events(tenant.id, limit)?
+        };
+        for row in rows {
+            println!("{row}");
         }
+        Ok(())
     }
+}
+
+impl VaultCommand {
+    fn run(self) -> anyhow::Result<()> {
+        let VaultCommand::Reveal { tenant, user_id } = self;
+        let (keyring, store, tenant) = tenant.open()?;
+        let sealed = store.sealed(tenant.id, &user_id)?.with_context(|| {
+            format!(
+                "the identity vault holds no user `{user_id}` (is serve run with --identity-vault?)"
+            )
+        })?;
+        let vault = ingest::anonymise::vault::Vault::new(&keyring.vault_key(&tenant.client_key));
+        println!("{}", vault.open(&sealed)?);
+        Ok(())
+    }
+}
+
+/// Erases a user's events; a service running on the same store forgets the user in its
+/// datasets too (it looks for such erasures every second), and this waits for it.
+fn erase(tenant: &TenantKeys, client_ref: &str) -> anyhow::Result<()> {
+    let serving = ingest::store::ServiceLock::held(&tenant.data_dir);
+    let (keyring, store, tenant) = tenant.open()?;
+    let user_ids = ingest::anonymise::user_ids(&keyring, &tenant, client_ref);
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let erased = runtime.block_on(store.erase(ingest::store::Erasure {
+        tenant_id: tenant.id,
+        user_ids,
+    }))?;
+    let wait = std::time::Duration::from_secs(if serving { 30 } else { 0 });
+    if !store.settle_erasures(wait) && serving {
+        eprintln!(
+            "the running service did not take the erasure within 30 s: its datasets may show the user until it restarts"
+        );
+    }
+    store.close();
+    println!("{}", serde_json::to_string(&erased)?);
+    Ok(())
 }
 
 fn pseudonymise(secret_file: &std::path::Path) -> anyhow::Result<()> {

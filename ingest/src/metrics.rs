@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::lock;
+
 #[derive(Default)]
 pub(crate) struct Metrics {
     pub(crate) batches: AtomicU64,
@@ -20,21 +22,11 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn rejected(&self, code: &'static str) {
-        *self
-            .rejected_by_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(code)
-            .or_default() += 1;
+        *lock(&self.rejected_by_error).entry(code).or_default() += 1;
     }
 
     pub(crate) fn response(&self, status: u16) {
-        *self
-            .responses_by_status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(status)
-            .or_default() += 1;
+        *lock(&self.responses_by_status).entry(status).or_default() += 1;
     }
 
     pub(crate) fn render(&self) -> String {
@@ -81,21 +73,11 @@ impl Metrics {
             "# HELP ingest_store_write_seconds_total Time requests spent waiting for their durable commit.\n# TYPE ingest_store_write_seconds_total counter\ningest_store_write_seconds_total {seconds}\n"
         );
         out.push_str("# HELP ingest_events_rejected_total Events rejected by validation, by rule.\n# TYPE ingest_events_rejected_total counter\n");
-        for (code, n) in self
-            .rejected_by_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for (code, n) in lock(&self.rejected_by_error).iter() {
             let _ = writeln!(out, "ingest_events_rejected_total{{error=\"{code}\"}} {n}");
         }
         out.push_str("# HELP ingest_http_responses_total HTTP responses, by status code.\n# TYPE ingest_http_responses_total counter\n");
-        for (status, n) in self
-            .responses_by_status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for (status, n) in lock(&self.responses_by_status).iter() {
             let _ = writeln!(
                 out,
                 "ingest_http_responses_total{{status=\"{status}\"}} {n}"

@@ -15,6 +15,7 @@ use axum::http::request::Parts;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::store::{self, Tenant};
+use crate::{read, write};
 
 /// How long a looked-up tenant is trusted before it is read again.
 pub(crate) const CACHE_FOR: Duration = Duration::from_secs(5);
@@ -36,14 +37,14 @@ impl Cache {
     /// The tenant, `Some(None)` for a key known to name none, `None` when the store must be
     /// asked.
     fn get(&self, key: &str, ttl: Duration, unknown_ttl: Duration) -> Option<Option<Arc<Tenant>>> {
-        let entries = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let entries = read(&self.0);
         let (tenant, read_at) = entries.get(key)?;
         let ttl = if tenant.is_some() { ttl } else { unknown_ttl };
         (read_at.elapsed() < ttl).then(|| tenant.clone())
     }
 
     fn put(&self, key: String, tenant: Option<Arc<Tenant>>, unknown_ttl: Duration) {
-        let mut entries = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut entries = write(&self.0);
         if tenant.is_none() && entries.len() >= MAX_ENTRIES {
             entries.retain(|_, (t, at)| t.is_some() || at.elapsed() < unknown_ttl);
             if entries.len() >= MAX_ENTRIES {

@@ -161,6 +161,23 @@ impl Input {
     }
 }
 
+/// Which datasets an admitted event is too late for (past the lateness limits behind the
+/// watermark).
+#[derive(Debug, Clone, Copy)]
+struct Late {
+    personal: bool,
+    consensus: bool,
+}
+
+/// An event's weight and the datasets it feeds.
+#[derive(Debug, Clone, Copy)]
+struct Weighed {
+    weight: f64,
+    feeds: params::Feeds,
+    /// A recommended item viewed.
+    exposure: bool,
+}
+
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -393,19 +410,43 @@ impl Engine {
         foldhash::fast::FixedState::with_seed(self.seed).hash_one(value)
     }
 
-    /// Applies one event at clock time `now`.
+    /// Applies one event at clock time `now`: admitted (not from the future, not seen
+    /// before), weighed, then fed to the personal datasets (preferences, engagement) and the
+    /// consensus lists, each unless the event is too late for it.
     pub fn ingest(&mut self, input: &Input, now: i64) -> Outcome {
-        let p = &self.params;
-        let lateness = &p.lateness;
+        let late = match self.admit(input, now) {
+            Ok(late) => late,
+            Err(refused) => return refused,
+        };
+        let user = self.key(&input.user_id);
+        let weighed = self.weigh(input);
+        if late.personal {
+            self.counters.late_dropped_personal += 1;
+            self.counters.late_dropped_engagement += 1;
+        } else {
+            self.personal(input, user, weighed);
+        }
+        if late.consensus {
+            self.counters.late_dropped_consensus += 1;
+        } else {
+            self.consensus(input, user, weighed);
+        }
+        Outcome::Applied
+    }
+
+    /// Refuses an event from the future or seen before; otherwise counts it, moves the
+    /// watermark, and says which datasets it is too late for.
+    fn admit(&mut self, input: &Input, now: i64) -> Result<Late, Outcome> {
+        let lateness = &self.params.lateness;
         if input.ts > now + (lateness.future_minutes * 60_000.0) as i64 {
             self.counters.future_rejected += 1;
-            return Outcome::Future;
+            return Err(Outcome::Future);
         }
         let key = self.key(&input.event_id);
         if let Some(seen) = &mut self.seen {
             if !seen.ids.insert(key) {
                 self.counters.duplicates += 1;
-                return Outcome::Duplicate;
+                return Err(Outcome::Duplicate);
             }
             seen.by_day
                 .entry(input.ts.div_euclid(DAY_MS))
@@ -415,15 +456,19 @@ impl Engine {
         self.counters.applied += 1;
         let behind = self.watermark.map_or(0, |w| w - input.ts);
         let late = |hours: f64| lateness.enabled && behind > Params::hours(hours);
-        let (personal_late, consensus_late) = (
-            late(lateness.personal_hours),
-            late(lateness.consensus_hours),
-        );
+        let late = Late {
+            personal: late(lateness.personal_hours),
+            consensus: late(lateness.consensus_hours),
+        };
         self.watermark = Some(self.watermark.map_or(input.ts, |w| w.max(input.ts)));
+        Ok(late)
+    }
 
-        let user = self.key(&input.user_id);
+    /// The event's weight and the datasets it feeds, by the weight table. An exposure (a
+    /// recommended item viewed) weighs nothing: it is engagement's denominator.
+    fn weigh(&mut self, input: &Input) -> Weighed {
         let exposure = input.action == "viewed" && input.impression_id.is_some();
-        let (weight, feeds) = match params::lookup(p, &input.event_type, &input.action) {
+        let (weight, feeds) = match params::lookup(&self.params, &input.event_type, &input.action) {
             Some(found) => found,
             None => {
                 if !exposure {
@@ -432,35 +477,38 @@ impl Engine {
                 (0.0, params::Feeds::default())
             }
         };
-        let weight = if exposure { 0.0 } else { weight };
-        let shares = input.entities.len().max(1);
-        let n = shares as f64;
+        Weighed {
+            weight: if exposure { 0.0 } else { weight },
+            feeds,
+            exposure,
+        }
+    }
 
-        if personal_late {
-            self.counters.late_dropped_personal += 1;
-            self.counters.late_dropped_engagement += 1;
-        } else {
-            if feeds.personal && (weight != 0.0 || feeds.watchlist.is_some()) && !exposure {
-                for entity in &input.entities {
-                    self.preferences.add(
-                        preferences::Touch {
-                            user,
-                            entity,
-                            weight: weight / n,
-                            t: input.ts,
-                            watchlist: feeds.watchlist,
-                        },
-                        p,
-                    );
-                }
+    /// The user's preferences (the weight shared among the event's entities) and engagement.
+    fn personal(&mut self, input: &Input, user: u64, w: Weighed) {
+        let p = &self.params;
+        let touches = w.feeds.personal && (w.weight != 0.0 || w.feeds.watchlist.is_some());
+        if touches && !w.exposure {
+            let n = input.entities.len().max(1) as f64;
+            for entity in &input.entities {
+                self.preferences.add(
+                    preferences::Touch {
+                        user,
+                        entity,
+                        weight: w.weight / n,
+                        t: input.ts,
+                        watchlist: w.feeds.watchlist,
+                    },
+                    p,
+                );
             }
-            self.engagement.observe(input, user, p);
         }
+        self.engagement.observe(input, user, p);
+    }
 
-        if consensus_late {
-            self.counters.late_dropped_consensus += 1;
-            return Outcome::Applied;
-        }
+    /// The consensus lists: trending entities (of tracked kinds), content and searches.
+    fn consensus(&mut self, input: &Input, user: u64, w: Weighed) {
+        let p = &self.params;
         let bucket = input
             .ts
             .div_euclid(Params::hours(p.consensus.dedup_bucket_hours));
@@ -471,6 +519,7 @@ impl Engine {
         // Ties within a millisecond go by a hash of the id that every engine computes
         // alike, so that engines fed the same events agree whatever their seeds.
         let id = foldhash::fast::FixedState::with_seed(0).hash_one(&input.event_id);
+        let shares = input.entities.len().max(1);
         let contribution = |weight: f64, shares: usize| trending::Contribution {
             slot,
             t: input.ts,
@@ -479,9 +528,9 @@ impl Engine {
             shares: u32::try_from(shares).unwrap_or(u32::MAX),
             user,
         };
-        let c = weight.max(0.0);
+        let c = w.weight.max(0.0);
         let consensus = &p.consensus;
-        if c > 0.0 && feeds.entities {
+        if c > 0.0 && w.feeds.entities {
             for e in &input.entities {
                 let tracked = if consensus.entity_types.is_empty() {
                     self.entities.contains_key(&e.kind)
@@ -504,7 +553,7 @@ impl Engine {
             let cap = consensus.max_content_keys;
             self.content.contribute(content, contribution(c, 1), p, cap);
         }
-        if feeds.searches {
+        if w.feeds.searches {
             match input
                 .query
                 .as_deref()
@@ -517,7 +566,6 @@ impl Engine {
                 None => self.counters.search_dropped += 1,
             }
         }
-        Outcome::Applied
     }
 
     /// Forgets what can no longer change any answer: event ids and dedup buckets older than

@@ -17,8 +17,8 @@ pub use payload::{Context, Payload, PayloadChannel, PayloadEntity};
 pub use snapshots::SNAPSHOT_DIR;
 use snapshots::Snapshots;
 pub use writer::{
-    Change, Committed, Erased, Erasure, FailedEvent, FeedbackRecord, Materialised, Sealed,
-    StoredEvent, Write, WriteOutcome,
+    Change, CommitError, Committed, Erased, Erasure, FailedEvent, FeedbackRecord, Materialised,
+    Sealed, StoredEvent, Write, WriteOutcome,
 };
 use writer::{CheckpointPolicy, Op, Outcome};
 
@@ -64,7 +64,9 @@ pub enum StoreError {
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("commit failed: {0}")]
-    Commit(String),
+    Commit(#[from] CommitError),
+    #[error("a datasets task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("the store is closed")]
     Closed,
     #[error("tenant `{0}` already exists")]
@@ -579,7 +581,7 @@ impl Store {
     pub async fn write(&self, write: Write) -> Result<WriteOutcome, StoreError> {
         match self.writer.submit(Op::Write(write)).await? {
             Outcome::Written(w) => Ok(w),
-            _ => Err(StoreError::Commit("the writer answered out of turn".into())),
+            _ => Err(StoreError::Commit(CommitError::OutOfTurn)),
         }
     }
 
@@ -596,7 +598,7 @@ impl Store {
                 self.snapshots.forget(tenant_id, self.position());
                 Ok(e)
             }
-            _ => Err(StoreError::Commit("the writer answered out of turn".into())),
+            _ => Err(StoreError::Commit(CommitError::OutOfTurn)),
         }
     }
 
@@ -622,7 +624,7 @@ impl Store {
     pub async fn present(&self, materialised: Materialised) -> Result<(), StoreError> {
         match self.writer.submit(Op::Present(materialised)).await? {
             Outcome::Presented => Ok(()),
-            _ => Err(StoreError::Commit("the writer answered out of turn".into())),
+            _ => Err(StoreError::Commit(CommitError::OutOfTurn)),
         }
     }
 
@@ -684,7 +686,7 @@ impl Store {
                         return Ok(deleted);
                     }
                 }
-                _ => return Err(StoreError::Commit("the writer answered out of turn".into())),
+                _ => return Err(StoreError::Commit(CommitError::OutOfTurn)),
             }
         }
     }
@@ -859,7 +861,7 @@ impl Store {
         if self.writer.failing() {
             match self.writer.submit(Op::Probe).await? {
                 Outcome::Probed => {}
-                _ => return Err(StoreError::Commit("the writer answered out of turn".into())),
+                _ => return Err(StoreError::Commit(CommitError::OutOfTurn)),
             }
         }
         Ok(())

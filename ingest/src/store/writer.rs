@@ -251,7 +251,24 @@ impl Op {
     }
 }
 
-type Reply = oneshot::Sender<Result<Outcome, String>>;
+/// Why the writer could not make a request's change durable. Cloned to every request of a
+/// commit that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    #[error("{0}")]
+    Transaction(Arc<rusqlite::Error>),
+    #[error("cannot sync the WAL: {0}")]
+    Sync(Arc<io::Error>),
+    #[error("the store stopped taking writes after a failed sync; restart it")]
+    Stopped,
+    #[error("the sync thread stopped")]
+    SyncerGone,
+    #[error("the writer answered out of turn")]
+    OutOfTurn,
+}
+
+type Reply = oneshot::Sender<Result<Outcome, CommitError>>;
 type Job = (Op, Reply);
 
 /// One commit's answers and changes, waiting for the sync that makes them durable.
@@ -345,7 +362,7 @@ impl Handle {
             .map_err(|_| StoreError::Closed)?;
         match answer.await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(message)) => Err(StoreError::Commit(message)),
+            Ok(Err(e)) => Err(StoreError::Commit(e)),
             Err(_) => Err(StoreError::Closed),
         }
     }
@@ -360,7 +377,7 @@ impl Handle {
             return Err(StoreError::Closed);
         }
         if self.failed.load(Ordering::Relaxed) {
-            return Err(StoreError::Commit(STOPPED.into()));
+            return Err(StoreError::Commit(CommitError::Stopped));
         }
         Ok(())
     }
@@ -407,7 +424,7 @@ impl Durable {
     fn send(&self, commit: Commit) {
         if let Err(mpsc::SendError(commit)) = self.committed.send(commit) {
             for (reply, _) in commit.answers {
-                let _ = reply.send(Err("the sync thread stopped".into()));
+                let _ = reply.send(Err(CommitError::SyncerGone));
             }
         }
     }
@@ -423,8 +440,6 @@ pub(super) const TRIM_ROWS: usize = 5_000;
 
 /// A probe writes as much as the largest beacon a tracker sends.
 const PROBE_BYTES: usize = 64 * 1024;
-
-const STOPPED: &str = "the store stopped taking writes after a failed sync; restart it";
 
 /// How often an idle writer looks for erasures made by another process (`ingest erase`).
 const POLL: Duration = Duration::from_secs(1);
@@ -466,14 +481,13 @@ fn run(
             }
         };
         if durable.failed.load(Ordering::Relaxed) {
-            let stopped = || Err(STOPPED.into());
             first
                 .into_iter()
                 .chain(jobs.try_iter())
                 .for_each(|(_, reply)| {
-                    let _ = reply.send(stopped());
+                    let _ = reply.send(Err(CommitError::Stopped));
                 });
-            eraser.fail(STOPPED);
+            eraser.fail(&CommitError::Stopped);
             continue;
         }
         if checkpoints.restart.swap(false, Ordering::Relaxed) {
@@ -527,8 +541,9 @@ fn run(
                     tracing::error!(error = %e, requests = replies.len(), "group commit failed");
                     // The journal was not taken either: look again next time.
                     data_version = None;
+                    let e = CommitError::Transaction(Arc::new(e));
                     for reply in replies {
-                        let _ = reply.send(Err(e.to_string()));
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
@@ -540,7 +555,7 @@ fn run(
                 Err(e) => {
                     failing.store(true, Ordering::Relaxed);
                     tracing::error!(error = %e, "an erasure failed");
-                    eraser.fail(&e.to_string());
+                    eraser.fail(&CommitError::Transaction(Arc::new(e)));
                 }
             }
         }
@@ -604,8 +619,9 @@ fn make_durable(
             Err(e) => {
                 failed.store(true, Ordering::Relaxed);
                 tracing::error!(error = %e, "cannot sync the WAL; the store takes no more writes");
+                let e = CommitError::Sync(Arc::new(e));
                 for (reply, _) in commits.into_iter().flat_map(|c| c.answers) {
-                    let _ = reply.send(Err(format!("cannot sync the WAL: {e}")));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
@@ -854,10 +870,10 @@ impl Eraser {
     }
 
     /// Tells every erasure waiting or under way that it failed; they were not completed.
-    fn fail(&mut self, message: &str) {
+    fn fail(&mut self, error: &CommitError) {
         let requests = self.pass.take().map(|p| p.requests).unwrap_or_default();
         for (_, reply) in requests.into_iter().chain(self.waiting.drain(..)) {
-            let _ = reply.send(Err(message.to_owned()));
+            let _ = reply.send(Err(error.clone()));
         }
     }
 
@@ -1144,15 +1160,21 @@ mod tests {
         let writer = writer(dir.path(), sync, CheckpointPolicy::DEFAULT);
         assert!(writer.submit(batch(0, 1)).await.is_ok());
         assert!(writer.check().is_ok());
-        let failed = writer.submit(batch(1, 1)).await.err().unwrap().to_string();
+        let failed = writer.submit(batch(1, 1)).await.err().unwrap();
         assert!(
-            failed.contains("cannot sync the WAL: disk on fire"),
+            matches!(&failed, StoreError::Commit(CommitError::Sync(e)) if e.to_string() == "disk on fire"),
             "{failed}"
         );
-        let not_ready = writer.check().err().unwrap().to_string();
-        assert!(not_ready.contains(STOPPED), "{not_ready}");
-        let refused = writer.submit(batch(2, 1)).await.err().unwrap().to_string();
-        assert!(refused.contains(STOPPED), "{refused}");
+        let not_ready = writer.check().err().unwrap();
+        assert!(
+            matches!(not_ready, StoreError::Commit(CommitError::Stopped)),
+            "{not_ready}"
+        );
+        let refused = writer.submit(batch(2, 1)).await.err().unwrap();
+        assert!(
+            matches!(refused, StoreError::Commit(CommitError::Stopped)),
+            "{refused}"
+        );
         writer.close();
     }
 

@@ -2,11 +2,10 @@ use schema::Timestamp;
 use schema::limits::{MAX_ENTITIES, MAX_EVENT_BYTES, MAX_EVENTS_PER_BATCH};
 
 use super::config::{Consent, Storage};
-use super::encode::{
-    BATCH_OVERHEAD, Envelope, EventInput, encode_batch, encode_event_with, uuid_v4, uuid_v7,
-};
+use super::delivery::{BEACON_BYTES, Delivery, InFlight, Outgoing, decode_queue, encode_queue};
+use super::encode::{BATCH_OVERHEAD, Envelope, EventInput, encode_event_with, uuid_v4, uuid_v7};
 use super::session::{Identity, Session};
-use super::{Backoff, Clock, Config, Entropy, Queue, push_int};
+use super::{Clock, Config, Entropy, Queue, push_int};
 
 /// Why `track()` did not queue an event. The browser glue reports it; it never throws.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,38 +33,6 @@ impl std::fmt::Display for TrackError {
     }
 }
 
-/// A batch on its way; the tracker keeps its events until [`Tracker::settle`] says what
-/// became of them.
-#[derive(Debug)]
-pub struct Outgoing {
-    pub id: u32,
-    pub body: String,
-    pub count: usize,
-}
-
-/// What to do with a batch after ingest answered with `status` (0: no answer at all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// Stored (2xx): forget the batch.
-    Delivered,
-    /// Worth sending again later: network failure, timeout, 429 or 5xx.
-    Retry,
-    /// Refused for good (other 4xx): sending it again would be refused again.
-    Drop,
-}
-
-pub fn classify(status: u16) -> Delivery {
-    match status {
-        200..=299 => Delivery::Delivered,
-        0 | 408 | 429 | 500..=599 => Delivery::Retry,
-        _ => Delivery::Drop,
-    }
-}
-
-/// Largest body handed to `navigator.sendBeacon` (or a keepalive `fetch`): browsers refuse
-/// more than 64 KiB of such requests in flight.
-pub const BEACON_BYTES: usize = 64 * 1024;
-
 /// The capture state of one page: identity, session, consent and queue.
 pub struct Tracker<C, E> {
     config: Config,
@@ -73,12 +40,7 @@ pub struct Tracker<C, E> {
     entropy: E,
     queue: Queue,
     identity: Identity,
-    /// Batches taken for sending whose outcome is not known yet, by id.
-    in_flight: Vec<(u32, Vec<String>)>,
-    next_batch_id: u32,
-    backoff: Backoff,
-    /// Set after a failed send: the delay before the next attempt.
-    retry_in: Option<u64>,
+    in_flight: InFlight,
     consent: Consent,
     /// The browser asks not to be tracked (and `respectDoNotTrack` is on): overrides consent.
     do_not_track: bool,
@@ -116,10 +78,7 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
             entropy,
             queue,
             identity,
-            in_flight: Vec::new(),
-            next_batch_id: 0,
-            backoff: Backoff::default(),
-            retry_in: None,
+            in_flight: InFlight::default(),
             consent,
             do_not_track,
             queue_changed: false,
@@ -145,19 +104,12 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
 
     /// Events not yet delivered: queued, or sent and waiting for ingest's answer.
     pub fn pending(&self) -> usize {
-        self.queue.len() + self.in_flight_events()
+        self.queue.len() + self.in_flight.len()
     }
 
     /// How many events batch `id` carries, while it is in flight.
     pub fn in_flight_count(&self, id: u32) -> Option<usize> {
-        self.in_flight
-            .iter()
-            .find(|(b, _)| *b == id)
-            .map(|(_, e)| e.len())
-    }
-
-    fn in_flight_events(&self) -> usize {
-        self.in_flight.iter().map(|(_, e)| e.len()).sum()
+        self.in_flight.count(id)
     }
 
     /// The consent in force: `Denied` under Do Not Track whatever the page says.
@@ -339,8 +291,9 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         if !std::mem::take(&mut self.queue_changed) {
             return None;
         }
-        let in_flight = self.in_flight.iter().flat_map(|(_, e)| e.iter());
-        Some(encode_queue(in_flight.chain(self.queue.iter())))
+        Some(encode_queue(
+            self.in_flight.events().chain(self.queue.iter()),
+        ))
     }
 
     /// The identity line to store, when it changed since the last call. A cookie rides along
@@ -362,19 +315,9 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
         if self.consent() != Consent::Granted {
             return None;
         }
-        let events = self.queue.take(max_events, max_bytes);
-        if events.is_empty() {
-            return None;
-        }
-        let body = encode_batch(
-            Timestamp(self.clock.now_ms()),
-            events.iter().map(String::as_str),
-        );
-        let id = self.next_batch_id;
-        self.next_batch_id = self.next_batch_id.wrapping_add(1);
-        let count = events.len();
-        self.in_flight.push((id, events));
-        Some(Outgoing { id, body, count })
+        let now = self.clock.now_ms();
+        self.in_flight
+            .take(&mut self.queue, now, max_events, max_bytes)
     }
 
     /// Everything queued, as batches of at most [`BEACON_BYTES`] for the page's last moments
@@ -392,57 +335,37 @@ impl<C: Clock, E: Entropy> Tracker<C, E> {
     /// forgotten (ingest deduplicates by `event_id` if it also arrives some other way) and a
     /// refused one is queued again, without backing off.
     pub fn beaconed(&mut self, id: u32, taken: bool) {
-        if let Some(events) = self.remove_in_flight(id) {
-            if !taken {
-                self.queue.requeue(events);
-            }
+        if self.in_flight.beaconed(id, taken, &mut self.queue) {
             self.queue_changed = true;
         }
-    }
-
-    fn remove_in_flight(&mut self, id: u32) -> Option<Vec<String>> {
-        let i = self.in_flight.iter().position(|(b, _)| *b == id)?;
-        Some(self.in_flight.swap_remove(i).1)
     }
 
     /// Settles batch `id` by ingest's answer (and its `Retry-After`, in ms); returns what
     /// happened to it.
     pub fn settle(&mut self, id: u32, status: u16, retry_after_ms: Option<u64>) -> Delivery {
-        let delivery = classify(status);
-        let Some(events) = self.remove_in_flight(id) else {
-            return delivery;
-        };
-        self.queue_changed = true;
-        match delivery {
-            Delivery::Retry => {
-                self.queue.requeue(events);
-                let mut bytes = [0u8; 16];
-                self.entropy.fill(&mut bytes);
-                let jitter =
-                    f64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-                        / 4_294_967_296.0;
-                self.retry_in = Some(self.backoff.fail(retry_after_ms, jitter));
-            }
-            Delivery::Delivered => {
-                self.backoff.succeed();
-                self.retry_in = None;
-            }
-            Delivery::Drop => {}
-        }
+        let (delivery, settled) = self.in_flight.settle(
+            id,
+            status,
+            retry_after_ms,
+            &mut self.queue,
+            &mut self.entropy,
+        );
+        self.queue_changed |= settled;
         delivery
     }
 
     /// How long to wait before the next send: the backoff after a failure, else the flush
     /// interval.
     pub fn next_send_in_ms(&self) -> u64 {
-        self.retry_in
+        self.in_flight
+            .retry_in()
             .unwrap_or(u64::from(self.config.flush_interval_ms))
     }
 
     /// True while backing off after a failure: a full batch then waits for the retry timer
     /// instead of going out at once.
     pub fn backing_off(&self) -> bool {
-        self.retry_in.is_some()
+        self.in_flight.retry_in().is_some()
     }
 
     /// Whether a full batch may go out at once.
@@ -459,26 +382,6 @@ fn over_limit(what: &str, n: usize, unit: &str, limit: usize) -> TrackError {
     message.push_str(", over the limit of ");
     push_int(&mut message, limit as i64);
     TrackError::Invalid(message)
-}
-
-/// Stored queues hold one encoded event per line: encoded JSON never contains a raw newline.
-pub fn encode_queue<'a>(events: impl Iterator<Item = &'a String>) -> String {
-    let mut out = String::new();
-    for e in events {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(e);
-    }
-    out
-}
-
-/// Reads a stored queue, skipping lines that are not an encoded event (a truncated write).
-pub fn decode_queue(record: &str) -> Vec<String> {
-    super::pieces(record, b'\n')
-        .filter(|l| l.starts_with("{") && l.ends_with("}"))
-        .map(str::to_owned)
-        .collect()
 }
 
 fn random_bytes(entropy: &mut impl Entropy) -> [u8; 16] {
