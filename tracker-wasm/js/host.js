@@ -3,14 +3,38 @@
 // small functions the Rust code in `src/web/` imports. The decisions stay in Rust; this file
 // reads and writes the browser and reports what happened through one callback, `dispatch`.
 //
-// Values cross as strings: fields are separated by \x1f, records by \x1e, groups by \x1d and
-// list items by \x1c (`clean` keeps those characters out of what the page gives).
+// Values cross as strings, in fields, records, groups and list items (`clean` keeps the
+// separators out of what the page gives); what `dispatch(kind, number, text)` is told, the
+// storage kinds and a batch's outcome are numbered alike on both sides, by this block:
 
-// What `dispatch(kind, number, text)` is told; the numbers match `web/host.rs`.
-const TIMER = 0, NEXT = 1, ANSWER = 2, SCHEDULE = 3, HIDE = 4, ONLINE = 5, ROUTE = 6,
-  ELEMENT = 7, HELLO = 8, HOST = 9, CLAIMED = 10, ADOPT = 11;
+// The protocol with `src/web/`, generated from src/protocol.rs by `cargo xtask gen-types`.
+const TIMER = 0;
+const NEXT = 1;
+const ANSWER = 2;
+const SCHEDULE = 3;
+const HIDE = 4;
+const ONLINE = 5;
+const ROUTE = 6;
+const ELEMENT = 7;
+const HELLO = 8;
+const HOST = 9;
+const CLAIMED = 10;
+const ADOPT = 11;
+const FIELD = "\x1f";
+const RECORD = "\x1e";
+const GROUP = "\x1d";
+const ITEM = "\x1c";
+const SEPARATORS = /[\x1c-\x1f]/g;
+const LOCAL_STORAGE = 0;
+const COOKIE = 1;
+const MEMORY = 2;
+const SESSION_STORAGE = 3;
+const DELIVERED = "0";
+const RETRY = "1";
+const DROP = "2";
+const INVALID = "!";
+// End of the generated protocol.
 
-const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
 const IMPRESSIONS = "[data-pf-impression-id],[data-pf-fxcid]";
 const SEND_TIMEOUT_MS = 30000;
 
@@ -23,7 +47,7 @@ let flushes = Promise.resolve();
 /** A flush of the tracker's own is waiting to start. */
 let waking = false;
 /**
- * Where this configuration keeps its state: `kind` (0 `localStorage`, 1 a cookie, 2 memory),
+ * Where this configuration keeps its state: `kind` (`LOCAL_STORAGE`, `COOKIE` or `MEMORY`),
  * the identity key, the prefix of the per-tab queue keys, the `sessionStorage` slot of this
  * tab's id, and `queue`, this tab's own queue key once it holds that key's lock.
  */
@@ -41,7 +65,7 @@ let observers;
 let viewed = new Set();
 const timers = new Map();
 
-const clean = (s) => s.replace(/[\x1c-\x1f]/g, "\ufffd");
+const clean = (s) => s.replace(SEPARATORS, "\ufffd");
 const attempt = (f, fallback) => {
   try {
     return f();
@@ -98,7 +122,7 @@ export function install(d) {
     if (declared || impression) {
       const around = pf(impression);
       const line = declared ? declaredEvent(pf(declared), around) : "";
-      dispatch(ELEMENT, 0, line + G + (impression ? impressionEvent(around, "clicked") : ""));
+      dispatch(ELEMENT, 0, line + GROUP + (impression ? impressionEvent(around, "clicked") : ""));
     }
   }, true);
   on(window, "message", (e) => {
@@ -114,14 +138,14 @@ export function install(d) {
       const { visitorId, sessionId, clientRef } = data;
       if (typeof visitorId === "string" && typeof sessionId === "string") {
         const ref = typeof clientRef === "string" ? clientRef : "";
-        dispatch(HOST, 0, [e.origin, visitorId, sessionId, ref].map(clean).join(F));
+        dispatch(HOST, 0, [e.origin, visitorId, sessionId, ref].map(clean).join(FIELD));
       }
     }
   });
 }
 
 // Declarative capture. An element's `data-pf-*` attributes become a `track()` call, written
-// as `readEvent` writes the page's own (so Rust validates and records both alike), or "!" and
+// as `readEvent` writes the page's own (so Rust validates and records both alike), or INVALID and
 // what is wrong with the attributes.
 
 /** The `data-pf-*` attributes of an element, keyed without the prefix; {} for none. */
@@ -147,7 +171,7 @@ export function declaredEvent(a, around) {
   const name = (a.event ?? "").trim();
   const dot = name.indexOf(".");
   if (dot < 1 || dot === name.length - 1) {
-    return '!data-pf-event="' + clean(a.event ?? "") + '" must be written `event_type.action`, e.g. `watchlist.added`';
+    return INVALID + 'data-pf-event="' + clean(a.event ?? "") + '" must be written `event_type.action`, e.g. `watchlist.added`';
   }
   const meta = {};
   for (const k of IMPRESSION_META.slice(0, 2)) if (around[k] !== undefined) meta[k.replace("-", "_")] = around[k];
@@ -164,7 +188,7 @@ export function impressionEvent(a, action) {
   for (const k of IMPRESSION_META) if (a[k] !== undefined) meta[k.replace("-", "_")] = a[k];
   if (a.position !== undefined) {
     const p = a.position.trim();
-    if (!/^-?\d{1,15}$/.test(p)) return '!data-pf-position="' + clean(a.position) + '" must be a whole number';
+    if (!/^-?\d{1,15}$/.test(p)) return INVALID + 'data-pf-position="' + clean(a.position) + '" must be a whole number';
     meta.position = +p;
   }
   return elementEvent(a, a.type || (a.fxcid !== undefined ? "content" : "recommendation"), action, meta);
@@ -180,7 +204,7 @@ function elementEvent(a, type, action, meta) {
   const entities = (a.entities ?? "").split(/[\s,]+/).filter(Boolean);
   for (const e of entities) {
     const colon = e.indexOf(":");
-    if (colon < 1 || colon === e.length - 1) return "!entity `" + clean(e) + "` must be written `type:id`, e.g. `ticker:AAPL`";
+    if (colon < 1 || colon === e.length - 1) return INVALID + "entity `" + clean(e) + "` must be written `type:id`, e.g. `ticker:AAPL`";
   }
   return readEvent(type, action, { eventMeta: meta, relatedEntities: entities });
 }
@@ -207,7 +231,7 @@ function value(v) {
     case "function":
       return "f";
   }
-  return Array.isArray(v) ? "l" + v.map(value).join(L) : "o";
+  return Array.isArray(v) ? "l" + v.map(value).join(ITEM) : "o";
 }
 
 /**
@@ -220,89 +244,90 @@ export function options(config) {
   const out = [];
   for (const [k, v] of Object.entries(config)) {
     if (k === "autocapture" && v !== null && typeof v === "object" && !Array.isArray(v)) {
-      for (const [s, w] of Object.entries(v)) out.push(clean("autocapture." + s) + F + value(w));
+      for (const [s, w] of Object.entries(v)) out.push(clean("autocapture." + s) + FIELD + value(w));
     } else {
-      out.push(clean(k) + F + value(v));
+      out.push(clean(k) + FIELD + value(v));
     }
   }
-  return out.join(G);
+  return out.join(GROUP);
 }
 
 const TRACK_OPTIONS = ["eventMeta", "relatedEntities", "timestamp", "impressionId", "fxcid"];
 
 /**
  * Reads `track(eventType, action, options)` into `type\x1faction\x1fmeta\x1fts\x1fentities`
- * (entities as `type\x1cid\x1e…`), or "!" and what is wrong, naming the argument or option.
+ * (entities as `type ITEM id RECORD …`), or INVALID and what is wrong, naming the argument or option.
  * `impressionId` and `fxcid` go into the meta as `impression_id` and `fxcid`.
  */
 export function readEvent(type, action, o) {
-  if (typeof type !== "string") return "!`eventType` must be a string";
-  if (typeof action !== "string") return "!`action` must be a string";
+  if (typeof type !== "string") return INVALID + "`eventType` must be a string";
+  if (typeof action !== "string") return INVALID + "`action` must be a string";
   let meta = "", ts = "";
   const entities = [];
   if (o != null) {
-    if (typeof o !== "object") return "!the options of `track()` must be an object";
+    if (typeof o !== "object") return INVALID + "the options of `track()` must be an object";
     for (const k of Object.keys(o)) {
       if (!TRACK_OPTIONS.includes(k)) {
-        return "!unknown option `" + k + "`; expected one of " + TRACK_OPTIONS.join(", ");
+        return INVALID + "unknown option `" + k + "`; expected one of " + TRACK_OPTIONS.join(", ");
       }
     }
     let m = o.eventMeta;
     if (m != null && (typeof m !== "object" || Array.isArray(m))) {
-      return "!`eventMeta` must be a plain object";
+      return INVALID + "`eventMeta` must be a plain object";
     }
     for (const [option, key] of [["impressionId", "impression_id"], ["fxcid", "fxcid"]]) {
       const id = o[option];
       if (id == null) continue;
-      if (typeof id !== "string" || !id) return "!`" + option + "` must be a non-empty string";
+      if (typeof id !== "string" || !id) return INVALID + "`" + option + "` must be a non-empty string";
       m = { ...m, [key]: id };
     }
     if (m != null) {
       meta = attempt(() => JSON.stringify(m), null);
-      if (meta === null) return "!`eventMeta` cannot be serialised to JSON (is it cyclic?)";
+      if (meta === null) return INVALID + "`eventMeta` cannot be serialised to JSON (is it cyclic?)";
     }
     const list = o.relatedEntities;
     if (list != null) {
-      if (!Array.isArray(list)) return "!`relatedEntities` must be an array";
+      if (!Array.isArray(list)) return INVALID + "`relatedEntities` must be an array";
       for (const e of list) {
         if (typeof e === "string") {
           const colon = e.indexOf(":");
-          if (colon < 0) return "!entity `" + clean(e) + "` must be written `type:id`, e.g. `ticker:AAPL`";
-          entities.push(clean(e.slice(0, colon)) + L + clean(e.slice(colon + 1)));
+          if (colon < 0) return INVALID + "entity `" + clean(e) + "` must be written `type:id`, e.g. `ticker:AAPL`";
+          entities.push(clean(e.slice(0, colon)) + ITEM + clean(e.slice(colon + 1)));
         } else if (e && typeof e.type === "string" && typeof e.id === "string") {
-          entities.push(clean(e.type) + L + clean(e.id));
+          entities.push(clean(e.type) + ITEM + clean(e.id));
         } else {
-          return '!each of `relatedEntities` must be `{ type, id }` with string values, or `"type:id"`';
+          return INVALID + 'each of `relatedEntities` must be `{ type, id }` with string values, or `"type:id"`';
         }
       }
     }
     const t = o.timestamp;
     if (t != null) {
       if (typeof t !== "number" || !(t >= 0 && t <= 8.64e15)) {
-        return "!`timestamp` must be milliseconds since the epoch";
+        return INVALID + "`timestamp` must be milliseconds since the epoch";
       }
       ts = "" + Math.floor(t);
     }
   }
-  return [clean(type), clean(action), meta, ts, entities.join(R)].join(F);
+  return [clean(type), clean(action), meta, ts, entities.join(RECORD)].join(FIELD);
 }
 
-// Storage: 0 is localStorage, 1 a first-party cookie, 2 sessionStorage.
+// Storage: localStorage, a first-party cookie, or sessionStorage (the tab's id).
 
 function get(kind, key) {
-  if (kind === 1) {
+  if (kind === COOKIE) {
     for (const c of attempt(() => document.cookie, "").split("; ")) {
       const eq = c.indexOf("=");
       if (c.slice(0, eq) === key) return attempt(() => decodeURIComponent(c.slice(eq + 1)), undefined);
     }
     return undefined;
   }
-  return attempt(() => (kind ? session() : local()).getItem(key), null) ?? undefined;
+  const storage = () => (kind === SESSION_STORAGE ? session() : local());
+  return attempt(() => storage().getItem(key), null) ?? undefined;
 }
 
 /** Writes `value` under `key` ("" removes it); false when the browser refused. */
 function set(kind, key, value) {
-  if (kind === 1) {
+  if (kind === COOKIE) {
     // 13 months, the longest most privacy regulators accept for analytics.
     const age = value ? 33696000 : 0;
     const secure = location.protocol === "https:" ? "; Secure" : "";
@@ -312,7 +337,7 @@ function set(kind, key, value) {
     }, false);
   }
   return attempt(() => {
-    const s = kind ? session() : local();
+    const s = kind === SESSION_STORAGE ? session() : local();
     if (value) s.setItem(key, value);
     else s.removeItem(key);
     return true;
@@ -342,22 +367,22 @@ export function open(kind, clientKey, endpoint, refused, debug) {
 const queueOf = (key) =>
   store !== undefined && key?.startsWith(store.prefix) && !key.slice(store.prefix.length).includes("_");
 
-export const stored = () => (store.kind < 2 ? get(store.kind, store.identity) : undefined);
+export const stored = () => (store.kind !== MEMORY ? get(store.kind, store.identity) : undefined);
 
 /** Writes what changed: the identity line, and this tab's queue ("" removes it). */
 export function write(identity, queue) {
-  if (identity !== undefined && store.kind < 2 && !set(store.kind, store.identity, identity)) {
+  if (identity !== undefined && store.kind !== MEMORY && !set(store.kind, store.identity, identity)) {
     warn("the visitor id and session could not be saved (storage full or blocked)");
   }
-  if (queue !== undefined && store.queue && !set(0, store.queue, queue)) {
+  if (queue !== undefined && store.queue && !set(LOCAL_STORAGE, store.queue, queue)) {
     warn("the event queue could not be saved (storage full or blocked)");
   }
 }
 
 /** Forgets everything this tracker stored on the device (consent denied). */
 export function forget() {
-  if (store.kind < 2) set(store.kind, store.identity, "");
-  if (store.queue) set(0, store.queue, "");
+  if (store.kind !== MEMORY) set(store.kind, store.identity, "");
+  if (store.queue) set(LOCAL_STORAGE, store.queue, "");
 }
 
 // Tabs. Queues are per tab, written only by the tab holding the Web Lock of the queue's key.
@@ -379,25 +404,25 @@ export function claim(fresh) {
     // A configuration for another client key has come meanwhile: not this one's.
     if (store.prefix !== prefix) return;
     store.queue = key;
-    dispatch(CLAIMED, 0, get(0, key) ?? "");
+    dispatch(CLAIMED, 0, get(LOCAL_STORAGE, key) ?? "");
   };
   if (held) {
     if (queueOf(held.key)) return owned(held.key);
     held.release();
     held = undefined;
   }
-  const remembered = get(2, slot);
+  const remembered = get(SESSION_STORAGE, slot);
   const locks = navigator.locks;
   if (!locks) {
     const tab = remembered ?? fresh;
-    set(2, slot, tab);
+    set(SESSION_STORAGE, slot, tab);
     return owned(prefix + tab);
   }
   const request = (tab, retry) => {
     const key = prefix + tab;
     locks.request(key, { ifAvailable: true }, (lock) => {
       if (!lock) return retry && request(fresh, false);
-      set(2, slot, tab);
+      set(SESSION_STORAGE, slot, tab);
       return new Promise((release) => {
         held = { key, release };
         owned(key);
@@ -423,9 +448,9 @@ export function adopt() {
     waiting.add(key);
     locks.request(key, () => {
       waiting.delete(key);
-      const record = get(0, key);
+      const record = get(LOCAL_STORAGE, key);
       if (record !== undefined) dispatch(ADOPT, 0, record);
-      set(0, key, "");
+      set(LOCAL_STORAGE, key, "");
     });
   }
 }
@@ -464,14 +489,14 @@ async function sendAll() {
   for (let first = 1; ; first = 0) {
     const next = dispatch(NEXT, first);
     if (next === undefined) break;
-    const [generation, id, count, keepalive, body] = next.split(F);
+    const [generation, id, count, keepalive, body] = next.split(FIELD);
     const [status, retryAfter, text, ...ingested] = await post(store.endpoint, body, keepalive === "1");
     if (verbose) log(false, "sent " + count + " events: HTTP " + status + " " + text);
-    // Delivered (0): what ingest counted; to be retried (1) or dropped (2): the batch.
-    const outcome = dispatch(ANSWER, +id, [generation, status, retryAfter, text].join("\n"));
+    // Delivered: what ingest counted; to be retried or dropped: the batch.
+    const outcome = dispatch(ANSWER, +id, [generation, status, retryAfter, clean(text)].join(FIELD));
     if (outcome === undefined) continue;
-    const counts = outcome === "0" ? [1, ...ingested, 0, 0] : [1, 0, 0, 0, 0, 0];
-    if (outcome !== "0") counts[3 + +outcome] = +count;
+    const counts = outcome === DELIVERED ? [1, ...ingested, 0, 0] : [1, 0, 0, 0, 0, 0];
+    if (outcome !== DELIVERED) counts[outcome === RETRY ? 4 : 5] = +count;
     counts.forEach((n, i) => (total[i] += n));
     const onBatch = callbacks.onBatch;
     if (typeof onBatch === "function") attempt(() => onBatch(summary(counts)));
@@ -579,7 +604,7 @@ export function restart(impressions) {
   if (!impressions || typeof IntersectionObserver === "undefined") return;
   const view = (el) => {
     intersection.unobserve(el);
-    dispatch(ELEMENT, 0, G + impressionEvent(pf(el), "viewed"));
+    dispatch(ELEMENT, 0, GROUP + impressionEvent(pf(el), "viewed"));
   };
   const intersection = new IntersectionObserver(
     (entries) => entries.forEach((entry) => exposed(entry.target, entry.intersectionRatio, view)),
@@ -611,7 +636,7 @@ export function restart(impressions) {
 }
 
 function postIdentity(target, identity, origin) {
-  const [visitorId, sessionId, clientRef] = identity.split(F);
+  const [visitorId, sessionId, clientRef] = identity.split(FIELD);
   const message = { personafin: "identity", visitorId, sessionId, clientRef: clientRef || null };
   attempt(() => target.postMessage(message, origin));
 }
@@ -638,7 +663,7 @@ const summary = (counts) => Object.fromEntries(COUNTS.map((k, i) => [k, counts[i
  * stop the tracker.
  */
 export function report(text) {
-  const [code, message, events, status] = text.split(F);
+  const [code, message, events, status] = text.split(FIELD);
   const error = { code, message, events: +events };
   if (status) error.status = +status;
   const onError = callbacks.onError;

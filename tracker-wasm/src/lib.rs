@@ -12,10 +12,12 @@
 //! batching, retries, sessions, consent) with the clock and randomness injected, tested
 //! natively; `web` holds the state on the page and acts on what `js/host.js` reports (storage,
 //! tabs, timers, lifecycle, observers, `fetch` and beacons all live in that one small JS
-//! module, which also writes what autocapture sees as `track()` calls); this file is only the
-//! `#[wasm_bindgen]` surface.
+//! module, which also writes what autocapture sees as `track()` calls); `protocol` is the string
+//! protocol between the two, which `host.js`'s constants are generated from; this file is only
+//! the `#[wasm_bindgen]` surface.
 
 pub mod core;
+pub mod protocol;
 mod web;
 
 use wasm_bindgen::prelude::*;

@@ -46,7 +46,8 @@ enum Task {
     Test,
     /// Build the optimised wasm package and the npm wrapper, and print their sizes.
     BuildWasm,
-    /// Regenerate js-wrapper/src/wire.ts from the schema crate.
+    /// Regenerate js-wrapper/src/wire.ts from the schema crate, and host.js's protocol block
+    /// from the tracker's.
     GenTypes,
     /// Measure, and write a report under target/bench/.
     Bench {
@@ -125,6 +126,19 @@ fn main() -> anyhow::Result<()> {
             let path = cmd::root().join("js-wrapper/src/wire.ts");
             std::fs::write(&path, schema::typescript::declarations())?;
             eprintln!("wrote {}", path.display());
+            let path = cmd::root().join("tracker-wasm/js/host.js");
+            let host = std::fs::read_to_string(&path)?;
+            let fresh =
+                personafin_tracker::protocol::with_fresh_block(&host).with_context(|| {
+                    format!(
+                        "{} has no protocol block: put the lines `{}` and `{}` where it goes",
+                        path.display(),
+                        personafin_tracker::protocol::BEGIN,
+                        personafin_tracker::protocol::END
+                    )
+                })?;
+            std::fs::write(&path, fresh)?;
+            eprintln!("wrote the protocol block of {}", path.display());
             Ok(())
         }
     }

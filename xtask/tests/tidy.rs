@@ -197,36 +197,6 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap()
 }
 
-/// `name = N` or `const NAME: u32 = N` pairs, in order, from the lines of `text` that hold them.
-fn numbered(text: &str, names: impl Fn(&str) -> Option<(String, u32)>) -> Vec<(String, u32)> {
-    text.lines()
-        .flat_map(|l| l.split(','))
-        .filter_map(names)
-        .collect()
-}
-
-#[test]
-fn host_js_and_the_rust_agree_on_what_dispatch_is_told() {
-    let js = read("tracker-wasm/js/host.js");
-    let start = js.find("const TIMER").unwrap();
-    let kinds = &js[start..start + js[start..].find(';').unwrap()];
-    let js: Vec<_> = numbered(kinds, |item| {
-        let (name, n) = item.trim().trim_start_matches("const ").split_once(" = ")?;
-        Some((name.trim().to_owned(), n.trim().parse().ok()?))
-    });
-    let rust = read("tracker-wasm/src/web/host.rs");
-    let rust: Vec<_> = numbered(&rust, |line| {
-        let rest = line.trim().strip_prefix("pub(crate) const ")?;
-        let (name, n) = rest.split_once(": u32 = ")?;
-        Some((name.to_owned(), n.trim_end_matches(';').parse().ok()?))
-    });
-    assert!(js.len() >= 12, "{js:?}");
-    assert_eq!(
-        js, rust,
-        "host.js's dispatch kinds differ from web/host.rs's `kind`"
-    );
-}
-
 #[test]
 fn the_wrapper_and_the_wasm_agree_on_the_numbers_of_call() {
     let ts = read("js-wrapper/src/index.ts");

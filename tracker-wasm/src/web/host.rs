@@ -10,13 +10,14 @@ extern "C" {
     pub(crate) fn install(dispatch: &Closure<dyn Fn(u32, f64, Option<String>) -> Option<String>>);
     pub(crate) fn now() -> f64;
     pub(crate) fn random(bytes: &mut [u8]);
-    /// `init()`'s argument as `key\x1fvalue\x1d…`; `None` when it is not an object.
+    /// `init()`'s argument as `key FIELD value GROUP …`; `None` when it is not an object.
     pub(crate) fn options(config: &JsValue) -> Option<String>;
-    /// A `track()` call as `type\x1faction\x1fmeta\x1fts\x1fentities`, or `!` and the error.
+    /// A `track()` call as `type, action, meta, ts, entities` in fields, or
+    /// [`INVALID`](crate::protocol::INVALID) and the error.
     #[wasm_bindgen(js_name = readEvent)]
     pub(crate) fn read_event(event_type: &JsValue, action: &JsValue, options: &JsValue) -> String;
     /// Starts the configuration `options` read last: sends to `endpoint`, tells its
-    /// callbacks, uses `kind`'s storage (0 `localStorage`, 1 cookie, 2 memory) under
+    /// callbacks, uses `kind`'s storage (one of [`storage`]'s, never `SESSION_STORAGE`) under
     /// `client_key`'s names; empties it when tracking is `refused`.
     pub(crate) fn open(kind: u32, client_key: &str, endpoint: &str, refused: bool, debug: bool);
     /// The identity line in storage now (another tab may have written it).
@@ -49,27 +50,7 @@ extern "C" {
     pub(crate) fn log(warn: bool, message: &str);
 }
 
-/// What `dispatch` is told (the numbers match `host.js`).
-pub(crate) mod kind {
-    pub(crate) const TIMER: u32 = 0;
-    pub(crate) const NEXT: u32 = 1;
-    pub(crate) const ANSWER: u32 = 2;
-    pub(crate) const SCHEDULE: u32 = 3;
-    pub(crate) const HIDE: u32 = 4;
-    pub(crate) const ONLINE: u32 = 5;
-    pub(crate) const ROUTE: u32 = 6;
-    pub(crate) const ELEMENT: u32 = 7;
-    pub(crate) const HELLO: u32 = 8;
-    pub(crate) const HOST: u32 = 9;
-    pub(crate) const CLAIMED: u32 = 10;
-    pub(crate) const ADOPT: u32 = 11;
-}
-
-/// Field, record and group separators of the strings `host.js` sends.
-pub(crate) const FIELD: u8 = 0x1f;
-pub(crate) const RECORD: u8 = 0x1e;
-pub(crate) const GROUP: u8 = 0x1d;
-pub(crate) const ITEM: u8 = 0x1c;
+pub(crate) use crate::protocol::{FIELD, GROUP, ITEM, RECORD, outcome, report, storage};
 
 /// The first `N` fields of a line `host.js` sent; missing ones are empty.
 pub(crate) fn fields<const N: usize>(line: &str) -> [&str; N] {

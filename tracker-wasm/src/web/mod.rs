@@ -20,7 +20,7 @@ use crate::core::{
     BEACON_BYTES, Clock, Consent, Delivery, Entropy, TrackError, Tracker, parse_int,
     parse_retry_after, push_int, uuid_v4,
 };
-use host::{FIELD, kind};
+use host::{FIELD, outcome, report};
 
 pub(crate) use options::{TrackCall, read_config, read_event};
 
@@ -97,20 +97,20 @@ fn set_timer(which: u32, generation: u32, ms: f64) -> f64 {
 fn dispatch(what: u32, number: f64, text: Option<String>) -> Option<String> {
     let text = text.unwrap_or_default();
     match what {
-        kind::TIMER => timer_fired(number as u32),
-        kind::NEXT => return next_batch(number != 0.0),
-        kind::ANSWER => return answered(number as u32, &text),
-        kind::SCHEDULE => {
+        report::TIMER => timer_fired(number as u32),
+        report::NEXT => return next_batch(number != 0.0),
+        report::ANSWER => return answered(number as u32, &text),
+        report::SCHEDULE => {
             with_state(schedule);
         }
-        kind::HIDE => send_beacons(),
-        kind::ONLINE => wake(),
-        kind::ROUTE => autocapture::page_view(false),
-        kind::ELEMENT => autocapture::element(&text),
-        kind::HELLO => return bridge::greeted(&text),
-        kind::HOST => bridge::host_identity(&text),
-        kind::CLAIMED => claimed(&text),
-        kind::ADOPT => adopted(&text),
+        report::HIDE => send_beacons(),
+        report::ONLINE => wake(),
+        report::ROUTE => autocapture::page_view(false),
+        report::ELEMENT => autocapture::element(&text),
+        report::HELLO => return bridge::greeted(&text),
+        report::HOST => bridge::host_identity(&text),
+        report::CLAIMED => claimed(&text),
+        report::ADOPT => adopted(&text),
         _ => {}
     }
     None
@@ -159,9 +159,9 @@ pub(crate) fn init(config: crate::core::Config) {
         GENERATION.with(|g| g.set(old.generation.wrapping_add(1) & 0x3fff_ffff));
     }
     let kind = match config.storage {
-        crate::core::Storage::LocalStorage => 0,
-        crate::core::Storage::Cookie => 1,
-        crate::core::Storage::Memory => 2,
+        crate::core::Storage::LocalStorage => host::storage::LOCAL_STORAGE,
+        crate::core::Storage::Cookie => host::storage::COOKIE,
+        crate::core::Storage::Memory => host::storage::MEMORY,
     };
     host::open(
         kind,
@@ -187,7 +187,7 @@ pub(crate) fn init(config: crate::core::Config) {
         })
     });
     host::restart(switches.impressions);
-    if kind == 0 {
+    if kind == host::storage::LOCAL_STORAGE {
         // At once when this page already holds its lock or there are no Web Locks, else
         // when the lock is granted: `CLAIMED`, with what this tab stored before.
         host::claim(&random_id());
@@ -473,12 +473,12 @@ fn next_batch(first: bool) -> Option<String> {
     .flatten()
 }
 
-/// Ingest's answer to batch `id`, as `generation\nstatus\nretry-after\nbody`: settles the
-/// batch and says how it went, for the flush's counts and `onBatch`: "0" delivered, "1" to be
-/// retried, "2" dropped. Nothing for a batch of an earlier `init()`, which is not reported to
+/// Ingest's answer to batch `id`, as `generation, status, retry-after, body` in fields:
+/// settles the batch and says how it went, for the flush's counts and `onBatch`, as one of
+/// [`outcome`]'s. Nothing for a batch of an earlier `init()`, which is not reported to
 /// the later one.
 fn answered(id: u32, text: &str) -> Option<String> {
-    let [generation, status, retry_after, body] = crate::core::fields(text, b'\n');
+    let [generation, status, retry_after, body] = host::fields(text);
     let number = |s: &str| {
         parse_int(s)
             .and_then(|n| u32::try_from(n).ok())
@@ -497,15 +497,15 @@ fn answered(id: u32, text: &str) -> Option<String> {
     })
     .flatten()?;
     let outcome = match delivery {
-        Delivery::Delivered => "0",
-        Delivery::Retry => "1",
+        Delivery::Delivered => outcome::DELIVERED,
+        Delivery::Retry => outcome::RETRY,
         Delivery::Drop => {
             let mut message = counted("ingest refused ", count, " events with HTTP ");
             push_int(&mut message, i64::from(status));
             let message = [&message, ": ", body, "; they are dropped"].concat();
             warn(&message);
             report_error("refused", &message, Some(status), count);
-            "2"
+            outcome::DROP
         }
     };
     Some(outcome.to_owned())

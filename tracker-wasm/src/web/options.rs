@@ -37,7 +37,7 @@ impl TrackCall {
 /// Reads `host.readEvent`'s line, `type\x1faction\x1fmeta\x1fts\x1fentities`, or its error
 /// (`!` and what is wrong, naming the argument or option).
 pub(crate) fn read_event(line: &str) -> Result<TrackCall, String> {
-    if let Some(error) = line.strip_prefix("!") {
+    if let Some(error) = line.strip_prefix(crate::protocol::INVALID) {
         return Err(error.to_owned());
     }
     let [event_type, action, meta, ts, entities] = fields(line);
