@@ -85,7 +85,7 @@ pub struct Config {
           value_parser = whole("INGEST_MAX_CONCURRENT_REQUESTS", MAX_CONCURRENT_REQUESTS).map(|n| n as usize))]
     pub max_concurrent_requests: usize,
     /// The datasets' parameters (`datasets.toml`: half-lives, thresholds, weights); every
-    /// key is optional and defaults to the datasets spec.
+    /// key is optional and defaults to `docs/datasets.md` §3.
     #[arg(long, env = "INGEST_DATASETS_CONFIG")]
     pub datasets_config: Option<PathBuf>,
     /// Seconds between two snapshots of a tenant's datasets engine (when it has taken events

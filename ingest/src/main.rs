@@ -55,7 +55,7 @@ enum Command {
         /// `/v1/trending/entities?entity_type=ticker&mode=popular`; repeat for more.
         #[arg(long = "query")]
         queries: Vec<String>,
-        /// The datasets' parameters (`datasets.toml`); defaults to the spec's.
+        /// The datasets' parameters (`datasets.toml`); defaults to those of `docs/datasets.md` §3.
         #[arg(long)]
         datasets_config: Option<PathBuf>,
         /// Derive pseudonyms from this master secret instead of a random one, so they are the

@@ -244,3 +244,46 @@ fn the_wrapper_and_the_wasm_agree_on_the_numbers_of_call() {
         );
     }
 }
+
+/// The sections `docs/datasets.md` has (`## §1 …`, `### §4.1 …`).
+fn datasets_sections() -> Vec<String> {
+    read("docs/datasets.md")
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('§')))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_code_cites_sections_docs_datasets_has_and_nothing_outside_the_project() {
+    let sections = datasets_sections();
+    assert!(sections.len() >= 15, "{sections:?}");
+    let mut cited = 0;
+    for dir in ["ingest/src", "ingest/tests", "ingest/benches"] {
+        for path in rust_files(&root().join(dir)) {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains("shared/") && !text.contains("SPEC.md"),
+                "{} cites a document outside the project",
+                path.display()
+            );
+            for (i, _) in text.match_indices("docs/datasets.md` §") {
+                let rest = &text[i + "docs/datasets.md` ".len()..];
+                // `§4.1–4.3` cites a range: its first section must exist.
+                let section: String = rest
+                    .chars()
+                    .take_while(|c| *c == '§' || c.is_ascii_digit() || *c == '.')
+                    .collect();
+                let section = section.trim_end_matches('.');
+                assert!(
+                    sections.iter().any(|s| s == section),
+                    "{} cites {section}, which docs/datasets.md does not have",
+                    path.display()
+                );
+                cited += 1;
+            }
+        }
+    }
+    assert!(cited >= 8, "only {cited} citations found");
+}

@@ -191,7 +191,7 @@ pub fn user_ids(
 /// mistaken for card numbers, phone numbers or secrets (see `pii::scrub_id`).
 const ID_KEYS: [&str; 4] = ["impression_id", "fxcid", "request_id", "content_id"];
 
-/// Search queries shaped like personal data (as the datasets spec defines them) are dropped
+/// Search queries shaped like personal data (as `docs/datasets.md` §4.3 defines them) are dropped
 /// whole rather than scrubbed: a half-scrubbed query still trends as a string.
 static PII_QUERY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\d{6,}|@").expect("valid pattern"));

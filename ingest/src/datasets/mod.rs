@@ -1,6 +1,7 @@
-//! The datasets engine (`../shared/datasets/SPEC.md`, copied into this crate's tests as
-//! fixtures): trending and popular entities, content and searches; per-user entity
-//! preferences; recommendation engagement; and the recommender that closes the loop.
+//! The datasets engine, as `docs/datasets.md` defines it (its worked numbers are tested on
+//! the fixtures in `schema/fixtures/datasets/`): trending and popular entities, content and
+//! searches; per-user entity preferences; recommendation engagement; and the recommender
+//! that closes the loop.
 //!
 //! Pure: no I/O, no clock of its own (every call takes the time), so the same code serves
 //! live ingest, `ingest replay` and the tests. Each event costs O(1) amortised; consensus
@@ -48,7 +49,7 @@ pub use trending::{Mode, normalise_query};
 
 use params::{DAY_MS, HOUR_MS};
 
-/// An entity key: ids of tickers are upper-cased, as the spec keys them.
+/// An entity key: ids of tickers are upper-cased, as `docs/datasets.md` §1 keys them.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -75,7 +76,7 @@ impl EntityKey {
     }
 }
 
-/// What the engine sees of an event once it is valid and anonymised (spec §5.1).
+/// What the engine sees of an event once it is valid and anonymised (`docs/datasets.md` §1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
     pub event_id: String,

@@ -1,4 +1,4 @@
-//! The datasets' parameters (spec §5.2) and weight table, with their defaults, read from one
+//! The datasets' parameters (`docs/datasets.md` §3) and weight table, with their defaults, read from one
 //! `datasets.toml`. Every field is optional in the file; what it leaves out keeps the default.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ pub struct Params {
     pub search: Search,
     pub engagement: Engagement,
     pub lateness: Lateness,
-    /// `"event_type.action" = weight`, overriding the default table (spec, "Default weights").
+    /// `"event_type.action" = weight`, overriding the default table (`docs/datasets.md` §2).
     pub weights: BTreeMap<String, f64>,
 }
 
@@ -158,7 +158,7 @@ section_defaults!(
     Lateness: lateness
 );
 
-/// Where an event's weight goes (spec, "Default weights").
+/// Where an event's weight goes (`docs/datasets.md` §2).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Feeds {
     pub personal: bool,
@@ -186,7 +186,7 @@ const P_TE_TC: Feeds = Feeds {
 };
 
 /// The default table: `(event_type.action, weight, feeds)`. `search.submitted` weighs 0 for
-/// entities and 1 for searches; the search weight is fixed by the spec.
+/// entities and 1 for searches; the search weight is fixed (`docs/datasets.md` §2).
 const TABLE: [(&str, f64, Feeds); 16] = [
     ("instrument.viewed", 1.0, P_TE),
     ("instrument.clicked", 0.5, P_TE),

@@ -1,4 +1,4 @@
-//! Personal entity preferences (spec §5.3.4): per user and entity a decayed weighted sum of
+//! Personal entity preferences (`docs/datasets.md` §4.4): per user and entity a decayed weighted sum of
 //! interactions (negative weights included), the watchlist state and counts; at most
 //! `personal.max_entities` entities per user.
 

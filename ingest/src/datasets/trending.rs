@@ -1,4 +1,4 @@
-//! Consensus datasets (spec §5.3.1–3): per key a fast and a slow decayed sum and the users
+//! Consensus datasets (`docs/datasets.md` §4.1–4.3): per key a fast and a slow decayed sum and the users
 //! who contributed, from which trending (a Poisson z-score of the fast rate against the slow
 //! baseline, with a minimum of distinct users) and popular lists are materialised.
 

@@ -1,4 +1,4 @@
-//! Recommendation engagement (spec §5.3.5). Each impression keeps the *set* of its views,
+//! Recommendation engagement (`docs/datasets.md` §4.5). Each impression keeps the *set* of its views,
 //! clicks and direct conversions, and every metric is derived from those sets, so arrival
 //! order never matters. Conversions without an impression id are attributed to the same
 //! user's most recent valid click on the same item (last click); the attribution is

@@ -1,7 +1,7 @@
-//! The expected numbers of datasets spec §5.7.1–2, as data: each query and the values at
+//! The expected numbers of `docs/datasets.md` §6.1–6.2, as data: each query and the values at
 //! JSON pointers of its response.
 
-// Expected values are written as the spec prints them (0.707107, not FRAC_1_SQRT_2).
+// Expected values are written as `docs/datasets.md` prints them (0.707107, not FRAC_1_SQRT_2).
 #![allow(clippy::approx_constant)]
 
 use serde_json::Value;

@@ -1,7 +1,6 @@
-//! The datasets spec's acceptance tests (§5.7): every expected number of fixtures A and B,
+//! The acceptance tests of `docs/datasets.md` §6: every expected number of fixtures A and B,
 //! checked through `ingest replay` and through the HTTP query API of a real store; the unit
-//! cases of §5.7.3 that need the whole engine and the property tests of §5.7.4 (in
-//! `properties`).
+//! cases of §6.3 that need the whole engine and its property tests (in `properties`).
 
 mod expected;
 mod properties;
@@ -124,7 +123,7 @@ fn datasets_toml_errors_name_the_key() {
     }
 }
 
-/// Posts a fixture's events to the service in event-time order, as the spec asks of an HTTP
+/// Posts a fixture's events to the service in event-time order, as `docs/datasets.md` §6 asks of an HTTP
 /// test, then returns a function answering queries with the tenant's secret key.
 async fn served(name: &str) -> (crate::Harness, Vec<Value>) {
     let h = crate::Harness::with_state(|state| state.with_datasets(Params::default(), true));

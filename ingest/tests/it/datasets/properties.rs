@@ -1,4 +1,4 @@
-//! Datasets spec §5.7.3 (the unit cases that need the whole engine) and §5.7.4 (property
+//! `docs/datasets.md` §6.3 (the unit cases that need the whole engine, and the property
 //! tests: order independence, idempotency, linearity, bounds).
 
 use ingest::anonymise::anonymise;
@@ -118,7 +118,7 @@ fn engines_agree_on_which_of_two_events_of_one_millisecond_holds_a_slot() {
     }
 }
 
-// ---- §5.7.4: property tests ----
+// ---- §6.3: property tests ----
 
 /// The fixture's events as the engine sees them, pseudonymised under a fixed key.
 pub(super) fn inputs(name: &str) -> Vec<Input> {
