@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use crate::anonymise::pseudonym::Pseudonymiser;
 use crate::anonymise::user_agent::Agent;
 use crate::anonymise::vault::Vault;
-use crate::anonymise::{anonymise, anonymise_failed, failed_message};
+use crate::anonymise::{Times, anonymise, anonymise_failed, failed_message};
 use crate::datasets::Input;
 use crate::store::{FailedEvent, Sealed, Store, StoredEvent, Write, WriteOutcome};
 
@@ -93,13 +93,12 @@ impl Pipeline {
             .vault
             .as_ref()
             .and_then(|_| event.channel_meta.client_ref.clone());
-        let (stored, input) = anonymise(
-            &mut self.pseudonyms,
-            event,
-            self.agent,
+        let times = Times {
             sent_at,
-            self.received_at,
-        );
+            received_at: self.received_at,
+            event_time: event_time(event.created_at, sent_at, self.received_at),
+        };
+        let (stored, input) = anonymise(&mut self.pseudonyms, event, self.agent, times);
         let sealed = match (&self.vault, &stored.user_id, &client_ref) {
             (Some(vault), Some(user_id), Some(client_ref)) => Some(vault.seal(user_id, client_ref)),
             _ => None,

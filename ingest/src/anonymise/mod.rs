@@ -21,8 +21,16 @@ use serde_json::{Map, Value};
 use self::pseudonym::{Kind, Pseudonymiser, pseudonymise};
 use self::user_agent::Agent;
 use crate::datasets::Input;
-use crate::pipeline::event_time;
 use crate::store::{Context, Payload, PayloadChannel, PayloadEntity, StoredEvent};
+
+/// When an event was sent (its batch's `sent_at`), received, and happened: the event time
+/// the pipeline derives from the three (`pipeline::event_time`). Milliseconds since the epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    pub sent_at: Option<Timestamp>,
+    pub received_at: i64,
+    pub event_time: i64,
+}
 
 /// The log's form of a valid event, and what the datasets engine reads of it; takes the
 /// event by value so its `event_meta` is cleaned in place rather than copied first.
@@ -30,9 +38,13 @@ pub fn anonymise(
     pseudonyms: &mut Pseudonymiser,
     mut event: Event,
     agent: Agent,
-    sent_at: Option<Timestamp>,
-    received_at: i64,
+    times: Times,
 ) -> (StoredEvent, Input) {
+    let Times {
+        sent_at,
+        received_at,
+        event_time,
+    } = times;
     let cm = &event.channel_meta;
     let user_id = cm
         .client_ref
@@ -43,7 +55,6 @@ pub fn anonymise(
         .anonymous_id
         .as_deref()
         .map(|a| pseudonyms.get(Kind::Visitor, a));
-    let event_time = event_time(event.created_at, sent_at, received_at);
     let meta = clean_meta(&event.event_type, std::mem::take(&mut event.event_meta));
     // An entity whose id holds personal data is left out of the log, and so of every
     // dataset: scrubbed, it would trend as `[email]`. (An id is checked as ids are: for
@@ -264,13 +275,12 @@ mod tests {
         let agent = user_agent::reduce("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0");
         let mut pseudonyms = Pseudonymiser::new(b"key");
         let sent_at = Some(Timestamp(1_795_874_401_000));
-        let (stored, input) = anonymise(
-            &mut pseudonyms,
-            event(raw),
-            agent,
+        let times = Times {
             sent_at,
-            1_795_874_402_000,
-        );
+            received_at: 1_795_874_402_000,
+            event_time: 1_795_874_401_123,
+        };
+        let (stored, input) = anonymise(&mut pseudonyms, event(raw), agent, times);
         assert_eq!(Payload::parse(&stored.payload).unwrap().input(), input);
         let payload: Value = serde_json::from_str(&stored.payload).unwrap();
         let keys: Vec<&str> = payload

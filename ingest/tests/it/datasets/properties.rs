@@ -1,10 +1,10 @@
 //! `docs/datasets.md` §6.3 (the unit cases that need the whole engine, and the property
 //! tests: order independence, idempotency, linearity, bounds).
 
-use ingest::anonymise::anonymise;
-use ingest::anonymise::pseudonym::{Kind, Pseudonymiser, pseudonymise};
+use ingest::anonymise::pseudonym::{Kind, pseudonymise};
 use ingest::anonymise::user_agent;
 use ingest::datasets::{Engine, Input, Params};
+use ingest::pipeline::Pipeline;
 use ingest::replay::Answerer;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -122,14 +122,13 @@ fn engines_agree_on_which_of_two_events_of_one_millisecond_holds_a_slot() {
 
 /// The fixture's events as the engine sees them, pseudonymised under a fixed key.
 pub(super) fn inputs(name: &str) -> Vec<Input> {
-    let key = [9u8; 32];
-    let mut pseudonyms = Pseudonymiser::new(&key);
+    let mut pipeline = Pipeline::new(&[9u8; 32], user_agent::reduce(""), NOW_MS);
     fixture(&format!("datasets/{name}"))
         .lines()
         .map(|line| {
             let raw: &serde_json::value::RawValue = serde_json::from_str(line).unwrap();
             let event = schema::Event::from_raw(raw).unwrap();
-            anonymise(&mut pseudonyms, event, user_agent::reduce(""), None, NOW_MS).1
+            pipeline.anonymise(event, None).input
         })
         .collect()
 }
