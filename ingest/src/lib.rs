@@ -19,6 +19,7 @@
 
 pub mod anonymise;
 mod answer;
+pub mod bus;
 mod bytes;
 mod config;
 pub mod datasets;

@@ -1,14 +1,14 @@
 //! The query API's routes (the table `datasets::ROUTES`; `GET /v1/recommendations` among
 //! them) over HTTP: read-only, with the tenant's secret API key, answered by the executor
-//! (`answer`) from the store and the live engines. Materialised lists are served verbatim from the presentation
-//! store (with an ETag); preferences and engagement are computed on read.
+//! (`answer`) from the store and the live engines. Materialised lists are served verbatim
+//! from the presentation store (with an ETag); preferences and engagement are computed on
+//! read.
 
 use std::sync::Arc;
 
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-
 use serde_json::Value;
 
 use crate::AppState;
@@ -16,7 +16,7 @@ use crate::anonymise::pseudonym::{Kind, pseudonymise, random_id};
 use crate::answer::{Answer, Backend, Failure, execute};
 use crate::datasets::{Document, Engine, Query, QueryError};
 use crate::error::ApiError;
-use crate::store::{StoreError, now_ms};
+use crate::store::{StoreError, Tenant, now_ms};
 use crate::tenants::ApiKey;
 
 /// The header that names a user outside the URL, so that access logs never hold the
@@ -43,8 +43,7 @@ pub(crate) async fn query(
     state.engines.caught_up(&state.store).await;
     let mut served = Served {
         as_of: query.as_of.filter(|_| state.engines.test_mode),
-        key: state.keyring.tenant_key(&tenant),
-        tenant_id: tenant.id,
+        tenant: &tenant,
         state: &state,
     };
     let json = |body: String| {
@@ -83,8 +82,7 @@ pub(crate) async fn query(
 /// else none (now).
 struct Served<'a> {
     state: &'a AppState,
-    tenant_id: i64,
-    key: [u8; 32],
+    tenant: &'a Tenant,
     as_of: Option<i64>,
 }
 
@@ -92,7 +90,7 @@ impl Backend for Served<'_> {
     type Error = ApiError;
 
     async fn document(&mut self, key: &str, _: &Query) -> Result<Arc<Document>, ApiError> {
-        document(self.state, self.tenant_id, key, self.as_of).await
+        document(self.state, self.tenant.id, key, self.as_of).await
     }
 
     async fn feedback(
@@ -102,7 +100,7 @@ impl Backend for Served<'_> {
         limit: usize,
         _: &Query,
     ) -> Result<Vec<(i64, Value)>, ApiError> {
-        let (state, tenant_id) = (self.state, self.tenant_id);
+        let (state, tenant_id) = (self.state, self.tenant.id);
         if let Some(as_of) = self.as_of {
             state
                 .engines
@@ -138,15 +136,16 @@ impl Backend for Served<'_> {
         };
         let answer = if as_of.is_some() && ranked {
             // Test mode materialises first: not a short read.
-            engines.with_engine(store, self.tenant_id, read).await
+            engines.with_engine(store, self.tenant.id, read).await
         } else {
-            engines.read_engine(store, self.tenant_id, read).await
+            engines.read_engine(store, self.tenant.id, read).await
         };
         answer.map_err(unavailable)
     }
 
     fn pseudonymise(&self, client_ref: &str) -> String {
-        pseudonymise(&self.key, Kind::ClientRef, client_ref)
+        let key = self.state.keyring.tenant_key(self.tenant);
+        pseudonymise(&key, Kind::ClientRef, client_ref)
     }
 }
 

@@ -496,7 +496,7 @@ fn answered(id: u32, text: &str) -> Option<String> {
         Some((delivery, count as u32))
     })
     .flatten()?;
-    let outcome = match delivery {
+    let said = match delivery {
         Delivery::Delivered => outcome::DELIVERED,
         Delivery::Retry => outcome::RETRY,
         Delivery::Drop => {
@@ -508,7 +508,7 @@ fn answered(id: u32, text: &str) -> Option<String> {
             outcome::DROP
         }
     };
-    Some(outcome.to_owned())
+    Some(said.to_owned())
 }
 
 /// The page is going away or to the background: hand everything queued to `sendBeacon` in

@@ -1,0 +1,345 @@
+//! The edge's sink in a cluster: every accepted batch published to a NATS JetStream stream,
+//! the batch answered once the stream has acknowledged each of its messages (its PubAck,
+//! replicated when the stream is). Events go to `pfc.events.<tenant id>`, failed events to
+//! `pfc.failed.<tenant id>`, identity-vault entries to `pfc.vault.<tenant id>`; each event's
+//! `Nats-Msg-Id` is its tenant and `event_id`, so the stream's duplicate window drops a
+//! redelivered event, and its PubAck says so: the batch reports it as a duplicate, as the
+//! SQLite log does. The publishes of a batch are pipelined: all are sent, then every
+//! acknowledgement awaited. A stream that cannot be reached, or does not answer in time, fails
+//! the write (503, retried by the tracker); what it did take stays, and comes back as
+//! duplicates on the retry.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishAckFuture, stream};
+use serde_json::json;
+
+use crate::bytes::hex;
+use crate::pipeline::{Sink, SinkError, SinkFuture};
+use crate::store::{Write, WriteOutcome};
+
+/// Where and how the stream is kept.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// NATS servers, `nats://host:port` each; the client reconnects among them.
+    pub servers: Vec<String>,
+    /// The stream's name.
+    pub stream: String,
+    /// Copies of each message the stream keeps (3 in production, at most the servers).
+    pub replicas: usize,
+    /// How long the stream remembers message ids to drop redeliveries.
+    pub duplicate_window: Duration,
+    /// How long a publish may wait for its acknowledgement.
+    pub ack_timeout: Duration,
+}
+
+impl BusConfig {
+    pub fn new(servers: Vec<String>) -> BusConfig {
+        BusConfig {
+            servers,
+            stream: "PFC".into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(24 * 3600),
+            ack_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    #[error("cannot connect to NATS at {servers}: {source}")]
+    Connect {
+        servers: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot create or read the JetStream stream `{stream}`: {message}")]
+    Stream { stream: String, message: String },
+}
+
+/// The subjects a tenant's messages go to.
+pub fn subject(kind: &str, tenant_id: i64) -> String {
+    format!("pfc.{kind}.{tenant_id}")
+}
+
+/// A connection to the stream.
+pub struct Bus {
+    jetstream: jetstream::Context,
+}
+
+impl Bus {
+    /// Connects and makes sure the stream exists (creating it with `config`'s settings).
+    pub async fn connect(config: &BusConfig) -> Result<Bus, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(config.servers.as_slice())
+            .await
+            .map_err(|source| BusError::Connect {
+                servers: config.servers.join(","),
+                source,
+            })?;
+        let jetstream = jetstream::context::ContextBuilder::new()
+            .timeout(config.ack_timeout)
+            // Many batches publish at once; past this many unacknowledged, a publish waits.
+            .max_ack_inflight(20_000)
+            .backpressure_on_inflight(true)
+            .build(client);
+        let wanted = stream::Config {
+            name: config.stream.clone(),
+            subjects: vec!["pfc.>".into()],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            duplicate_window: config.duplicate_window,
+            ..Default::default()
+        };
+        jetstream
+            .get_or_create_stream(wanted)
+            .await
+            .map_err(|e| BusError::Stream {
+                stream: config.stream.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Bus { jetstream })
+    }
+
+    async fn publish(
+        &self,
+        subject: String,
+        id: Option<String>,
+        payload: String,
+    ) -> Result<PublishAckFuture, SinkError> {
+        let mut headers = HeaderMap::new();
+        if let Some(id) = id {
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        }
+        Ok(self
+            .jetstream
+            .publish_with_headers(subject, headers, payload.into())
+            .await?)
+    }
+
+    async fn write(&self, write: Write) -> Result<WriteOutcome, SinkError> {
+        let tenant = write.tenant_id;
+        let mut acks = Vec::with_capacity(write.events.len());
+        for event in write.events {
+            let id = format!("{tenant}.{}", event.event_id);
+            acks.push(
+                self.publish(subject("events", tenant), Some(id), event.payload)
+                    .await?,
+            );
+        }
+        let mut others = Vec::with_capacity(write.failed.len() + write.vault.len());
+        for failed in write.failed {
+            let record = json!({
+                "error": failed.error,
+                "message": failed.message,
+                "payload": failed.payload,
+                "received_at": write.received_at,
+            });
+            others.push(
+                self.publish(subject("failed", tenant), None, record.to_string())
+                    .await?,
+            );
+        }
+        for sealed in write.vault {
+            let id = format!("{tenant}.{}", sealed.user_id);
+            let record = json!({
+                "user_id": sealed.user_id,
+                "nonce": hex(&sealed.nonce),
+                "ciphertext": hex(&sealed.ciphertext),
+            });
+            others.push(
+                self.publish(subject("vault", tenant), Some(id), record.to_string())
+                    .await?,
+            );
+        }
+        let mut inserted = Vec::with_capacity(acks.len());
+        for ack in acks {
+            inserted.push(!ack.await?.duplicate);
+        }
+        for ack in others {
+            ack.await?;
+        }
+        Ok(WriteOutcome {
+            inserted,
+            last_seq: None,
+        })
+    }
+}
+
+impl Sink for Bus {
+    fn write(&self, write: Write) -> SinkFuture<'_> {
+        Box::pin(Bus::write(self, write))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{FailedEvent, StoredEvent};
+
+    /// A real `nats-server` with JetStream, on a port of its own, in a temporary directory;
+    /// stopped when dropped.
+    pub(crate) struct NatsServer {
+        child: Child,
+        pub(crate) url: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl NatsServer {
+        pub(crate) fn start() -> NatsServer {
+            let dir = tempfile::tempdir().unwrap();
+            let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .expect("nats-server is installed (`cargo xtask test` installs it)");
+            let mut child = Command::new(binary)
+                .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
+                .arg(dir.path())
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            // The server says where it listens once it accepts connections.
+            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            let url = loop {
+                let line = lines
+                    .next()
+                    .expect("nats-server stopped before listening")
+                    .unwrap();
+                if let Some(at) = line.split("Listening for client connections on ").nth(1) {
+                    break format!("nats://{}", at.trim());
+                }
+            };
+            // Keep reading its log, so that it never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            NatsServer {
+                child,
+                url,
+                _dir: dir,
+            }
+        }
+    }
+
+    impl Drop for NatsServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn write(ids: &[&str]) -> Write {
+        Write {
+            tenant_id: 7,
+            received_at: 1_736_165_000_000,
+            events: ids
+                .iter()
+                .map(|id| StoredEvent {
+                    event_id: (*id).into(),
+                    event_time: 1_736_165_000_000,
+                    user_id: Some("u".into()),
+                    payload: format!(r#"{{"event_id":"{id}"}}"#),
+                })
+                .collect(),
+            failed: vec![FailedEvent {
+                error: "missing_field".into(),
+                message: "`action` is missing".into(),
+                payload: "{}".into(),
+            }],
+            vault: Vec::new(),
+            inputs: Vec::new(),
+        }
+    }
+
+    /// How many messages the stream holds.
+    async fn messages(bus: &Bus) -> u64 {
+        let mut stream = bus.jetstream.get_stream("PFC").await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_published_once_and_its_redelivery_is_told_apart() {
+        let nats = NatsServer::start();
+        let bus = Bus::connect(&BusConfig::new(vec![nats.url.clone()]))
+            .await
+            .unwrap();
+        let first = bus.write(write(&["a", "b", "c"])).await.unwrap();
+        assert_eq!(first.inserted, [true, true, true]);
+        // A retried batch with one new event: the others are duplicates.
+        let again = bus.write(write(&["a", "b", "d"])).await.unwrap();
+        assert_eq!(again.inserted, [false, false, true]);
+        // Four events, and each write's failed event.
+        assert_eq!(messages(&bus).await, 6);
+    }
+
+    #[tokio::test]
+    async fn the_service_answers_a_batch_once_the_stream_has_it() {
+        use tower::ServiceExt;
+        let nats = NatsServer::start();
+        let bus = Arc::new(
+            Bus::connect(&BusConfig::new(vec![nats.url.clone()]))
+                .await
+                .unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::Store::open(dir.path()).unwrap());
+        store.add_tenant("pk_bus", &[]).unwrap();
+        let keyring = Arc::new(crate::Keyring::from_secret(vec![7; 32]));
+        let app = crate::app(crate::AppState::new(store, keyring).with_sink(bus.clone()));
+        let event = |id: &str| {
+            json!({"client_key": "pk_bus", "event_id": id, "created_at": "2026-11-28T14:00:00Z",
+                   "event_type": "instrument", "action": "viewed",
+                   "channel_meta": {"session_id": "s1", "client_ref": "alice"}})
+        };
+        let post = |ids: &[&str]| {
+            let events: Vec<_> = ids.iter().map(|id| event(id)).collect();
+            axum::http::Request::post("/v1/events")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    json!({ "events": events }).to_string(),
+                ))
+                .unwrap()
+        };
+        let answer = |request: axum::http::Request<axum::body::Body>| async {
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        };
+        let first = answer(post(&["e1", "e2"])).await;
+        assert_eq!(
+            (first["accepted"].as_u64(), first["duplicates"].as_u64()),
+            (Some(2), Some(0))
+        );
+        let retried = answer(post(&["e1", "e2"])).await;
+        assert_eq!(
+            (retried["accepted"].as_u64(), retried["duplicates"].as_u64()),
+            (Some(0), Some(2))
+        );
+        // What the stream holds is anonymised: the client_ref is not in it.
+        let stream = bus.jetstream.get_stream("PFC").await.unwrap();
+        let message = stream.get_raw_message(1).await.unwrap();
+        let payload = String::from_utf8(message.payload.to_vec()).unwrap();
+        assert!(payload.contains("\"event_id\":\"e1\""), "{payload}");
+        assert!(!payload.contains("alice"), "{payload}");
+        assert_eq!(messages(&bus).await, 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_stream_fails_the_write() {
+        let nats = NatsServer::start();
+        let mut config = BusConfig::new(vec![nats.url.clone()]);
+        config.ack_timeout = Duration::from_millis(500);
+        let bus = Arc::new(Bus::connect(&config).await.unwrap());
+        drop(nats);
+        assert!(bus.write(write(&["a"])).await.is_err());
+    }
+}
