@@ -57,6 +57,8 @@ pub struct Anonymised {
 pub struct Pipeline {
     pseudonyms: Pseudonymiser,
     vault: Option<Vault>,
+    /// The users sealed into the vault so far: one entry per user and batch.
+    sealed: Vec<String>,
     agent: Agent,
     received_at: i64,
 }
@@ -66,6 +68,7 @@ impl Pipeline {
         Pipeline {
             pseudonyms: Pseudonymiser::new(tenant_key),
             vault: None,
+            sealed: Vec::new(),
             agent,
             received_at,
         }
@@ -86,8 +89,9 @@ impl Pipeline {
         Ok(event)
     }
 
-    /// A valid event's stored form, its datasets input and its vault entry; `sent_at` is the
-    /// batch's, which corrects the device's clock (see [`event_time`]).
+    /// A valid event's stored form, its datasets input and its vault entry (none for a user
+    /// this pipeline has sealed already); `sent_at` is the batch's, which corrects the device's
+    /// clock (see [`event_time`]).
     pub fn anonymise(&mut self, event: Event, sent_at: Option<Timestamp>) -> Anonymised {
         let client_ref = self
             .vault
@@ -100,7 +104,10 @@ impl Pipeline {
         };
         let (stored, input) = anonymise(&mut self.pseudonyms, event, self.agent, times);
         let sealed = match (&self.vault, &stored.user_id, &client_ref) {
-            (Some(vault), Some(user_id), Some(client_ref)) => Some(vault.seal(user_id, client_ref)),
+            (Some(vault), Some(user_id), Some(client_ref)) if !self.sealed.contains(user_id) => {
+                self.sealed.push(user_id.clone());
+                Some(vault.seal(user_id, client_ref))
+            }
             _ => None,
         };
         Anonymised {
@@ -140,12 +147,7 @@ impl Pipeline {
             match Pipeline::validate(raw, client_key) {
                 Ok(event) => {
                     let a = self.anonymise(event, sent_at);
-                    // One vault entry per user and batch.
-                    if let Some(sealed) = a.sealed
-                        && !write.vault.iter().any(|s| s.user_id == sealed.user_id)
-                    {
-                        write.vault.push(sealed);
-                    }
+                    write.vault.extend(a.sealed);
                     write.events.push(a.stored);
                     write.inputs.push(a.input);
                 }
