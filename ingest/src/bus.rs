@@ -9,15 +9,16 @@
 //! the write (503, retried by the tracker); what it did take stays, and comes back as
 //! duplicates on the retry.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishAckFuture, stream};
-use serde_json::json;
+use async_nats::jetstream::{self, consumer, context::PublishAckFuture, stream};
+use serde::{Deserialize, Serialize};
 
-use crate::bytes::hex;
+use crate::bytes::{hex, unhex};
 use crate::pipeline::{Sink, SinkError, SinkFuture};
-use crate::store::{Write, WriteOutcome};
+use crate::store::{Sealed, Write, WriteOutcome};
 
 /// Where and how the stream is kept.
 #[derive(Debug, Clone)]
@@ -58,14 +59,103 @@ pub enum BusError {
     Stream { stream: String, message: String },
 }
 
-/// The subjects a tenant's messages go to.
-pub fn subject(kind: &str, tenant_id: i64) -> String {
-    format!("pfc.{kind}.{tenant_id}")
+/// What a message on the stream is, by the second part of its subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An anonymised event, the log's JSON of it (`store::Payload`).
+    Event,
+    /// A failed event, as [`FailedMessage`].
+    Failed,
+    /// An identity-vault entry, as [`VaultMessage`].
+    Vault,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Event, Kind::Failed, Kind::Vault];
+
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Event => "events",
+            Kind::Failed => "failed",
+            Kind::Vault => "vault",
+        }
+    }
+
+    /// The subject this kind of message of a tenant goes to.
+    pub fn subject(self, tenant_id: i64) -> String {
+        format!("pfc.{}.{tenant_id}", self.word())
+    }
+
+    /// The kind and tenant a subject names; `None` for any other subject (a later version's
+    /// kind, or someone else's message).
+    pub fn of(subject: &str) -> Option<(Kind, i64)> {
+        let mut parts = subject.split('.');
+        let (Some("pfc"), Some(word), Some(tenant), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let kind = Kind::ALL.into_iter().find(|k| k.word() == word)?;
+        Some((kind, tenant.parse().ok()?))
+    }
+}
+
+/// A failed event on the stream: why it was refused, and what was sent (de-identified).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedMessage<'a> {
+    #[serde(borrow)]
+    pub error: Cow<'a, str>,
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
+    #[serde(borrow)]
+    pub payload: Cow<'a, str>,
+    pub received_at: i64,
+}
+
+/// An identity-vault entry on the stream: the sealed client_ref, in hex.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VaultMessage<'a> {
+    #[serde(borrow)]
+    pub user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub nonce: Cow<'a, str>,
+    #[serde(borrow)]
+    pub ciphertext: Cow<'a, str>,
+}
+
+impl VaultMessage<'_> {
+    fn from_sealed(sealed: &Sealed) -> VaultMessage<'_> {
+        VaultMessage {
+            user_id: Cow::Borrowed(&sealed.user_id),
+            nonce: Cow::Owned(hex(&sealed.nonce)),
+            ciphertext: Cow::Owned(hex(&sealed.ciphertext)),
+        }
+    }
+
+    /// The entry; `None` when its hex is not (a nonce is 12 bytes).
+    pub fn sealed(&self) -> Option<Sealed> {
+        Some(Sealed {
+            user_id: self.user_id.clone().into_owned(),
+            nonce: unhex(&self.nonce)?.try_into().ok()?,
+            ciphertext: unhex(&self.ciphertext)?,
+        })
+    }
+}
+
+/// How far a consumer is behind the stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    /// Messages not yet acknowledged, delivered or not.
+    pub messages: u64,
+    /// The age of the oldest of them.
+    pub seconds: f64,
 }
 
 /// A connection to the stream.
 pub struct Bus {
+    client: async_nats::Client,
     jetstream: jetstream::Context,
+    stream: String,
 }
 
 impl Bus {
@@ -79,12 +169,6 @@ impl Bus {
                 servers: config.servers.join(","),
                 source,
             })?;
-        let jetstream = jetstream::context::ContextBuilder::new()
-            .timeout(config.ack_timeout)
-            // Many batches publish at once; past this many unacknowledged, a publish waits.
-            .max_ack_inflight(20_000)
-            .backpressure_on_inflight(true)
-            .build(client);
         let wanted = stream::Config {
             name: config.stream.clone(),
             subjects: vec!["pfc.>".into()],
@@ -93,6 +177,12 @@ impl Bus {
             duplicate_window: config.duplicate_window,
             ..Default::default()
         };
+        let jetstream = jetstream::context::ContextBuilder::new()
+            .timeout(config.ack_timeout)
+            // Many batches publish at once; past this many unacknowledged, a publish waits.
+            .max_ack_inflight(20_000)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
         jetstream
             .get_or_create_stream(wanted)
             .await
@@ -100,7 +190,85 @@ impl Bus {
                 stream: config.stream.clone(),
                 message: e.to_string(),
             })?;
-        Ok(Bus { jetstream })
+        Ok(Bus {
+            client,
+            jetstream,
+            stream: config.stream.clone(),
+        })
+    }
+
+    /// Whether the connection to NATS is up.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The durable pull consumer `name` of the stream, created on first use: any number of
+    /// processes fetching from it share its messages. A message not acknowledged within
+    /// `ack_wait` is delivered again.
+    pub async fn consumer(
+        &self,
+        name: &str,
+        ack_wait: Duration,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        let failed = |e: &dyn std::fmt::Display| BusError::Stream {
+            stream: self.stream.clone(),
+            message: e.to_string(),
+        };
+        let stream = self
+            .jetstream
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| failed(&e))?;
+        stream
+            .get_or_create_consumer(
+                name,
+                consumer::pull::Config {
+                    durable_name: Some(name.to_owned()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait,
+                    max_ack_pending: 50_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| failed(&e))
+    }
+
+    /// How far behind the consumer `name` is: messages it has not acknowledged, and the age
+    /// of the oldest of them (zero when none).
+    pub async fn lag(&self, name: &str) -> Result<Lag, BusError> {
+        let failed = |e: &dyn std::fmt::Display| BusError::Stream {
+            stream: self.stream.clone(),
+            message: e.to_string(),
+        };
+        let stream = self
+            .jetstream
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| failed(&e))?;
+        let consumer: consumer::PullConsumer =
+            stream.get_consumer(name).await.map_err(|e| failed(&e))?;
+        let info = consumer.get_info().await.map_err(|e| failed(&e))?;
+        let messages = info.num_pending + info.num_ack_pending as u64;
+        let seconds = if messages == 0 {
+            0.0
+        } else {
+            // The oldest message not acknowledged is the first past the acknowledgement floor
+            // that the stream still has (a gap is a message deleted from it).
+            match stream
+                .get_raw_message(info.ack_floor.stream_sequence + 1)
+                .await
+            {
+                Ok(oldest) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as i128);
+                    ((now - oldest.time.unix_timestamp_nanos()).max(0) as f64) / 1e9
+                }
+                Err(_) => 0.0,
+            }
+        };
+        Ok(Lag { messages, seconds })
     }
 
     async fn publish(
@@ -125,32 +293,28 @@ impl Bus {
         for event in write.events {
             let id = format!("{tenant}.{}", event.event_id);
             acks.push(
-                self.publish(subject("events", tenant), Some(id), event.payload)
+                self.publish(Kind::Event.subject(tenant), Some(id), event.payload)
                     .await?,
             );
         }
         let mut others = Vec::with_capacity(write.failed.len() + write.vault.len());
-        for failed in write.failed {
-            let record = json!({
-                "error": failed.error,
-                "message": failed.message,
-                "payload": failed.payload,
-                "received_at": write.received_at,
-            });
+        for failed in &write.failed {
+            let message = FailedMessage {
+                error: Cow::Borrowed(&failed.error),
+                message: Cow::Borrowed(&failed.message),
+                payload: Cow::Borrowed(&failed.payload),
+                received_at: write.received_at,
+            };
             others.push(
-                self.publish(subject("failed", tenant), None, record.to_string())
+                self.publish(Kind::Failed.subject(tenant), None, to_json(&message))
                     .await?,
             );
         }
-        for sealed in write.vault {
+        for sealed in &write.vault {
             let id = format!("{tenant}.{}", sealed.user_id);
-            let record = json!({
-                "user_id": sealed.user_id,
-                "nonce": hex(&sealed.nonce),
-                "ciphertext": hex(&sealed.ciphertext),
-            });
+            let message = to_json(&VaultMessage::from_sealed(sealed));
             others.push(
-                self.publish(subject("vault", tenant), Some(id), record.to_string())
+                self.publish(Kind::Vault.subject(tenant), Some(id), message)
                     .await?,
             );
         }
@@ -168,6 +332,11 @@ impl Bus {
     }
 }
 
+/// A message's JSON: of strings and numbers only, so it always serialises.
+fn to_json(message: &impl Serialize) -> String {
+    serde_json::to_string(message).expect("a message of strings and numbers")
+}
+
 impl Sink for Bus {
     fn write(&self, write: Write) -> SinkFuture<'_> {
         Box::pin(Bus::write(self, write))
@@ -175,63 +344,14 @@ impl Sink for Bus {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
+mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::testing::NatsServer;
+    use serde_json::json;
+
     use crate::store::{FailedEvent, StoredEvent};
-
-    /// A real `nats-server` with JetStream, on a port of its own, in a temporary directory;
-    /// stopped when dropped.
-    pub(crate) struct NatsServer {
-        child: Child,
-        pub(crate) url: String,
-        _dir: tempfile::TempDir,
-    }
-
-    impl NatsServer {
-        pub(crate) fn start() -> NatsServer {
-            let dir = tempfile::tempdir().unwrap();
-            let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-                .into_iter()
-                .find(|p| std::path::Path::new(p).exists())
-                .expect("nats-server is installed (`cargo xtask test` installs it)");
-            let mut child = Command::new(binary)
-                .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
-                .arg(dir.path())
-                .stderr(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            // The server says where it listens once it accepts connections.
-            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-            let url = loop {
-                let line = lines
-                    .next()
-                    .expect("nats-server stopped before listening")
-                    .unwrap();
-                if let Some(at) = line.split("Listening for client connections on ").nth(1) {
-                    break format!("nats://{}", at.trim());
-                }
-            };
-            // Keep reading its log, so that it never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            NatsServer {
-                child,
-                url,
-                _dir: dir,
-            }
-        }
-    }
-
-    impl Drop for NatsServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 
     fn write(ids: &[&str]) -> Write {
         Write {

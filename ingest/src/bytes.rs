@@ -17,3 +17,30 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// The bytes `hex` wrote: `None` for anything but pairs of hex digits.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let text = text.as_bytes();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_reads_back_and_anything_else_is_refused() {
+        let bytes = [0u8, 1, 0x7f, 0x80, 0xff];
+        assert_eq!(unhex(&hex(&bytes)).as_deref(), Some(&bytes[..]));
+        assert_eq!(unhex("ABcd").as_deref(), Some(&[0xab, 0xcd][..]));
+        for bad in ["0", "0g", "zz", "é0"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
+    }
+}

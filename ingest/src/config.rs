@@ -98,6 +98,20 @@ pub struct Config {
     /// production: it lets a caller recompute lists at any time.
     #[arg(long, env = "INGEST_TEST_MODE")]
     pub test_mode: bool,
+    /// Cluster mode (an edge): the NATS servers, `nats://host:port` comma-separated, whose
+    /// JetStream stream accepted events are published to instead of the data directory's
+    /// store. Needs `--database` and `--master-secret-file`.
+    #[arg(long, env = "INGEST_BUS", value_delimiter = ',', requires = "database")]
+    pub bus: Vec<String>,
+    /// Cluster mode: the PostgreSQL database, `postgres://user@host:port/name`, tenants are
+    /// read from. Needs `--bus`.
+    #[arg(long, env = "INGEST_DATABASE", requires = "bus")]
+    pub database: Option<String>,
+    /// Cluster mode: copies the stream keeps of each message when this node creates it (3 in
+    /// production; at most the number of NATS servers in the JetStream cluster).
+    #[arg(long, env = "INGEST_BUS_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub bus_replicas: u64,
 }
 
 /// The largest rate and burst accepted: far past what one process takes, yet small enough
@@ -177,6 +191,9 @@ impl Config {
             datasets_config: None,
             snapshot_every_secs: DEFAULT_SNAPSHOT_EVERY_SECS,
             test_mode: false,
+            bus: Vec::new(),
+            database: None,
+            bus_replicas: 1,
         }
     }
 

@@ -22,6 +22,7 @@ mod answer;
 pub mod bus;
 mod bytes;
 mod config;
+pub mod database;
 pub mod datasets;
 mod engines;
 mod error;
@@ -31,8 +32,11 @@ pub mod pipeline;
 mod protect;
 pub mod replay;
 mod routes;
+pub mod sink;
 pub mod store;
 mod tenants;
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -83,6 +87,28 @@ pub struct AppState {
     unknown_ttl: std::time::Duration,
     /// The header a trusted proxy writes the client's address into.
     client_ip_header: Option<axum::http::HeaderName>,
+    /// In a cluster: the stream accepted batches go to, and the database tenants are read
+    /// from.
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// What an edge node of a cluster is connected to.
+pub struct Cluster {
+    pub bus: Arc<bus::Bus>,
+    pub database: Arc<database::Database>,
+}
+
+impl Cluster {
+    /// Connects to the stream (creating it with `replicas` copies if it is missing) and to
+    /// the database (creating its tables if they are missing).
+    pub async fn connect(servers: &[String], database: &str, replicas: u64) -> anyhow::Result<Cluster> {
+        let mut config = bus::BusConfig::new(servers.to_vec());
+        config.replicas = replicas as usize;
+        Ok(Cluster {
+            bus: Arc::new(bus::Bus::connect(&config).await?),
+            database: Arc::new(database::Database::connect(database).await?),
+        })
+    }
 }
 
 impl AppState {
@@ -107,7 +133,16 @@ impl AppState {
             tenant_ttl: tenants::CACHE_FOR,
             unknown_ttl: tenants::UNKNOWN_FOR,
             client_ip_header: None,
+            cluster: None,
         }
+    }
+
+    /// An edge of a cluster: accepted batches go to the stream, tenants are those of the
+    /// cluster's database.
+    pub fn with_cluster(mut self, cluster: Cluster) -> AppState {
+        self.sink = cluster.bus.clone();
+        self.cluster = Some(Arc::new(cluster));
+        self
     }
 
     /// Takes the client's address from this header, which a trusted reverse proxy sets (the
@@ -223,11 +258,21 @@ pub async fn serve_with_ops(
     })?;
     let _serving = store::ServiceLock::acquire(&config.data_dir)?;
     let store = Arc::new(Store::open(&config.data_dir)?);
-    let keyring = Arc::new(Keyring::open(
-        &store,
-        &config.data_dir,
-        config.master_secret_file.as_deref(),
-    )?);
+    let cluster = match &config.database {
+        Some(url) => Some(Cluster::connect(&config.bus, url, config.bus_replicas).await?),
+        None => None,
+    };
+    let keyring = Arc::new(match &cluster {
+        Some(cluster) => {
+            let file = config.master_secret_file.as_deref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a cluster node needs --master-secret-file: every node pseudonymises with the same secret"
+                )
+            })?;
+            cluster.database.keyring(file).await?
+        }
+        None => Keyring::open(&store, &config.data_dir, config.master_secret_file.as_deref())?,
+    });
     let params = match &config.datasets_config {
         Some(path) => load_datasets_params(path)?,
         None => datasets::Params::default(),
@@ -237,6 +282,10 @@ pub async fn serve_with_ops(
         .with_client_ip_header(config.client_ip_header.clone())
         .with_datasets(params, config.test_mode)
         .with_snapshot_every(Duration::from_secs(config.snapshot_every_secs));
+    let state = match cluster {
+        Some(cluster) => state.with_cluster(cluster),
+        None => state,
+    };
     let engines = state.engines.clone();
     let materialiser = tokio::spawn(state.engines.clone().run(store.clone()));
     let trimmer = tokio::spawn(trim_failed_events(

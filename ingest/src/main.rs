@@ -23,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run the HTTP service.
     Serve(Config),
+    /// Cluster mode: store what the edges publish to the stream in PostgreSQL, one
+    /// transaction a batch, acknowledged after the commit. Run any number: they share the
+    /// stream's work.
+    Sink(SinkArgs),
     /// Manage tenants (customers and their keys).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -72,14 +76,39 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct SinkArgs {
+    /// NATS servers, `nats://host:port` comma-separated.
+    #[arg(long, env = "INGEST_BUS", value_delimiter = ',', required = true)]
+    bus: Vec<String>,
+    /// The PostgreSQL database, `postgres://user@host:port/name`.
+    #[arg(long, env = "INGEST_DATABASE")]
+    database: String,
+    /// Copies the stream keeps of each message, if this process creates it.
+    #[arg(long, env = "INGEST_BUS_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=5))]
+    bus_replicas: u64,
+    /// Messages stored in one transaction, at most.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch: u64,
+    /// Seconds a fetched batch may go unacknowledged before the stream gives it to another
+    /// sink (a sink that died mid-batch).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    ack_wait_secs: u64,
+    /// Serve readiness (`/readyz`) and metrics (`/metrics`) on this address.
+    #[arg(long, env = "INGEST_OPS_LISTEN")]
+    ops_listen: Option<std::net::SocketAddr>,
+}
+
 #[derive(Subcommand)]
 enum TenantCommand {
     /// Register a tenant and print its secret API key (shown only this once).
     Add {
-        #[arg(long, env = "INGEST_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        place: Place,
         /// The master secret `serve` will use (see `serve --help`); by default `master.key`
-        /// in the data directory, created with the first tenant.
+        /// in the data directory, created with the first tenant. A cluster needs it given: its
+        /// fingerprint is recorded in the database, and every node must use the same.
         #[arg(long, env = "INGEST_MASTER_SECRET_FILE")]
         master_secret_file: Option<PathBuf>,
         /// The public write key pages send with their events.
@@ -93,16 +122,16 @@ enum TenantCommand {
     /// Start a new pseudonymisation key version: later events get pseudonyms that cannot be
     /// linked to earlier ones. Prints the new version.
     RotateKey {
-        #[arg(long, env = "INGEST_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        place: Place,
         #[arg(long)]
         client_key: String,
     },
     /// Give a tenant a new secret API key and print it (shown only this once). The old key
     /// keeps working for the grace period, for the tenant's services to move over.
     RotateApiKey {
-        #[arg(long, env = "INGEST_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        place: Place,
         #[arg(long)]
         client_key: String,
         /// Hours the old key stays valid (0: refused at once).
@@ -112,16 +141,120 @@ enum TenantCommand {
     /// Refuse every secret API key of a tenant at once (a leaked key) and print a new one.
     /// A running service stops taking them within its tenant cache's 5 s.
     RevokeApiKey {
-        #[arg(long, env = "INGEST_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        place: Place,
         #[arg(long)]
         client_key: String,
     },
     /// List tenants: client key and allowed origins, one per line.
     List {
-        #[arg(long, env = "INGEST_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        place: Place,
     },
+}
+
+/// Where tenants live: a node's data directory, or a cluster's database.
+#[derive(clap::Args)]
+struct Place {
+    #[arg(long, env = "INGEST_DATA_DIR", required_unless_present = "database")]
+    data_dir: Option<PathBuf>,
+    /// Cluster mode: the PostgreSQL database the cluster's tenants live in (it wins over
+    /// `--data-dir`).
+    #[arg(long, env = "INGEST_DATABASE")]
+    database: Option<String>,
+}
+
+/// The tenants of a [`Place`], opened.
+enum Book {
+    Local(Store, PathBuf),
+    Shared(ingest::database::Database, tokio::runtime::Runtime),
+}
+
+impl Place {
+    fn open(self) -> anyhow::Result<Book> {
+        match (self.database, self.data_dir) {
+            (Some(url), _) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let database = runtime.block_on(ingest::database::Database::connect(&url))?;
+                Ok(Book::Shared(database, runtime))
+            }
+            (None, Some(dir)) => Ok(Book::Local(Store::open(&dir)?, dir)),
+            (None, None) => anyhow::bail!("give --data-dir, or --database in cluster mode"),
+        }
+    }
+}
+
+impl Book {
+    fn add(
+        &self,
+        client_key: &str,
+        origins: &[String],
+        master_secret_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<(ingest::store::Tenant, String)> {
+        Ok(match self {
+            Book::Local(store, dir) => {
+                // The store's master secret is settled with its first tenant, before anything
+                // is pseudonymised with it.
+                Keyring::open(store, dir, master_secret_file)?;
+                store.add_tenant(client_key, origins)?
+            }
+            Book::Shared(database, runtime) => {
+                let file = master_secret_file.context(
+                    "a cluster's tenant needs --master-secret-file: the secret every node uses",
+                )?;
+                runtime.block_on(async {
+                    database.keyring(file).await?;
+                    anyhow::Ok(database.add_tenant(client_key, origins).await?)
+                })?
+            }
+        })
+    }
+
+    fn tenant(&self, client_key: &str) -> anyhow::Result<ingest::store::Tenant> {
+        let found = match self {
+            Book::Local(store, _) => store.tenant(client_key)?,
+            Book::Shared(database, runtime) => runtime.block_on(database.tenant(client_key))?,
+        };
+        found.with_context(|| format!("unknown client_key `{client_key}`"))
+    }
+
+    fn tenants(&self) -> anyhow::Result<Vec<ingest::store::Tenant>> {
+        Ok(match self {
+            Book::Local(store, _) => store.tenants()?,
+            Book::Shared(database, runtime) => runtime.block_on(database.tenants())?,
+        })
+    }
+
+    fn rotate_key(&self, client_key: &str) -> anyhow::Result<u32> {
+        Ok(match self {
+            Book::Local(store, _) => store.rotate_key(client_key)?,
+            Book::Shared(database, runtime) => runtime.block_on(database.rotate_key(client_key))?,
+        })
+    }
+
+    fn rotate_api_key(
+        &self,
+        client_key: &str,
+        grace: std::time::Duration,
+    ) -> anyhow::Result<String> {
+        Ok(match self {
+            Book::Local(store, _) => store.rotate_api_key(client_key, grace)?,
+            Book::Shared(database, runtime) => {
+                runtime.block_on(database.rotate_api_key(client_key, grace))?
+            }
+        })
+    }
+
+    fn revoke_api_keys(&self, client_key: &str) -> anyhow::Result<String> {
+        Ok(match self {
+            Book::Local(store, _) => store.revoke_api_keys(client_key)?,
+            Book::Shared(database, runtime) => {
+                runtime.block_on(database.revoke_api_keys(client_key))?
+            }
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -162,8 +295,8 @@ impl TenantKeys {
 enum EventsCommand {
     /// Print a tenant's newest stored events (anonymised), one JSON object per line.
     List {
-        #[arg(long, env = "INGEST_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        place: Place,
         #[arg(long)]
         client_key: String,
         #[arg(long, default_value_t = 100)]
@@ -183,6 +316,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(config) => serve(config),
+        Command::Sink(args) => sink(args),
         Command::Tenant(command) => command.run(),
         Command::Events(command) => command.run(),
         Command::Erase { tenant, client_ref } => erase(&tenant, &client_ref),
@@ -208,25 +342,24 @@ impl TenantCommand {
     fn run(self) -> anyhow::Result<()> {
         match self {
             TenantCommand::Add {
-                data_dir,
+                place,
                 master_secret_file,
                 client_key,
                 origins,
             } => {
                 schema::check_id(&client_key, "client_key")?;
-                let store = Store::open(&data_dir)?;
-                // The store's master secret is settled with its first tenant, before anything
-                // is pseudonymised with it.
-                Keyring::open(&store, &data_dir, master_secret_file.as_deref())?;
-                let (tenant, api_key) = store.add_tenant(&client_key, &origins)?;
+                let (tenant, api_key) =
+                    place
+                        .open()?
+                        .add(&client_key, &origins, master_secret_file.as_deref())?;
                 eprintln!(
                     "added tenant `{}`; its secret API key follows (it is not shown again):",
                     tenant.client_key
                 );
                 println!("{api_key}");
             }
-            TenantCommand::List { data_dir } => {
-                for t in Store::open(&data_dir)?.tenants()? {
+            TenantCommand::List { place } => {
+                for t in place.open()?.tenants()? {
                     let origins = if t.origins.is_empty() {
                         "*".to_owned()
                     } else {
@@ -235,30 +368,23 @@ impl TenantCommand {
                     println!("{}\t{origins}", t.client_key);
                 }
             }
-            TenantCommand::RotateKey {
-                data_dir,
-                client_key,
-            } => {
-                let version = Store::open(&data_dir)?.rotate_key(&client_key)?;
-                println!("{version}");
+            TenantCommand::RotateKey { place, client_key } => {
+                println!("{}", place.open()?.rotate_key(&client_key)?);
             }
             TenantCommand::RotateApiKey {
-                data_dir,
+                place,
                 client_key,
                 grace_hours,
             } => {
                 let grace = std::time::Duration::from_secs(grace_hours * 3600);
-                let api_key = Store::open(&data_dir)?.rotate_api_key(&client_key, grace)?;
+                let api_key = place.open()?.rotate_api_key(&client_key, grace)?;
                 eprintln!(
                     "a new secret API key for `{client_key}` follows (it is not shown again); the old one works for {grace_hours} more hours:"
                 );
                 println!("{api_key}");
             }
-            TenantCommand::RevokeApiKey {
-                data_dir,
-                client_key,
-            } => {
-                let api_key = Store::open(&data_dir)?.revoke_api_keys(&client_key)?;
+            TenantCommand::RevokeApiKey { place, client_key } => {
+                let api_key = place.open()?.revoke_api_keys(&client_key)?;
                 eprintln!(
                     "every earlier secret API key of `{client_key}` is refused now; its new one follows (it is not shown again):"
                 );
@@ -272,19 +398,25 @@ impl TenantCommand {
 impl EventsCommand {
     fn run(self) -> anyhow::Result<()> {
         let EventsCommand::List {
-            data_dir,
+            place,
             client_key,
             limit,
             failed,
         } = self;
-        let store = Store::open(&data_dir)?;
-        let tenant = store
-            .tenant(&client_key)?
-            .with_context(|| format!("unknown client_key `{client_key}`"))?;
-        let rows = if failed {
-            store.recent_failed(tenant.id, limit)?
-        } else {
-            store.recent_events(tenant.id, limit)?
+        let book = place.open()?;
+        let tenant = book.tenant(&client_key)?;
+        let rows = match &book {
+            Book::Local(store, _) if failed => store.recent_failed(tenant.id, limit)?,
+            Book::Local(store, _) => store.recent_events(tenant.id, limit)?,
+            Book::Shared(database, runtime) => {
+                let limit = limit.min(i64::MAX as usize) as i64;
+                runtime.block_on(async {
+                    match failed {
+                        true => database.recent_failed(tenant.id, limit).await,
+                        false => database.recent_events(tenant.id, limit).await,
+                    }
+                })?
+            }
         };
         for row in rows {
             println!("{row}");
@@ -421,6 +553,37 @@ fn serve(config: Config) -> anyhow::Result<()> {
             None => None,
         };
         ingest::serve_with_ops(config, listener, ops, shutdown_signal()).await
+    })
+}
+
+fn sink(args: SinkArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let cluster = ingest::Cluster::connect(&args.bus, &args.database, args.bus_replicas).await?;
+        let config = ingest::sink::SinkConfig {
+            batch: args.batch as usize,
+            ack_wait: std::time::Duration::from_secs(args.ack_wait_secs),
+            ..Default::default()
+        };
+        let stats = Arc::new(ingest::sink::SinkStats::default());
+        if let Some(addr) = args.ops_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--ops-listen)"))?;
+            println!("ingest sink operations on http://{}", listener.local_addr()?);
+            let router = ingest::sink::ops(
+                cluster.bus.clone(),
+                cluster.database.clone(),
+                config.consumer.clone(),
+                stats.clone(),
+            );
+            tokio::spawn(async move { axum::serve(listener, router).await });
+        }
+        println!("ingest sink storing the stream in PostgreSQL");
+        ingest::sink::run(&cluster.bus, &cluster.database, &config, stats, shutdown_signal())
+            .await?;
+        Ok(())
     })
 }
 

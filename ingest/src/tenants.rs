@@ -63,8 +63,13 @@ pub(crate) async fn lookup(state: &AppState, client_key: &str) -> Result<Arc<Ten
     {
         return t.ok_or_else(unknown);
     }
-    let key = client_key.to_owned();
-    let found = read_tenant(state, move |store| store.tenant(&key)).await?;
+    let found = match &state.cluster {
+        Some(cluster) => shared(cluster.database.tenant(client_key).await)?,
+        None => {
+            let key = client_key.to_owned();
+            read_tenant(state, move |store| store.tenant(&key)).await?
+        }
+    };
     let tenant = found.map(Arc::new);
     state
         .tenants
@@ -95,7 +100,10 @@ impl FromRequestParts<AppState> for ApiKey {
         {
             return tenant.map(ApiKey).ok_or(ApiError::UnknownApiKey);
         }
-        let found = read_tenant(state, move |store| store.tenant_by_api_key(&token)).await?;
+        let found = match &state.cluster {
+            Some(cluster) => shared(cluster.database.tenant_by_api_key(&token).await)?,
+            None => read_tenant(state, move |store| store.tenant_by_api_key(&token)).await?,
+        };
         let tenant = found.map(Arc::new);
         state.api_keys.put(hash, tenant.clone(), state.unknown_ttl);
         tenant.map(ApiKey).ok_or(ApiError::UnknownApiKey)
@@ -115,6 +123,16 @@ async fn read_tenant(
             tracing::error!(error = %e, "cannot read tenants");
             ApiError::StoreUnavailable
         })
+}
+
+/// A tenant read from the cluster's database.
+fn shared(
+    found: Result<Option<Tenant>, crate::database::DatabaseError>,
+) -> Result<Option<Tenant>, ApiError> {
+    found.map_err(|e| {
+        tracing::error!(error = %e, "cannot read tenants");
+        ApiError::StoreUnavailable
+    })
 }
 
 /// A caller-supplied key as echoed in an error: at most as long as a valid one could be.

@@ -17,6 +17,8 @@ const APT: [(&str, &str); 4] = [
     ("firefox-esr", "/usr/bin/firefox-esr"),
     // Cluster mode's tests run a real JetStream.
     ("nats-server", "/usr/sbin/nats-server"),
+    // ... and a real PostgreSQL (Debian 12's is 15).
+    ("postgresql", "/usr/lib/postgresql/15/bin/postgres"),
 ];
 
 /// Everything `cargo xtask test` needs.

@@ -45,6 +45,8 @@ pub enum KeyringError {
         found: String,
         expected: String,
     },
+    #[error("cannot read or record the master secret's fingerprint in the database: {0}")]
+    Shared(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

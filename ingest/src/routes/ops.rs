@@ -10,13 +10,23 @@ use crate::AppState;
 /// Ready when the store answers a read and takes writes. The body says no more than that:
 /// the cause goes to the log, not to whoever can reach the port.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.ready().await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    let not_ready = |what: &str, error: &dyn std::fmt::Display| {
+        // The cause goes to the log, not into the answer.
+        tracing::warn!(error = %error, "not ready: {what}");
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    };
+    if let Err(e) = state.store.ready().await {
+        return not_ready("store", &e);
+    }
+    if let Some(cluster) = &state.cluster {
+        if !cluster.bus.connected() {
+            return not_ready("bus", &"not connected to NATS");
+        }
+        if let Err(e) = cluster.database.ping().await {
+            return not_ready("database", &e);
         }
     }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {

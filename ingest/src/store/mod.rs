@@ -884,7 +884,7 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
 }
 
 /// `https://App.Example.com/` → `https://app.example.com`, as browsers send `Origin`.
-fn normalise_origin(origin: &str) -> Result<String, StoreError> {
+pub(crate) fn normalise_origin(origin: &str) -> Result<String, StoreError> {
     let bad = || StoreError::BadOrigin(origin.to_owned());
     let trimmed = origin.strip_suffix('/').unwrap_or(origin);
     let (scheme, rest) = trimmed.split_once("://").ok_or_else(bad)?;
@@ -906,7 +906,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// A secret API key: `sk_` and 24 random bytes in hex. Only its SHA-256 is stored.
-fn new_api_key() -> String {
+pub(crate) fn new_api_key() -> String {
     format!("sk_{}", crate::bytes::hex(&crate::bytes::random::<24>()))
 }
 

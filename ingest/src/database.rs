@@ -1,0 +1,731 @@
+//! The store of record in a cluster: PostgreSQL. Tenants and their keys live here, so every
+//! node reads the same ones; the sink (`sink`) writes here what the stream holds, one
+//! transaction a fetched batch, idempotently, so a batch delivered twice is stored once.
+//!
+//! Events land in `events`, with the SQLite log's columns and payload, partitioned by the day
+//! of the device's `created_at` (UTC). PostgreSQL wants a partitioned table's unique key to
+//! hold the partition key, so the key is `(tenant_id, event_id, created_at)`: an event the
+//! stream delivers again carries the same `created_at`, so it is the same row. Days within a
+//! year back and a day ahead get a partition of their own, created by whichever sink first
+//! needs it (under an advisory lock); anything else — a device clock years off — goes to
+//! `events_default`. `seq` is the event's position in the stream. Failed events are in
+//! `failed_events`, keyed by their stream position; identity-vault entries in
+//! `identity_vault`.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::anonymise::keyring::{Keyring, KeyringError};
+use crate::lock;
+use crate::store::{self, Tenant};
+
+/// One day in milliseconds.
+const DAY_MS: i64 = 86_400_000;
+/// Days back from today that get a partition of their own.
+const PARTITION_DAYS_BACK: i64 = 366;
+/// Days ahead of today that do (a device clock a little fast).
+const PARTITION_DAYS_AHEAD: i64 = 1;
+/// The advisory lock migrations and partition creation take, so that nodes starting or
+/// sinking at once do not race on the catalogue.
+const SCHEMA_LOCK: i64 = 0x5046_4300_0001;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id BIGSERIAL PRIMARY KEY,
+    client_key TEXT NOT NULL UNIQUE,
+    api_key_sha256 TEXT NOT NULL,
+    previous_api_key_sha256 TEXT,
+    previous_api_key_expires_at BIGINT,
+    key_version INTEGER NOT NULL DEFAULT 1,
+    origins TEXT[] NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tenants_by_api_key ON tenants (api_key_sha256);
+CREATE INDEX IF NOT EXISTS tenants_by_previous_api_key ON tenants (previous_api_key_sha256);
+-- The event log: anonymised events, each stored once per tenant.
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT NOT NULL,
+    tenant_id BIGINT NOT NULL,
+    event_id TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    event_time BIGINT NOT NULL,
+    user_id TEXT,
+    payload JSONB NOT NULL,
+    PRIMARY KEY (tenant_id, event_id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE TABLE IF NOT EXISTS events_default PARTITION OF events DEFAULT;
+CREATE INDEX IF NOT EXISTS events_by_user ON events (tenant_id, user_id);
+CREATE TABLE IF NOT EXISTS failed_events (
+    seq BIGINT PRIMARY KEY,
+    tenant_id BIGINT NOT NULL,
+    received_at BIGINT NOT NULL,
+    error TEXT NOT NULL,
+    message TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failed_events_by_tenant ON failed_events (tenant_id, seq);
+CREATE TABLE IF NOT EXISTS identity_vault (
+    tenant_id BIGINT NOT NULL,
+    user_id TEXT NOT NULL,
+    nonce BYTEA NOT NULL,
+    ciphertext BYTEA NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatabaseError {
+    #[error("`{url}` is not a PostgreSQL connection URL: {message}")]
+    Url { url: String, message: String },
+    #[error("cannot reach PostgreSQL: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("PostgreSQL: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("tenant `{0}` already exists")]
+    TenantExists(String),
+    #[error("unknown client_key `{0}`")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// An event as the sink stores it.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// Its position in the stream.
+    pub seq: i64,
+    pub tenant_id: i64,
+    pub event_id: String,
+    /// By the device's clock, ms since the Unix epoch: what the table is partitioned by.
+    pub created_at: i64,
+    pub event_time: i64,
+    pub user_id: Option<String>,
+    /// The anonymised event, JSON, as the SQLite log keeps it.
+    pub payload: String,
+}
+
+/// A failed event as the sink stores it.
+#[derive(Debug, Clone)]
+pub struct FailedRow {
+    pub seq: i64,
+    pub tenant_id: i64,
+    pub received_at: i64,
+    pub error: String,
+    pub message: String,
+    pub payload: String,
+}
+
+/// An identity-vault entry as the sink stores it.
+#[derive(Debug, Clone)]
+pub struct VaultRow {
+    pub tenant_id: i64,
+    pub sealed: store::Sealed,
+}
+
+/// What one transaction of the sink stores.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub events: Vec<EventRow>,
+    pub failed: Vec<FailedRow>,
+    pub vault: Vec<VaultRow>,
+}
+
+/// A pool of connections to the cluster's database.
+pub struct Database {
+    pool: Pool,
+    /// Days whose partition is known to exist (or known to stay in the default partition).
+    partitions: Mutex<HashSet<i64>>,
+}
+
+impl Database {
+    /// Connects, and creates the tables when they are missing.
+    pub async fn connect(url: &str) -> Result<Database, DatabaseError> {
+        let bad = |message: String| DatabaseError::Url {
+            url: redact(url),
+            message,
+        };
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| bad(e.to_string()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let database = Database {
+            pool,
+            partitions: Mutex::default(),
+        };
+        database.migrate().await?;
+        Ok(database)
+    }
+
+    async fn migrate(&self) -> Result<(), DatabaseError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .await?;
+        tx.batch_execute(SCHEMA).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DatabaseError> {
+        self.pool.get().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Registers a tenant; returns it with its secret API key, shown once and stored only as
+    /// a SHA-256 hash (as [`store::Store::add_tenant`]).
+    pub async fn add_tenant(
+        &self,
+        client_key: &str,
+        origins: &[String],
+    ) -> Result<(Tenant, String), DatabaseError> {
+        let origins = origins
+            .iter()
+            .map(|o| store::normalise_origin(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let api_key = store::new_api_key();
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "INSERT INTO tenants (client_key, api_key_sha256, origins, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (client_key) DO NOTHING RETURNING id",
+                &[
+                    &client_key,
+                    &store::sha256_hex(&api_key),
+                    &origins,
+                    &store::now_ms(),
+                ],
+            )
+            .await?
+            .ok_or_else(|| DatabaseError::TenantExists(client_key.to_owned()))?;
+        let tenant = Tenant {
+            id: row.get(0),
+            client_key: client_key.to_owned(),
+            origins,
+            key_version: 1,
+        };
+        Ok((tenant, api_key))
+    }
+
+    pub async fn tenant(&self, client_key: &str) -> Result<Option<Tenant>, DatabaseError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, client_key, origins, key_version FROM tenants WHERE client_key = $1",
+            )
+            .await?;
+        let row = client.query_opt(&statement, &[&client_key]).await?;
+        Ok(row.map(|r| tenant_row(&r)))
+    }
+
+    /// The tenant whose secret API key this is: its current one, or the one before it until
+    /// that one's grace period ends.
+    pub async fn tenant_by_api_key(&self, api_key: &str) -> Result<Option<Tenant>, DatabaseError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, client_key, origins, key_version FROM tenants WHERE api_key_sha256 = $1
+                 UNION ALL
+                 SELECT id, client_key, origins, key_version FROM tenants
+                 WHERE previous_api_key_sha256 = $1 AND previous_api_key_expires_at > $2
+                 LIMIT 1",
+            )
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&store::sha256_hex(api_key), &store::now_ms()])
+            .await?;
+        Ok(row.map(|r| tenant_row(&r)))
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, DatabaseError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, client_key, origins, key_version FROM tenants ORDER BY client_key",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(tenant_row).collect())
+    }
+
+    /// Starts a new pseudonymisation key version for the tenant; returns the new version.
+    pub async fn rotate_key(&self, client_key: &str) -> Result<u32, DatabaseError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "UPDATE tenants SET key_version = key_version + 1 WHERE client_key = $1
+                 RETURNING key_version",
+                &[&client_key],
+            )
+            .await?
+            .ok_or_else(|| DatabaseError::UnknownTenant(client_key.to_owned()))?;
+        Ok(row.get::<_, i32>(0) as u32)
+    }
+
+    /// A new secret API key for the tenant, returned; the one it had stays valid for `grace`
+    /// (as [`store::Store::rotate_api_key`]).
+    pub async fn rotate_api_key(
+        &self,
+        client_key: &str,
+        grace: Duration,
+    ) -> Result<String, DatabaseError> {
+        let api_key = store::new_api_key();
+        let expires = store::now_ms().saturating_add(grace.as_millis().min(i64::MAX as u128) as i64);
+        let client = self.pool.get().await?;
+        let changed = client
+            .execute(
+                "UPDATE tenants SET previous_api_key_sha256 = api_key_sha256,
+                    previous_api_key_expires_at = $3, api_key_sha256 = $2
+                 WHERE client_key = $1",
+                &[&client_key, &store::sha256_hex(&api_key), &expires],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(DatabaseError::UnknownTenant(client_key.to_owned()));
+        }
+        Ok(api_key)
+    }
+
+    /// Refuses every secret API key of the tenant at once, and returns its new one.
+    pub async fn revoke_api_keys(&self, client_key: &str) -> Result<String, DatabaseError> {
+        let api_key = store::new_api_key();
+        let client = self.pool.get().await?;
+        let changed = client
+            .execute(
+                "UPDATE tenants SET api_key_sha256 = $2, previous_api_key_sha256 = NULL,
+                    previous_api_key_expires_at = NULL
+                 WHERE client_key = $1",
+                &[&client_key, &store::sha256_hex(&api_key)],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(DatabaseError::UnknownTenant(client_key.to_owned()));
+        }
+        Ok(api_key)
+    }
+
+    /// The master secret every node of the cluster must share, read from `path`: its
+    /// fingerprint is recorded in the database by the first node, and any other secret is
+    /// refused after (its pseudonyms would match none of the stored ones).
+    pub async fn keyring(&self, path: &std::path::Path) -> Result<Keyring, KeyringError> {
+        let keyring = Keyring::read(path)?;
+        let found = keyring.fingerprint();
+        let recorded = self
+            .record_fingerprint(&found)
+            .await
+            .map_err(|e| KeyringError::Shared(e.to_string()))?;
+        if recorded != found {
+            return Err(KeyringError::Mismatch {
+                path: path.to_owned(),
+                found,
+                expected: recorded,
+            });
+        }
+        Ok(keyring)
+    }
+
+    /// Records `fingerprint` unless one is recorded already; returns the recorded one.
+    async fn record_fingerprint(&self, fingerprint: &str) -> Result<String, DatabaseError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('master_fingerprint', $1)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&fingerprint],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT value FROM settings WHERE key = 'master_fingerprint'",
+                &[],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Stores a batch in one transaction; what is already stored (the same event, failed
+    /// event or vault entry delivered again) is skipped. Returns the events newly stored.
+    pub async fn store(&self, batch: &Batch) -> Result<u64, DatabaseError> {
+        self.make_partitions(batch.events.iter().map(|e| e.created_at.div_euclid(DAY_MS)))
+            .await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut inserted = 0;
+        if !batch.events.is_empty() {
+            let column = |f: fn(&EventRow) -> i64| batch.events.iter().map(f).collect::<Vec<_>>();
+            let (seq, tenant, created, time) = (
+                column(|e| e.seq),
+                column(|e| e.tenant_id),
+                column(|e| e.created_at),
+                column(|e| e.event_time),
+            );
+            let ids: Vec<&str> = batch.events.iter().map(|e| e.event_id.as_str()).collect();
+            let users: Vec<Option<&str>> =
+                batch.events.iter().map(|e| e.user_id.as_deref()).collect();
+            let payloads: Vec<&str> = batch.events.iter().map(|e| e.payload.as_str()).collect();
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO events (seq, tenant_id, event_id, created_at, event_time, user_id, payload)
+                     SELECT s, t, e, 'epoch'::timestamptz + c * interval '1 millisecond', et, u, p::jsonb
+                     FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
+                                 $6::text[], $7::text[]) AS x(s, t, e, c, et, u, p)
+                     ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            inserted = tx
+                .execute(
+                    &statement,
+                    &[&seq, &tenant, &ids, &created, &time, &users, &payloads],
+                )
+                .await?;
+        }
+        if !batch.failed.is_empty() {
+            let f = &batch.failed;
+            let seq: Vec<i64> = f.iter().map(|r| r.seq).collect();
+            let tenant: Vec<i64> = f.iter().map(|r| r.tenant_id).collect();
+            let received: Vec<i64> = f.iter().map(|r| r.received_at).collect();
+            let error: Vec<&str> = f.iter().map(|r| r.error.as_str()).collect();
+            let message: Vec<&str> = f.iter().map(|r| r.message.as_str()).collect();
+            let payload: Vec<&str> = f.iter().map(|r| r.payload.as_str()).collect();
+            tx.execute(
+                "INSERT INTO failed_events (seq, tenant_id, received_at, error, message, payload)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
+                                      $5::text[], $6::text[])
+                 ON CONFLICT DO NOTHING",
+                &[&seq, &tenant, &received, &error, &message, &payload],
+            )
+            .await?;
+        }
+        if !batch.vault.is_empty() {
+            let v = &batch.vault;
+            let tenant: Vec<i64> = v.iter().map(|r| r.tenant_id).collect();
+            let user: Vec<&str> = v.iter().map(|r| r.sealed.user_id.as_str()).collect();
+            let nonce: Vec<&[u8]> = v.iter().map(|r| &r.sealed.nonce[..]).collect();
+            let sealed: Vec<&[u8]> = v.iter().map(|r| r.sealed.ciphertext.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO identity_vault (tenant_id, user_id, nonce, ciphertext)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])
+                 ON CONFLICT DO NOTHING",
+                &[&tenant, &user, &nonce, &sealed],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Makes sure each of `days` (days since the Unix epoch) within the partitioned range
+    /// has its partition. A day whose events already sit in the default partition (it was
+    /// out of range when they came) stays there: PostgreSQL refuses a partition the default
+    /// holds rows of.
+    async fn make_partitions(&self, days: impl Iterator<Item = i64>) -> Result<(), DatabaseError> {
+        let today = store::now_ms().div_euclid(DAY_MS);
+        let range = today - PARTITION_DAYS_BACK..=today + PARTITION_DAYS_AHEAD;
+        let missing: HashSet<i64> = {
+            let known = lock(&self.partitions);
+            days.filter(|d| range.contains(d) && !known.contains(d))
+                .collect()
+        };
+        for day in missing {
+            let from = schema::Timestamp(day * DAY_MS).to_rfc3339();
+            let to = schema::Timestamp((day + 1) * DAY_MS).to_rfc3339();
+            let name = format!("events_{}", from[..10].replace('-', ""));
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+                .await?;
+            let made = tx
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {name} PARTITION OF events
+                     FOR VALUES FROM ('{from}') TO ('{to}')"
+                ))
+                .await;
+            match made {
+                Ok(()) => tx.commit().await?,
+                Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
+                    tracing::warn!(partition = name, "events of this day are in events_default already; they stay there");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            lock(&self.partitions).insert(day);
+        }
+        Ok(())
+    }
+
+    /// The newest events of a tenant, oldest first (as [`store::Store::recent_events`]).
+    pub async fn recent_events(
+        &self,
+        tenant_id: i64,
+        limit: i64,
+    ) -> Result<Vec<serde_json::Value>, DatabaseError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT payload FROM (SELECT seq, payload FROM events WHERE tenant_id = $1
+                 ORDER BY seq DESC LIMIT $2) AS newest ORDER BY seq",
+                &[&tenant_id, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The newest failed events of a tenant, oldest first, with their reasons (as
+    /// [`store::Store::recent_failed`]).
+    pub async fn recent_failed(
+        &self,
+        tenant_id: i64,
+        limit: i64,
+    ) -> Result<Vec<serde_json::Value>, DatabaseError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT error, message, payload FROM (SELECT * FROM failed_events
+                 WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2) AS newest ORDER BY seq",
+                &[&tenant_id, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let payload: &str = r.get(2);
+                serde_json::json!({
+                    "error": r.get::<_, &str>(0),
+                    "message": r.get::<_, &str>(1),
+                    "payload": serde_json::from_str::<serde_json::Value>(payload)
+                        .unwrap_or_else(|_| payload.into()),
+                })
+            })
+            .collect())
+    }
+}
+
+fn tenant_row(r: &tokio_postgres::Row) -> Tenant {
+    Tenant {
+        id: r.get(0),
+        client_key: r.get(1),
+        origins: r.get(2),
+        key_version: r.get::<_, i32>(3) as u32,
+    }
+}
+
+/// A connection URL as an error may show it: without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _password)) => format!("{}{user}:…{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::PostgresServer;
+
+    fn event(seq: i64, id: &str, created_at: i64) -> EventRow {
+        EventRow {
+            seq,
+            tenant_id: 1,
+            event_id: id.into(),
+            created_at,
+            event_time: created_at,
+            user_id: Some("u1".into()),
+            payload: format!(r#"{{"event_id":"{id}","created_at":{created_at}}}"#),
+        }
+    }
+
+    fn failed(seq: i64) -> FailedRow {
+        FailedRow {
+            seq,
+            tenant_id: 1,
+            received_at: 5,
+            error: "missing_field".into(),
+            message: "`action` is missing".into(),
+            payload: "{}".into(),
+        }
+    }
+
+    async fn count(database: &Database, sql: &str) -> i64 {
+        let client = database.pool.get().await.unwrap();
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    #[tokio::test]
+    async fn a_batch_delivered_again_is_stored_once() {
+        let pg = PostgresServer::start();
+        let database = Database::connect(&pg.url).await.unwrap();
+        let now = store::now_ms();
+        let vault = VaultRow {
+            tenant_id: 1,
+            sealed: store::Sealed {
+                user_id: "u1".into(),
+                nonce: [1; 12],
+                ciphertext: vec![2, 3],
+            },
+        };
+        let first = Batch {
+            events: vec![event(1, "a", now), event(2, "b", now)],
+            failed: vec![failed(3)],
+            vault: vec![vault.clone()],
+        };
+        assert_eq!(database.store(&first).await.unwrap(), 2);
+        // Delivered again with one event more: only that one is new.
+        let mut again = first.clone();
+        again.events.push(event(4, "c", now));
+        assert_eq!(database.store(&again).await.unwrap(), 1);
+        assert_eq!(count(&database, "SELECT count(*) FROM events").await, 3);
+        assert_eq!(count(&database, "SELECT count(*) FROM failed_events").await, 1);
+        assert_eq!(count(&database, "SELECT count(*) FROM identity_vault").await, 1);
+        // The payload is the log's JSON, queryable.
+        let newest = database.recent_events(1, 1).await.unwrap();
+        assert_eq!(newest[0]["event_id"], "c");
+        let failed = database.recent_failed(1, 10).await.unwrap();
+        assert_eq!(failed[0]["error"], "missing_field");
+        // A second connect over the same tables changes nothing.
+        let reconnected = Database::connect(&pg.url).await.unwrap();
+        assert_eq!(count(&reconnected, "SELECT count(*) FROM events").await, 3);
+    }
+
+    #[tokio::test]
+    async fn events_land_in_their_days_partition_and_far_off_days_in_the_default() {
+        let pg = PostgresServer::start();
+        let database = Database::connect(&pg.url).await.unwrap();
+        let now = store::now_ms();
+        let year_1990 = 631_152_000_000;
+        let batch = Batch {
+            events: vec![
+                event(1, "today", now),
+                event(2, "yesterday", now - DAY_MS),
+                event(3, "1990", year_1990),
+            ],
+            ..Batch::default()
+        };
+        assert_eq!(database.store(&batch).await.unwrap(), 3);
+        let client = database.pool.get().await.unwrap();
+        let partition = |id: &'static str| {
+            let client = &client;
+            async move {
+                let row = client
+                    .query_one(
+                        "SELECT tableoid::regclass::text FROM events WHERE event_id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap();
+                row.get::<_, String>(0)
+            }
+        };
+        let day = |ms: i64| {
+            format!(
+                "events_{}",
+                schema::Timestamp(ms).to_rfc3339()[..10].replace('-', "")
+            )
+        };
+        assert_eq!(partition("today").await, day(now));
+        assert_eq!(partition("yesterday").await, day(now - DAY_MS));
+        assert_eq!(partition("1990").await, "events_default");
+        // Another process whose cache knows no partition finds them made.
+        let other = Database::connect(&pg.url).await.unwrap();
+        let again = Batch {
+            events: vec![event(4, "today", now), event(5, "later", now)],
+            ..Batch::default()
+        };
+        assert_eq!(other.store(&again).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn tenants_and_their_keys_live_in_the_database() {
+        let pg = PostgresServer::start();
+        let database = Database::connect(&pg.url).await.unwrap();
+        let (tenant, api_key) = database
+            .add_tenant("pk_pg", &["https://App.example.com/".into()])
+            .await
+            .unwrap();
+        assert_eq!(tenant.origins, ["https://app.example.com"]);
+        assert!(matches!(
+            database.add_tenant("pk_pg", &[]).await,
+            Err(DatabaseError::TenantExists(_))
+        ));
+        assert!(matches!(
+            database.add_tenant("pk_bad", &["app.example.com".into()]).await,
+            Err(DatabaseError::Store(store::StoreError::BadOrigin(_)))
+        ));
+        let found = database.tenant("pk_pg").await.unwrap().unwrap();
+        assert_eq!((found.id, found.key_version), (tenant.id, 1));
+        assert!(database.tenant("pk_none").await.unwrap().is_none());
+        assert_eq!(
+            database.tenant_by_api_key(&api_key).await.unwrap().unwrap().id,
+            tenant.id
+        );
+        // Rotated: both work during the grace period; revoked: only the newest.
+        let rotated = database
+            .rotate_api_key("pk_pg", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert!(database.tenant_by_api_key(&api_key).await.unwrap().is_some());
+        assert!(database.tenant_by_api_key(&rotated).await.unwrap().is_some());
+        let revoked = database.revoke_api_keys("pk_pg").await.unwrap();
+        assert!(database.tenant_by_api_key(&api_key).await.unwrap().is_none());
+        assert!(database.tenant_by_api_key(&rotated).await.unwrap().is_none());
+        assert!(database.tenant_by_api_key(&revoked).await.unwrap().is_some());
+        assert_eq!(database.rotate_key("pk_pg").await.unwrap(), 2);
+        assert!(matches!(
+            database.rotate_key("pk_none").await,
+            Err(DatabaseError::UnknownTenant(_))
+        ));
+        let listed: Vec<_> = database.tenants().await.unwrap();
+        assert_eq!(listed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_node_must_use_the_master_secret_the_cluster_recorded() {
+        let pg = PostgresServer::start();
+        let database = Database::connect(&pg.url).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (first, other) = (dir.path().join("first"), dir.path().join("other"));
+        std::fs::write(&first, [1u8; 32]).unwrap();
+        std::fs::write(&other, [2u8; 32]).unwrap();
+        database.keyring(&first).await.unwrap();
+        database.keyring(&first).await.unwrap();
+        let refused = database.keyring(&other).await.err().unwrap();
+        assert!(matches!(refused, KeyringError::Mismatch { .. }), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_database_that_cannot_be_reached_is_named_without_its_password() {
+        let unreachable = "postgres://user:secret@127.0.0.1:1/db";
+        let refused = Database::connect(unreachable).await.err().unwrap();
+        assert!(matches!(refused, DatabaseError::Pool(_)), "{refused}");
+        let bad = Database::connect("postgres://user:secret@[bad/db").await.err().unwrap();
+        assert!(!bad.to_string().contains("secret"), "{bad}");
+        assert!(bad.to_string().contains("user:…@"), "{bad}");
+    }
+}
