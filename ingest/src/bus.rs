@@ -20,6 +20,9 @@ use crate::bytes::{hex, unhex};
 use crate::pipeline::{Sink, SinkError, SinkFuture};
 use crate::store::{Sealed, Write, WriteOutcome};
 
+/// How long connecting waits for JetStream to take requests (a cluster electing leaders).
+const STARTUP_WAIT: Duration = Duration::from_secs(30);
+
 /// Where and how the stream is kept.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
@@ -183,13 +186,24 @@ impl Bus {
             .max_ack_inflight(20_000)
             .backpressure_on_inflight(true)
             .build(client.clone());
-        jetstream
-            .get_or_create_stream(wanted)
-            .await
-            .map_err(|e| BusError::Stream {
-                stream: config.stream.clone(),
-                message: e.to_string(),
-            })?;
+        // Servers started together elect JetStream's leaders for some seconds before they
+        // take requests: keep asking for a while.
+        let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+        loop {
+            match jetstream.get_or_create_stream(wanted.clone()).await {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(error = %e, "JetStream not ready yet; asking again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => {
+                    return Err(BusError::Stream {
+                        stream: config.stream.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
         Ok(Bus {
             client,
             jetstream,
@@ -380,6 +394,47 @@ mod tests {
     async fn messages(bus: &Bus) -> u64 {
         let mut stream = bus.jetstream.get_stream("PFC").await.unwrap();
         stream.info().await.unwrap().state.messages
+    }
+
+    #[test]
+    fn a_subject_names_its_kind_and_tenant() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::of(&kind.subject(12)), Some((kind, 12)));
+        }
+        for other in [
+            "pfc.events.x",
+            "pfc.other.7",
+            "pfc.events.7.more",
+            "pfc.events",
+            "x.events.7",
+        ] {
+            assert_eq!(Kind::of(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_vault_entry_reads_back_and_bad_hex_is_refused() {
+        let sealed = Sealed {
+            user_id: "u".into(),
+            nonce: [7; 12],
+            ciphertext: vec![1, 2, 250],
+        };
+        let message = VaultMessage::from_sealed(&sealed);
+        let back = message.sealed().unwrap();
+        assert_eq!(
+            (back.nonce, &back.ciphertext),
+            (sealed.nonce, &sealed.ciphertext)
+        );
+        let short = VaultMessage {
+            nonce: Cow::Borrowed("0102"),
+            ..message.clone()
+        };
+        assert!(short.sealed().is_none(), "a nonce is 12 bytes");
+        let bad = VaultMessage {
+            ciphertext: Cow::Borrowed("zz"),
+            ..message
+        };
+        assert!(bad.sealed().is_none());
     }
 
     #[tokio::test]

@@ -187,6 +187,9 @@ impl Database {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .await?;
+        // Not a notice for each table that exists already.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .await?;
         tx.batch_execute(SCHEMA).await?;
         tx.commit().await?;
         Ok(())
@@ -296,7 +299,8 @@ impl Database {
         grace: Duration,
     ) -> Result<String, DatabaseError> {
         let api_key = store::new_api_key();
-        let expires = store::now_ms().saturating_add(grace.as_millis().min(i64::MAX as u128) as i64);
+        let expires =
+            store::now_ms().saturating_add(grace.as_millis().min(i64::MAX as u128) as i64);
         let client = self.pool.get().await?;
         let changed = client
             .execute(
@@ -469,7 +473,10 @@ impl Database {
             match made {
                 Ok(()) => tx.commit().await?,
                 Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
-                    tracing::warn!(partition = name, "events of this day are in events_default already; they stay there");
+                    tracing::warn!(
+                        partition = name,
+                        "events of this day are in events_default already; they stay there"
+                    );
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -602,8 +609,14 @@ mod tests {
         again.events.push(event(4, "c", now));
         assert_eq!(database.store(&again).await.unwrap(), 1);
         assert_eq!(count(&database, "SELECT count(*) FROM events").await, 3);
-        assert_eq!(count(&database, "SELECT count(*) FROM failed_events").await, 1);
-        assert_eq!(count(&database, "SELECT count(*) FROM identity_vault").await, 1);
+        assert_eq!(
+            count(&database, "SELECT count(*) FROM failed_events").await,
+            1
+        );
+        assert_eq!(
+            count(&database, "SELECT count(*) FROM identity_vault").await,
+            1
+        );
         // The payload is the log's JSON, queryable.
         let newest = database.recent_events(1, 1).await.unwrap();
         assert_eq!(newest[0]["event_id"], "c");
@@ -675,14 +688,21 @@ mod tests {
             Err(DatabaseError::TenantExists(_))
         ));
         assert!(matches!(
-            database.add_tenant("pk_bad", &["app.example.com".into()]).await,
+            database
+                .add_tenant("pk_bad", &["app.example.com".into()])
+                .await,
             Err(DatabaseError::Store(store::StoreError::BadOrigin(_)))
         ));
         let found = database.tenant("pk_pg").await.unwrap().unwrap();
         assert_eq!((found.id, found.key_version), (tenant.id, 1));
         assert!(database.tenant("pk_none").await.unwrap().is_none());
         assert_eq!(
-            database.tenant_by_api_key(&api_key).await.unwrap().unwrap().id,
+            database
+                .tenant_by_api_key(&api_key)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
             tenant.id
         );
         // Rotated: both work during the grace period; revoked: only the newest.
@@ -690,12 +710,42 @@ mod tests {
             .rotate_api_key("pk_pg", Duration::from_secs(3600))
             .await
             .unwrap();
-        assert!(database.tenant_by_api_key(&api_key).await.unwrap().is_some());
-        assert!(database.tenant_by_api_key(&rotated).await.unwrap().is_some());
+        assert!(
+            database
+                .tenant_by_api_key(&api_key)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            database
+                .tenant_by_api_key(&rotated)
+                .await
+                .unwrap()
+                .is_some()
+        );
         let revoked = database.revoke_api_keys("pk_pg").await.unwrap();
-        assert!(database.tenant_by_api_key(&api_key).await.unwrap().is_none());
-        assert!(database.tenant_by_api_key(&rotated).await.unwrap().is_none());
-        assert!(database.tenant_by_api_key(&revoked).await.unwrap().is_some());
+        assert!(
+            database
+                .tenant_by_api_key(&api_key)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            database
+                .tenant_by_api_key(&rotated)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            database
+                .tenant_by_api_key(&revoked)
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(database.rotate_key("pk_pg").await.unwrap(), 2);
         assert!(matches!(
             database.rotate_key("pk_none").await,
@@ -716,7 +766,10 @@ mod tests {
         database.keyring(&first).await.unwrap();
         database.keyring(&first).await.unwrap();
         let refused = database.keyring(&other).await.err().unwrap();
-        assert!(matches!(refused, KeyringError::Mismatch { .. }), "{refused}");
+        assert!(
+            matches!(refused, KeyringError::Mismatch { .. }),
+            "{refused}"
+        );
     }
 
     #[tokio::test]
@@ -724,7 +777,10 @@ mod tests {
         let unreachable = "postgres://user:secret@127.0.0.1:1/db";
         let refused = Database::connect(unreachable).await.err().unwrap();
         assert!(matches!(refused, DatabaseError::Pool(_)), "{refused}");
-        let bad = Database::connect("postgres://user:secret@[bad/db").await.err().unwrap();
+        let bad = Database::connect("postgres://user:secret@[bad/db")
+            .await
+            .err()
+            .unwrap();
         assert!(!bad.to_string().contains("secret"), "{bad}");
         assert!(bad.to_string().contains("user:…@"), "{bad}");
     }

@@ -101,7 +101,11 @@ pub struct Cluster {
 impl Cluster {
     /// Connects to the stream (creating it with `replicas` copies if it is missing) and to
     /// the database (creating its tables if they are missing).
-    pub async fn connect(servers: &[String], database: &str, replicas: u64) -> anyhow::Result<Cluster> {
+    pub async fn connect(
+        servers: &[String],
+        database: &str,
+        replicas: u64,
+    ) -> anyhow::Result<Cluster> {
         let mut config = bus::BusConfig::new(servers.to_vec());
         config.replicas = replicas as usize;
         Ok(Cluster {
@@ -271,7 +275,11 @@ pub async fn serve_with_ops(
             })?;
             cluster.database.keyring(file).await?
         }
-        None => Keyring::open(&store, &config.data_dir, config.master_secret_file.as_deref())?,
+        None => Keyring::open(
+            &store,
+            &config.data_dir,
+            config.master_secret_file.as_deref(),
+        )?,
     });
     let params = match &config.datasets_config {
         Some(path) => load_datasets_params(path)?,

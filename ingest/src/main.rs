@@ -560,7 +560,8 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let cluster = ingest::Cluster::connect(&args.bus, &args.database, args.bus_replicas).await?;
+        let cluster =
+            ingest::Cluster::connect(&args.bus, &args.database, args.bus_replicas).await?;
         let config = ingest::sink::SinkConfig {
             batch: args.batch as usize,
             ack_wait: std::time::Duration::from_secs(args.ack_wait_secs),
@@ -571,7 +572,10 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (--ops-listen)"))?;
-            println!("ingest sink operations on http://{}", listener.local_addr()?);
+            println!(
+                "ingest sink operations on http://{}",
+                listener.local_addr()?
+            );
             let router = ingest::sink::ops(
                 cluster.bus.clone(),
                 cluster.database.clone(),
@@ -581,8 +585,14 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
             tokio::spawn(async move { axum::serve(listener, router).await });
         }
         println!("ingest sink storing the stream in PostgreSQL");
-        ingest::sink::run(&cluster.bus, &cluster.database, &config, stats, shutdown_signal())
-            .await?;
+        ingest::sink::run(
+            &cluster.bus,
+            &cluster.database,
+            &config,
+            stats,
+            shutdown_signal(),
+        )
+        .await?;
         Ok(())
     })
 }

@@ -234,7 +234,10 @@ pub fn ops(
         let lag = bus.lag(&consumer).await.ok();
         let body = render(&stats, &consumer, lag);
         (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             body,
         )
     };
@@ -254,12 +257,32 @@ fn render(stats: &SinkStats, consumer: &str, lag: Option<crate::bus::Lag>) -> St
             value.load(Relaxed)
         );
     };
-    counter("sink_batches_total", "Transactions committed.", &stats.batches);
-    counter("sink_messages_total", "Messages stored, duplicates included.", &stats.messages);
+    counter(
+        "sink_batches_total",
+        "Transactions committed.",
+        &stats.batches,
+    );
+    counter(
+        "sink_messages_total",
+        "Messages stored, duplicates included.",
+        &stats.messages,
+    );
     counter("sink_events_total", "Events newly stored.", &stats.events);
-    counter("sink_duplicates_total", "Events delivered again, already stored.", &stats.duplicates);
-    counter("sink_unreadable_total", "Messages no sink can read.", &stats.unreadable);
-    counter("sink_failures_total", "Batches that could not be stored (delivered again).", &stats.failures);
+    counter(
+        "sink_duplicates_total",
+        "Events delivered again, already stored.",
+        &stats.duplicates,
+    );
+    counter(
+        "sink_unreadable_total",
+        "Messages no sink can read.",
+        &stats.unreadable,
+    );
+    counter(
+        "sink_failures_total",
+        "Batches that could not be stored (delivered again).",
+        &stats.failures,
+    );
     if let Some(lag) = lag {
         let _ = writeln!(
             out,
@@ -273,4 +296,197 @@ fn render(stats: &SinkStats, consumer: &str, lag: Option<crate::bus::Lag>) -> St
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::BusConfig;
+    use crate::pipeline::Sink;
+    use crate::store::{FailedEvent, Sealed, StoredEvent, Write};
+    use crate::testing::{NatsServer, PostgresServer};
+
+    fn write(ids: &[&str]) -> Write {
+        let now = crate::store::now_ms();
+        Write {
+            tenant_id: 3,
+            received_at: now,
+            events: ids
+                .iter()
+                .map(|id| StoredEvent {
+                    event_id: (*id).into(),
+                    event_time: now,
+                    user_id: Some("u1".into()),
+                    payload: payload(id, now),
+                })
+                .collect(),
+            failed: vec![FailedEvent {
+                error: "missing_field".into(),
+                message: "`action` is missing".into(),
+                payload: r#"{"event_id":"x"}"#.into(),
+            }],
+            vault: vec![Sealed {
+                user_id: "u1".into(),
+                nonce: [9; 12],
+                ciphertext: vec![1, 2, 3],
+            }],
+            inputs: Vec::new(),
+        }
+    }
+
+    /// The log's JSON of an event, as the pipeline writes it.
+    fn payload(id: &str, now: i64) -> String {
+        let at = schema::Timestamp(now).to_rfc3339();
+        serde_json::json!({
+            "action": "viewed", "created_at": at, "event_id": id, "event_meta": {},
+            "event_time": at, "event_type": "instrument", "received_at": at,
+            "related_entities": [{"id": "AAPL", "type": "ticker"}],
+            "channel_meta": {"anonymous_id": null, "session_id": "s1", "user_id": "u1"},
+        })
+        .to_string()
+    }
+
+    async fn count(database: &Database, table: &str) -> i64 {
+        let rows = match table {
+            "events" => database.recent_events(3, 1_000).await.unwrap().len(),
+            "failed_events" => database.recent_failed(3, 1_000).await.unwrap().len(),
+            _ => unreachable!(),
+        };
+        rows as i64
+    }
+
+    /// Waits until `table` holds `rows` rows of the tenant, or 20 s have passed.
+    async fn wait_for(database: &Database, table: &str, rows: i64) -> i64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = count(database, table).await;
+            if found >= rows || tokio::time::Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    struct Running {
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(
+        bus: Arc<Bus>,
+        database: Arc<Database>,
+        config: SinkConfig,
+        stats: Arc<SinkStats>,
+    ) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            run(&bus, &database, &config, stats, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Running { stop, task }
+    }
+
+    #[tokio::test]
+    async fn what_the_edges_publish_is_stored_once_with_redeliveries_skipped() {
+        let (nats, pg) = (NatsServer::start(), PostgresServer::start());
+        let bus = Arc::new(
+            Bus::connect(&BusConfig::new(vec![nats.url.clone()]))
+                .await
+                .unwrap(),
+        );
+        let database = Arc::new(Database::connect(&pg.url).await.unwrap());
+        bus.write(write(&["a", "b"])).await.unwrap();
+        // Someone else's message on an event subject: kept as a failed event, with its body.
+        let client = async_nats::connect(&nats.url).await.unwrap();
+        jetstream::new(client)
+            .publish("pfc.events.3", "not an event".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let stats = Arc::new(SinkStats::default());
+        let sink = start(
+            bus.clone(),
+            database.clone(),
+            SinkConfig::default(),
+            stats.clone(),
+        );
+        assert_eq!(wait_for(&database, "events", 2).await, 2);
+        // The stream drops "b" as a duplicate; "c" is new. The failed event is not deduplicated
+        // by the stream (it has no id), so there are two.
+        bus.write(write(&["b", "c"])).await.unwrap();
+        assert_eq!(wait_for(&database, "events", 3).await, 3);
+        assert_eq!(wait_for(&database, "failed_events", 3).await, 3);
+        let unreadable = database.recent_failed(3, 10).await.unwrap();
+        assert!(
+            unreadable
+                .iter()
+                .any(|f| f["error"] == "unreadable_message" && f["payload"] == "not an event"),
+            "{unreadable:?}"
+        );
+        assert_eq!(stats.unreadable.load(Relaxed), 1);
+        let _ = sink.stop.send(());
+        sink.task.await.unwrap();
+        assert_eq!(count(&database, "events").await, 3);
+        let lag = bus.lag(&SinkConfig::default().consumer).await.unwrap();
+        assert_eq!(lag.messages, 0, "{lag:?}");
+        assert_eq!(stats.events.load(Relaxed), 3);
+        let metrics = render(&stats, "sink", Some(lag));
+        assert!(metrics.contains("sink_events_total 3\n"), "{metrics}");
+        assert!(
+            metrics.contains("consumer_lag_messages{consumer=\"sink\"} 0\n"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_a_sink_took_and_never_acknowledged_is_stored_by_another() {
+        let (nats, pg) = (NatsServer::start(), PostgresServer::start());
+        let bus = Arc::new(
+            Bus::connect(&BusConfig::new(vec![nats.url.clone()]))
+                .await
+                .unwrap(),
+        );
+        let database = Arc::new(Database::connect(&pg.url).await.unwrap());
+        let config = SinkConfig {
+            ack_wait: Duration::from_secs(1),
+            ..SinkConfig::default()
+        };
+        bus.write(write(&["a", "b", "c"])).await.unwrap();
+        // A sink that dies after its fetch: it has the messages and acknowledges none.
+        let consumer = bus
+            .consumer(&config.consumer, config.ack_wait)
+            .await
+            .unwrap();
+        let taken = fetch(&consumer, &config).await.unwrap();
+        assert_eq!(
+            taken.len(),
+            5,
+            "three events, a failed event, a vault entry"
+        );
+        // ... and one that died after its commit, before its acknowledgements.
+        let (half, _) = decode(&taken[..2]);
+        database.store(&half).await.unwrap();
+        drop(taken);
+        let stats = Arc::new(SinkStats::default());
+        let sink = start(bus.clone(), database.clone(), config, stats.clone());
+        assert_eq!(wait_for(&database, "events", 3).await, 3);
+        assert_eq!(wait_for(&database, "failed_events", 1).await, 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while stats.messages.load(Relaxed) < 5 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = sink.stop.send(());
+        sink.task.await.unwrap();
+        assert_eq!(stats.messages.load(Relaxed), 5);
+        assert_eq!(
+            (stats.events.load(Relaxed), stats.duplicates.load(Relaxed)),
+            (1, 2),
+            "the two the dead sink committed are skipped"
+        );
+        assert_eq!(count(&database, "events").await, 3);
+    }
 }

@@ -90,8 +90,15 @@ impl PostgresServer {
             }
         };
         if as_root {
-            let user = Command::new("id").args(["-u", "postgres"]).output().unwrap();
-            let uid = String::from_utf8(user.stdout).unwrap().trim().parse().unwrap();
+            let user = Command::new("id")
+                .args(["-u", "postgres"])
+                .output()
+                .unwrap();
+            let uid = String::from_utf8(user.stdout)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
             std::os::unix::fs::chown(dir.path(), Some(uid), None).unwrap();
         }
         let data = dir.path().join("data");

@@ -11,7 +11,7 @@ const WASM_PACK: &str = "0.15.1";
 const GECKODRIVER: &str = "0.37.1";
 const CARGO_FUZZ: &str = "0.13.2";
 /// Debian packages and a file each installs, to tell whether it is there.
-const APT: [(&str, &str); 4] = [
+const APT: [(&str, &str); 5] = [
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
     ("firefox-esr", "/usr/bin/firefox-esr"),

@@ -54,6 +54,7 @@ pub(crate) fn all() -> anyhow::Result<()> {
         "js-wrapper/test",
         "tests/e2e",
         "tests/faults",
+        "tests/cluster",
     ] {
         node_tests(dir, &xtask)?;
     }
