@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Cluster mode: store what the edges publish to the stream in PostgreSQL, one
     /// transaction a batch, acknowledged after the commit. Run any number: they share the
     /// stream's work.
@@ -315,7 +315,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(config) => serve(config),
+        Command::Serve(config) => serve(*config),
         Command::Sink(args) => sink(args),
         Command::Tenant(command) => command.run(),
         Command::Events(command) => command.run(),
