@@ -71,16 +71,20 @@ pub enum Kind {
     Failed,
     /// An identity-vault entry, as [`VaultMessage`].
     Vault,
+    /// A user's erasure, as [`ErasureMessage`]: every copy forgets the user's events that
+    /// came before it on the stream.
+    Erasure,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Event, Kind::Failed, Kind::Vault];
+    const ALL: [Kind; 4] = [Kind::Event, Kind::Failed, Kind::Vault, Kind::Erasure];
 
     fn word(self) -> &'static str {
         match self {
             Kind::Event => "events",
             Kind::Failed => "failed",
             Kind::Vault => "vault",
+            Kind::Erasure => "erasure",
         }
     }
 
@@ -143,6 +147,13 @@ impl VaultMessage<'_> {
             ciphertext: unhex(&self.ciphertext)?,
         })
     }
+}
+
+/// A user's erasure on the stream: the pseudonyms the user had under every key version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErasureMessage<'a> {
+    #[serde(borrow)]
+    pub user_ids: Vec<Cow<'a, str>>,
 }
 
 /// How far a consumer is behind the stream.
@@ -241,6 +252,9 @@ impl Bus {
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait,
                     max_ack_pending: 50_000,
+                    // A consumer nobody has fetched from for a week is deleted; its node, back
+                    // later, makes it anew and reads the stream from the start.
+                    inactive_threshold: Duration::from_secs(7 * 86_400),
                     ..Default::default()
                 },
             )
@@ -283,6 +297,23 @@ impl Bus {
             }
         };
         Ok(Lag { messages, seconds })
+    }
+
+    /// Publishes a user's erasure; returns its position in the stream, which orders it
+    /// after every event published before it.
+    pub async fn publish_erasure(
+        &self,
+        tenant_id: i64,
+        user_ids: &[String],
+    ) -> Result<u64, SinkError> {
+        let message = ErasureMessage {
+            user_ids: user_ids.iter().map(|u| Cow::Borrowed(u.as_str())).collect(),
+        };
+        let ack = self
+            .publish(Kind::Erasure.subject(tenant_id), None, to_json(&message))
+            .await?
+            .await?;
+        Ok(ack.sequence)
     }
 
     async fn publish(
@@ -344,6 +375,26 @@ impl Bus {
             last_seq: None,
         })
     }
+}
+
+/// Up to `max` messages of `consumer`, waiting at most `fill_wait` for more.
+pub(crate) async fn fetch(
+    consumer: &consumer::PullConsumer,
+    max: usize,
+    fill_wait: Duration,
+) -> Result<Vec<jetstream::Message>, SinkError> {
+    use futures_util::StreamExt;
+    let mut fetched = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(fill_wait)
+        .messages()
+        .await?;
+    let mut messages = Vec::with_capacity(max);
+    while let Some(message) = fetched.next().await {
+        messages.push(message?);
+    }
+    Ok(messages)
 }
 
 /// A message's JSON: of strings and numbers only, so it always serialises.

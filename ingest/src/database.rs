@@ -12,6 +12,7 @@
 //! `failed_events`, keyed by their stream position; identity-vault entries in
 //! `identity_vault`.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -34,6 +35,9 @@ const PARTITION_DAYS_AHEAD: i64 = 1;
 /// The advisory lock migrations and partition creation take, so that nodes starting or
 /// sinking at once do not race on the catalogue.
 const SCHEMA_LOCK: i64 = 0x5046_4300_0001;
+/// Taken shared by every write of the sink, exclusively by an erasure: an erasure waits for
+/// the writes under way, and every write after it sees its tombstones.
+const ERASURE_LOCK: i64 = 0x5046_4300_0002;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -67,7 +71,8 @@ CREATE TABLE IF NOT EXISTS failed_events (
     received_at BIGINT NOT NULL,
     error TEXT NOT NULL,
     message TEXT NOT NULL,
-    payload TEXT NOT NULL
+    -- What was sent, de-identified: JSON, or a JSON string of a body that was not JSON.
+    payload JSONB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failed_events_by_tenant ON failed_events (tenant_id, seq);
 CREATE TABLE IF NOT EXISTS identity_vault (
@@ -75,6 +80,14 @@ CREATE TABLE IF NOT EXISTS identity_vault (
     user_id TEXT NOT NULL,
     nonce BYTEA NOT NULL,
     ciphertext BYTEA NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+);
+-- Erased users, with the stream position of their latest erasure: an event, failed event or
+-- vault entry published before it and delivered to a sink after it is not stored again.
+CREATE TABLE IF NOT EXISTS erasures (
+    tenant_id BIGINT NOT NULL,
+    user_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, user_id)
 );
 CREATE TABLE IF NOT EXISTS settings (
@@ -129,8 +142,18 @@ pub struct FailedRow {
 /// An identity-vault entry as the sink stores it.
 #[derive(Debug, Clone)]
 pub struct VaultRow {
+    pub seq: i64,
     pub tenant_id: i64,
     pub sealed: store::Sealed,
+}
+
+/// A user's erasure, at its position in the stream.
+#[derive(Debug, Clone)]
+pub struct ErasureRow {
+    pub seq: i64,
+    pub tenant_id: i64,
+    /// The user's pseudonyms, under every key version.
+    pub user_ids: Vec<String>,
 }
 
 /// What one transaction of the sink stores.
@@ -139,6 +162,8 @@ pub struct Batch {
     pub events: Vec<EventRow>,
     pub failed: Vec<FailedRow>,
     pub vault: Vec<VaultRow>,
+    /// Applied after the rest: each removes what came before it on the stream.
+    pub erasures: Vec<ErasureRow>,
 }
 
 /// A pool of connections to the cluster's database.
@@ -244,6 +269,17 @@ impl Database {
             )
             .await?;
         let row = client.query_opt(&statement, &[&client_key]).await?;
+        Ok(row.map(|r| tenant_row(&r)))
+    }
+
+    pub async fn tenant_by_id(&self, id: i64) -> Result<Option<Tenant>, DatabaseError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, client_key, origins, key_version FROM tenants WHERE id = $1",
+                &[&id],
+            )
+            .await?;
         Ok(row.map(|r| tenant_row(&r)))
     }
 
@@ -380,6 +416,13 @@ impl Database {
             .await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        if batch.erasures.is_empty() {
+            tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&ERASURE_LOCK])
+                .await?;
+        } else {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ERASURE_LOCK])
+                .await?;
+        }
         let mut inserted = 0;
         if !batch.events.is_empty() {
             let column = |f: fn(&EventRow) -> i64| batch.events.iter().map(f).collect::<Vec<_>>();
@@ -399,6 +442,8 @@ impl Database {
                      SELECT s, t, e, 'epoch'::timestamptz + c * interval '1 millisecond', et, u, p::jsonb
                      FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
                                  $6::text[], $7::text[]) AS x(s, t, e, c, et, u, p)
+                     WHERE NOT EXISTS (SELECT 1 FROM erasures er
+                                       WHERE er.tenant_id = t AND er.user_id = u AND er.seq > s)
                      ON CONFLICT DO NOTHING",
                 )
                 .await?;
@@ -416,11 +461,13 @@ impl Database {
             let received: Vec<i64> = f.iter().map(|r| r.received_at).collect();
             let error: Vec<&str> = f.iter().map(|r| r.error.as_str()).collect();
             let message: Vec<&str> = f.iter().map(|r| r.message.as_str()).collect();
-            let payload: Vec<&str> = f.iter().map(|r| r.payload.as_str()).collect();
+            let payload: Vec<Cow<str>> = f.iter().map(|r| as_json(&r.payload)).collect();
             tx.execute(
                 "INSERT INTO failed_events (seq, tenant_id, received_at, error, message, payload)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-                                      $5::text[], $6::text[])
+                 SELECT s, t, r, e, m, p::jsonb FROM UNNEST($1::bigint[], $2::bigint[],
+                     $3::bigint[], $4::text[], $5::text[], $6::text[]) AS x(s, t, r, e, m, p)
+                 WHERE NOT EXISTS (SELECT 1 FROM erasures er WHERE er.tenant_id = t
+                     AND er.user_id = p::jsonb -> 'channel_meta' ->> 'client_ref' AND er.seq > s)
                  ON CONFLICT DO NOTHING",
                 &[&seq, &tenant, &received, &error, &message, &payload],
             )
@@ -428,20 +475,40 @@ impl Database {
         }
         if !batch.vault.is_empty() {
             let v = &batch.vault;
+            let seq: Vec<i64> = v.iter().map(|r| r.seq).collect();
             let tenant: Vec<i64> = v.iter().map(|r| r.tenant_id).collect();
             let user: Vec<&str> = v.iter().map(|r| r.sealed.user_id.as_str()).collect();
             let nonce: Vec<&[u8]> = v.iter().map(|r| &r.sealed.nonce[..]).collect();
             let sealed: Vec<&[u8]> = v.iter().map(|r| r.sealed.ciphertext.as_slice()).collect();
             tx.execute(
                 "INSERT INTO identity_vault (tenant_id, user_id, nonce, ciphertext)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])
+                 SELECT t, u, n, c FROM UNNEST($1::bigint[], $2::bigint[], $3::text[],
+                     $4::bytea[], $5::bytea[]) AS x(s, t, u, n, c)
+                 WHERE NOT EXISTS (SELECT 1 FROM erasures er
+                                   WHERE er.tenant_id = t AND er.user_id = u AND er.seq > s)
                  ON CONFLICT DO NOTHING",
-                &[&tenant, &user, &nonce, &sealed],
+                &[&seq, &tenant, &user, &nonce, &sealed],
             )
             .await?;
         }
+        for erasure in &batch.erasures {
+            erase_in(&tx, erasure).await?;
+        }
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    /// Erases a user: every event, failed event and vault entry of theirs that came before
+    /// the erasure's position on the stream, now and when delivered to a sink later. Returns
+    /// the rows removed.
+    pub async fn erase(&self, erasure: &ErasureRow) -> Result<store::Erased, DatabaseError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ERASURE_LOCK])
+            .await?;
+        let erased = erase_in(&tx, erasure).await?;
+        tx.commit().await?;
+        Ok(erased)
     }
 
     /// Makes sure each of `days` (days since the Unix epoch) within the partitioned range
@@ -520,15 +587,61 @@ impl Database {
         Ok(rows
             .iter()
             .map(|r| {
-                let payload: &str = r.get(2);
                 serde_json::json!({
                     "error": r.get::<_, &str>(0),
                     "message": r.get::<_, &str>(1),
-                    "payload": serde_json::from_str::<serde_json::Value>(payload)
-                        .unwrap_or_else(|_| payload.into()),
+                    "payload": r.get::<_, serde_json::Value>(2),
                 })
             })
             .collect())
+    }
+}
+
+/// An erasure inside a transaction that holds the erasure lock exclusively.
+async fn erase_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    erasure: &ErasureRow,
+) -> Result<store::Erased, DatabaseError> {
+    let ErasureRow {
+        seq,
+        tenant_id,
+        user_ids,
+    } = erasure;
+    tx.execute(
+        "INSERT INTO erasures (tenant_id, user_id, seq) SELECT $1, u, $3 FROM UNNEST($2::text[]) AS u
+         ON CONFLICT (tenant_id, user_id) DO UPDATE SET seq = GREATEST(erasures.seq, excluded.seq)",
+        &[tenant_id, user_ids, seq],
+    )
+    .await?;
+    let events = tx
+        .execute(
+            "DELETE FROM events WHERE tenant_id = $1 AND user_id = ANY($2) AND seq < $3",
+            &[tenant_id, user_ids, seq],
+        )
+        .await?;
+    let failed_events = tx
+        .execute(
+            "DELETE FROM failed_events WHERE tenant_id = $1 AND seq < $3
+             AND payload -> 'channel_meta' ->> 'client_ref' = ANY($2)",
+            &[tenant_id, user_ids, seq],
+        )
+        .await?;
+    tx.execute(
+        "DELETE FROM identity_vault WHERE tenant_id = $1 AND user_id = ANY($2)",
+        &[tenant_id, user_ids],
+    )
+    .await?;
+    Ok(store::Erased {
+        events: events as usize,
+        failed_events: failed_events as usize,
+    })
+}
+
+/// `text` when it is JSON, else `text` as a JSON string.
+fn as_json(text: &str) -> Cow<'_, str> {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(serde_json::Value::from(text).to_string()),
     }
 }
 
@@ -591,6 +704,7 @@ mod tests {
         let database = Database::connect(&pg.url).await.unwrap();
         let now = store::now_ms();
         let vault = VaultRow {
+            seq: 5,
             tenant_id: 1,
             sealed: store::Sealed {
                 user_id: "u1".into(),
@@ -602,6 +716,7 @@ mod tests {
             events: vec![event(1, "a", now), event(2, "b", now)],
             failed: vec![failed(3)],
             vault: vec![vault.clone()],
+            erasures: Vec::new(),
         };
         assert_eq!(database.store(&first).await.unwrap(), 2);
         // Delivered again with one event more: only that one is new.
@@ -625,6 +740,51 @@ mod tests {
         // A second connect over the same tables changes nothing.
         let reconnected = Database::connect(&pg.url).await.unwrap();
         assert_eq!(count(&reconnected, "SELECT count(*) FROM events").await, 3);
+    }
+
+    #[tokio::test]
+    async fn an_erasure_removes_what_came_before_it_now_and_when_it_is_delivered_late() {
+        let pg = PostgresServer::start();
+        let database = Database::connect(&pg.url).await.unwrap();
+        let now = store::now_ms();
+        let mut stranger = event(3, "other-user", now);
+        stranger.user_id = Some("u2".into());
+        let mut failed_u1 = failed(4);
+        failed_u1.payload = r#"{"channel_meta":{"client_ref":"u1"}}"#.into();
+        let before = Batch {
+            events: vec![event(1, "a", now), event(2, "b", now), stranger],
+            failed: vec![failed_u1, failed(5)],
+            ..Batch::default()
+        };
+        database.store(&before).await.unwrap();
+        let erasure = ErasureRow {
+            seq: 10,
+            tenant_id: 1,
+            user_ids: vec!["u1".into(), "u1-v2".into()],
+        };
+        let erased = database.erase(&erasure).await.unwrap();
+        assert_eq!((erased.events, erased.failed_events), (2, 1));
+        // An event published before the erasure and sunk after it stays out; one published
+        // after it is the user's new life. The erasure delivered to a sink again changes
+        // nothing more.
+        let late = Batch {
+            events: vec![event(7, "late", now), event(11, "after", now)],
+            erasures: vec![erasure],
+            ..Batch::default()
+        };
+        assert_eq!(database.store(&late).await.unwrap(), 1);
+        let ids: Vec<String> = database
+            .recent_events(1, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["other-user", "after"]);
+        assert_eq!(
+            count(&database, "SELECT count(*) FROM failed_events").await,
+            1
+        );
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ mod metrics;
 pub mod pipeline;
 mod protect;
 pub mod replay;
+pub mod replica;
 mod routes;
 pub mod sink;
 pub mod store;
@@ -89,13 +90,15 @@ pub struct AppState {
     client_ip_header: Option<axum::http::HeaderName>,
     /// In a cluster: the stream accepted batches go to, and the database tenants are read
     /// from.
-    cluster: Option<Arc<Cluster>>,
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 /// What an edge node of a cluster is connected to.
 pub struct Cluster {
     pub bus: Arc<bus::Bus>,
     pub database: Arc<database::Database>,
+    /// The stream position up to which this node's store has the stream (see `replica`).
+    pub replicated: tokio::sync::watch::Sender<u64>,
 }
 
 impl Cluster {
@@ -111,6 +114,7 @@ impl Cluster {
         Ok(Cluster {
             bus: Arc::new(bus::Bus::connect(&config).await?),
             database: Arc::new(database::Database::connect(database).await?),
+            replicated: tokio::sync::watch::Sender::new(0),
         })
     }
 }
@@ -290,6 +294,10 @@ pub async fn serve_with_ops(
         .with_client_ip_header(config.client_ip_header.clone())
         .with_datasets(params, config.test_mode)
         .with_snapshot_every(Duration::from_secs(config.snapshot_every_secs));
+    let replica_consumer = match &cluster {
+        Some(_) => Some(replica::consumer_name(&config.data_dir)?),
+        None => None,
+    };
     let state = match cluster {
         Some(cluster) => state.with_cluster(cluster),
         None => state,
@@ -312,6 +320,17 @@ pub async fn serve_with_ops(
         async move {
             let _ = stopped.wait_for(|&stop| stop).await;
         }
+    };
+    // A cluster node copies the stream into its store, which feeds its datasets.
+    let replica = match (&state.cluster, replica_consumer) {
+        (Some(cluster), Some(consumer)) => {
+            let (cluster, store, stop) = (cluster.clone(), store.clone(), stopping());
+            Some(tokio::spawn(async move {
+                let (bus, database) = (&cluster.bus, &cluster.database);
+                replica::run(bus, database, store, &consumer, &cluster.replicated, stop).await;
+            }))
+        }
+        _ => None,
     };
     let api = if ops.is_some() {
         routes::Serves::Api
@@ -337,6 +356,10 @@ pub async fn serve_with_ops(
     .await;
     if let Some(ops) = ops {
         let _ = ops.await;
+    }
+    if let Some(replica) = replica {
+        // Stopped with the listeners: what it fetched and did not commit comes again.
+        let _ = replica.await;
     }
     materialiser.abort();
     trimmer.abort();

@@ -5,16 +5,16 @@
 //! unacknowledged: the stream delivers them again after the consumer's acknowledgement wait,
 //! to this sink or another, and what the killed one had committed is skipped.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures_util::StreamExt;
 
-use crate::bus::{Bus, BusError, FailedMessage, Kind, VaultMessage};
-use crate::database::{Batch, Database, EventRow, FailedRow, VaultRow};
+use crate::bus::{self, Bus, BusError, ErasureMessage, FailedMessage, Kind, VaultMessage};
+use crate::database::{Batch, Database, ErasureRow, EventRow, FailedRow, VaultRow};
 use crate::store::Payload;
 
 /// How a sink fetches.
@@ -73,7 +73,7 @@ pub async fn run(
     let mut stop = std::pin::pin!(stop);
     loop {
         let round = async {
-            let messages = fetch(&consumer, config).await?;
+            let messages = bus::fetch(&consumer, config.batch, config.fill_wait).await?;
             if messages.is_empty() {
                 return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
             }
@@ -116,24 +116,6 @@ pub async fn run(
             },
         }
     }
-}
-
-/// Up to a batch of messages, waiting at most the fill wait for more.
-async fn fetch(
-    consumer: &jetstream::consumer::PullConsumer,
-    config: &SinkConfig,
-) -> Result<Vec<jetstream::Message>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut fetched = consumer
-        .fetch()
-        .max_messages(config.batch)
-        .expires(config.fill_wait)
-        .messages()
-        .await?;
-    let mut messages = Vec::with_capacity(config.batch);
-    while let Some(message) = fetched.next().await {
-        messages.push(message?);
-    }
-    Ok(messages)
 }
 
 /// The rows a batch of messages stores, and how many messages could not be read. An event
@@ -180,8 +162,18 @@ fn decode(messages: &[jetstream::Message]) -> (Batch, usize) {
             Kind::Vault => {
                 let entry: VaultMessage = serde_json::from_str(body).ok()?;
                 batch.vault.push(VaultRow {
+                    seq,
                     tenant_id,
                     sealed: entry.sealed()?,
+                });
+                Some(())
+            }
+            Kind::Erasure => {
+                let erasure: ErasureMessage = serde_json::from_str(body).ok()?;
+                batch.erasures.push(ErasureRow {
+                    seq,
+                    tenant_id,
+                    user_ids: erasure.user_ids.into_iter().map(Cow::into_owned).collect(),
                 });
                 Some(())
             }
@@ -461,7 +453,9 @@ mod tests {
             .consumer(&config.consumer, config.ack_wait)
             .await
             .unwrap();
-        let taken = fetch(&consumer, &config).await.unwrap();
+        let taken = bus::fetch(&consumer, config.batch, config.fill_wait)
+            .await
+            .unwrap();
         assert_eq!(
             taken.len(),
             5,

@@ -3,6 +3,10 @@
 // through `kill -9` of each kind of process under load.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { startCluster } from "../support/cluster.mjs";
 
 const CLIENT_KEY = "pk_cluster";
@@ -140,6 +144,123 @@ test("kill -9 of a NATS server, an edge, and the sink under load loses no acknow
     console.log(`fault rounds: ${counts.join("; ")}; ${acked.size} events acknowledged, ${stored.length} stored`);
     assertExactlyOnce(stored, acked);
     assert.equal(stored.length, acked.size, "only acknowledged events were sent, each stored once");
+  } finally {
+    await cluster.stop();
+  }
+});
+
+test("both nodes answer queries as `ingest replay` does over the same events, also after a restart", async () => {
+  const cluster = await startCluster({ serveArgs: ["--test-mode", "--snapshot-every-secs", "1"] });
+  const dir = mkdtempSync(join(tmpdir(), "personafin-differential-"));
+  try {
+    const apiKey = cluster.addTenant(CLIENT_KEY);
+    const tickers = ["AAPL", "TSLA", "MSFT", "NVDA", "AMZN"];
+    const events = [];
+    const start = Date.now() - 3_600_000;
+    for (let i = 0; i < 300; i++) {
+      events.push({
+        client_key: CLIENT_KEY,
+        event_id: `d${i}`,
+        created_at: new Date(start + i * 10_000).toISOString(),
+        event_type: "instrument",
+        action: i % 4 === 0 ? "traded" : "viewed",
+        related_entities: [{ type: "ticker", id: tickers[(i * i) % tickers.length] }],
+        channel_meta: { session_id: `s${i % 9}`, client_ref: `user-${i % 6}` },
+      });
+    }
+    const urls = cluster.edges.map((e) => e.info.url);
+    for (let n = 0; n * 50 < events.length; n++) {
+      const { status, answer } = await post(urls[n % 2], { events: events.slice(n * 50, n * 50 + 50) });
+      assert.equal(status, 200, answer);
+    }
+    const asOf = new Date(start + 300 * 10_000 + 60_000).toISOString();
+    const queries = [
+      `/v1/trending/entities?entity_type=ticker&mode=popular&limit=5&as_of=${asOf}`,
+      `/v1/users/user-1/preferences/entities?as_of=${asOf}`,
+    ];
+    const file = join(dir, "events.jsonl");
+    writeFileSync(file, events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    const args = ["replay", file, "--as-of", asOf, "--master-secret-file", cluster.secret];
+    queries.forEach((q) => args.push("--query", q));
+    const expected = cluster.cli(args).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    assert.ok(expected[0].items.length > 0, "the replay ranks something");
+
+    const answers = async (url) => {
+      const out = [];
+      for (const q of queries) {
+        const res = await fetch(`${url}${q}`, { headers: { authorization: `Bearer ${apiKey}` } });
+        out.push(res.status === 200 ? await res.json() : { status: res.status });
+      }
+      return out;
+    };
+    /** Each node's answers, once they equal the replay's (or after 60 s, for the test to fail on). */
+    const converged = async () => {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const all = await Promise.all(cluster.edges.map((e) => answers(e.info.url)));
+        const same = all.every((a) => isDeepStrictEqual(comparable(a), comparable(expected)));
+        if (same || Date.now() > deadline) return all;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    for (const answer of await converged()) assert.deepEqual(comparable(answer), comparable(expected));
+    // One node restarts from its snapshot and its store: the same answers.
+    await cluster.edges[1].kill("SIGTERM");
+    await cluster.edges[1].start();
+    for (const answer of await converged()) assert.deepEqual(comparable(answer), comparable(expected));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await cluster.stop();
+  }
+});
+
+/** Answers without what differs by design: when each was made (a replay says its `as_of`). */
+function comparable(answers) {
+  return answers.map(({ generated_at, ...rest }) => rest);
+}
+
+test("an erasure through one node is gone from the other node's answers and from PostgreSQL", async () => {
+  const cluster = await startCluster();
+  try {
+    const apiKey = cluster.addTenant(CLIENT_KEY);
+    const urls = cluster.edges.map((e) => e.info.url);
+    for (let n = 0; n < 4; n++) {
+      const { status, answer } = await post(urls[n % 2], batch(`x${n}`, 30));
+      assert.equal(status, 200, answer);
+    }
+    const preferences = async (url, clientRef) => {
+      const res = await fetch(`${url}/v1/users/${clientRef}/preferences/entities`, {
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      assert.equal(res.status, 200);
+      return res.json();
+    };
+    /** `url`'s answer for the user once `done` holds of it, or after 60 s, to fail on. */
+    const until = async (url, clientRef, done) => {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const answer = await preferences(url, clientRef);
+        if (done(answer) || Date.now() > deadline) return answer;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    const known = await until(urls[1], "user-1", (a) => a.items.length > 0);
+    assert.ok(known.items.length > 0, "the other node knows user-1");
+    const pseudonym = known.user_id;
+    const stored = await waitForStored(cluster, 120);
+    const theirs = stored.filter((e) => e.channel_meta.user_id === pseudonym).length;
+    assert.ok(theirs > 0);
+
+    const res = await fetch(`${urls[0]}/v1/users/user-1`, { method: "DELETE", headers: { authorization: `Bearer ${apiKey}` } });
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).events, theirs, "PostgreSQL's rows of the user were erased");
+    // The node that took the erasure answered once its own copy had it.
+    assert.deepEqual((await preferences(urls[0], "user-1")).items, []);
+    assert.deepEqual((await until(urls[1], "user-1", (a) => a.items.length === 0)).items, []);
+    const left = cluster.storedEvents(CLIENT_KEY);
+    assert.equal(left.filter((e) => e.channel_meta.user_id === pseudonym).length, 0);
+    assert.equal(left.length, 120 - theirs, "the other users' events stay");
+    assert.ok((await preferences(urls[1], "user-2")).items.length > 0);
   } finally {
     await cluster.stop();
   }

@@ -171,7 +171,7 @@ const UNLIMITED = ["--source-rate-limit", "1e9", "--source-rate-burst", "1e9", "
  * and `sinks` sinks, sharing one master secret; `addTenant` registers a tenant in the
  * database.
  */
-export async function startCluster({ edges = 2, sinks = 1, ackWaitSecs = 2 } = {}) {
+export async function startCluster({ edges = 2, sinks = 1, ackWaitSecs = 2, serveArgs = [] } = {}) {
   if (!bin) throw new Error("INGEST_BIN must name the ingest binary; run `cargo xtask test`");
   const dir = mkdtempSync(join(tmpdir(), "personafin-cluster-"));
   const secret = join(dir, "master.key");
@@ -185,7 +185,7 @@ export async function startCluster({ edges = 2, sinks = 1, ackWaitSecs = 2 } = {
     return new Proc(`edge ${i}`, async () => {
       const { child, found } = spawnUntil(
         bin,
-        ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--master-secret-file", secret, ...clusterArgs, ...UNLIMITED],
+        ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--master-secret-file", secret, ...clusterArgs, ...UNLIMITED, ...serveArgs],
         /^ingest listening on (http:\/\/\S+)$/,
         { stream: "stdout", env },
       );
@@ -220,6 +220,10 @@ export async function startCluster({ edges = 2, sinks = 1, ackWaitSecs = 2 } = {
         encoding: "utf8",
         stdio: ["ignore", "pipe", "pipe"],
       }).trim();
+    },
+    /** Runs an ingest command; returns its stdout. */
+    cli(args) {
+      return execFileSync(bin, args, { encoding: "utf8", maxBuffer: 1 << 30 });
     },
     /** The tenant's events in PostgreSQL, oldest first. */
     storedEvents(clientKey) {

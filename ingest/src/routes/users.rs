@@ -44,6 +44,9 @@ async fn erase_user(
     client_ref: String,
 ) -> Result<Json<Erased>, ApiError> {
     let user_ids = user_ids(&state.keyring, &tenant, &client_ref);
+    if let Some(cluster) = &state.cluster {
+        return erase_in_cluster(cluster, &tenant, user_ids).await.map(Json);
+    }
     let erased = state
         .store
         .erase(Erasure {
@@ -63,4 +66,51 @@ async fn erase_user(
         "user erased"
     );
     Ok(Json(erased))
+}
+
+/// How long an erasure's answer waits for this node's own copy of the stream to take it.
+const REPLICA_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// In a cluster: the erasure goes on the stream, after every event published before it, so
+/// each node's copy (and its datasets) forgets the user in the stream's order; PostgreSQL
+/// forgets at once, and keeps a tombstone so that an event from before the erasure that a
+/// sink stores later is not stored. Answered with the rows PostgreSQL held, once this
+/// node's datasets have forgotten the user too.
+async fn erase_in_cluster(
+    cluster: &crate::Cluster,
+    tenant: &crate::store::Tenant,
+    user_ids: Vec<String>,
+) -> Result<Erased, ApiError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "cannot erase a user");
+        ApiError::StoreUnavailable
+    };
+    let seq = cluster
+        .bus
+        .publish_erasure(tenant.id, &user_ids)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let erased = cluster
+        .database
+        .erase(&crate::database::ErasureRow {
+            seq: seq as i64,
+            tenant_id: tenant.id,
+            user_ids,
+        })
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let mut replicated = cluster.replicated.subscribe();
+    let taken = tokio::time::timeout(REPLICA_WAIT, replicated.wait_for(|&at| at >= seq)).await;
+    if !matches!(taken, Ok(Ok(_))) {
+        tracing::warn!(
+            seq,
+            "this node's copy of the stream has not taken the erasure yet; it will"
+        );
+    }
+    tracing::info!(
+        client_key = tenant.client_key,
+        events = erased.events,
+        "user erased"
+    );
+    Ok(erased)
 }

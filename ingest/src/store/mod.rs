@@ -485,6 +485,22 @@ impl Store {
         Ok((tenant, api_key))
     }
 
+    /// Keeps a copy of a tenant of the cluster's database (a node's store replicates the
+    /// stream: its events need their tenant). Its API keys stay in the database alone.
+    pub fn mirror_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let origins = serde_json::to_string(&tenant.origins).unwrap_or_default();
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO tenants (id, client_key, api_key_sha256, key_version, origins, created_at)
+                 VALUES (?1, ?2, '', ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET key_version = excluded.key_version,
+                    origins = excluded.origins",
+                params![tenant.id, tenant.client_key, tenant.key_version, origins, now_ms()],
+            )
+        })?;
+        Ok(())
+    }
+
     pub fn tenant(&self, client_key: &str) -> Result<Option<Tenant>, StoreError> {
         self.read(|c| {
             c.query_row(
