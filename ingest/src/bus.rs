@@ -165,6 +165,21 @@ pub struct Lag {
     pub seconds: f64,
 }
 
+impl Lag {
+    /// The consumer's lag in Prometheus' text format.
+    pub fn render(&self, consumer: &str) -> String {
+        format!(
+            "# HELP consumer_lag_messages Messages the consumer has not acknowledged.\n\
+             # TYPE consumer_lag_messages gauge\n\
+             consumer_lag_messages{{consumer=\"{consumer}\"}} {}\n\
+             # HELP consumer_lag_seconds Age of the oldest message the consumer has not acknowledged.\n\
+             # TYPE consumer_lag_seconds gauge\n\
+             consumer_lag_seconds{{consumer=\"{consumer}\"}} {:.3}\n",
+            self.messages, self.seconds
+        )
+    }
+}
+
 /// A connection to the stream.
 pub struct Bus {
     client: async_nats::Client,

@@ -97,6 +97,8 @@ pub struct AppState {
 pub struct Cluster {
     pub bus: Arc<bus::Bus>,
     pub database: Arc<database::Database>,
+    /// The stream's durable consumer this process reads it through.
+    pub consumer: String,
     /// The stream position up to which this node's store has the stream (see `replica`).
     pub replicated: tokio::sync::watch::Sender<u64>,
 }
@@ -104,16 +106,19 @@ pub struct Cluster {
 impl Cluster {
     /// Connects to the stream (creating it with `replicas` copies if it is missing) and to
     /// the database (creating its tables if they are missing).
+    /// `consumer` names the stream's durable consumer this process reads it through.
     pub async fn connect(
         servers: &[String],
         database: &str,
         replicas: u64,
+        consumer: String,
     ) -> anyhow::Result<Cluster> {
         let mut config = bus::BusConfig::new(servers.to_vec());
         config.replicas = replicas as usize;
         Ok(Cluster {
             bus: Arc::new(bus::Bus::connect(&config).await?),
             database: Arc::new(database::Database::connect(database).await?),
+            consumer,
             replicated: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -267,7 +272,10 @@ pub async fn serve_with_ops(
     let _serving = store::ServiceLock::acquire(&config.data_dir)?;
     let store = Arc::new(Store::open(&config.data_dir)?);
     let cluster = match &config.database {
-        Some(url) => Some(Cluster::connect(&config.bus, url, config.bus_replicas).await?),
+        Some(url) => {
+            let consumer = replica::consumer_name(&config.data_dir)?;
+            Some(Cluster::connect(&config.bus, url, config.bus_replicas, consumer).await?)
+        }
         None => None,
     };
     let keyring = Arc::new(match &cluster {
@@ -294,10 +302,6 @@ pub async fn serve_with_ops(
         .with_client_ip_header(config.client_ip_header.clone())
         .with_datasets(params, config.test_mode)
         .with_snapshot_every(Duration::from_secs(config.snapshot_every_secs));
-    let replica_consumer = match &cluster {
-        Some(_) => Some(replica::consumer_name(&config.data_dir)?),
-        None => None,
-    };
     let state = match cluster {
         Some(cluster) => state.with_cluster(cluster),
         None => state,
@@ -322,16 +326,10 @@ pub async fn serve_with_ops(
         }
     };
     // A cluster node copies the stream into its store, which feeds its datasets.
-    let replica = match (&state.cluster, replica_consumer) {
-        (Some(cluster), Some(consumer)) => {
-            let (cluster, store, stop) = (cluster.clone(), store.clone(), stopping());
-            Some(tokio::spawn(async move {
-                let (bus, database) = (&cluster.bus, &cluster.database);
-                replica::run(bus, database, store, &consumer, &cluster.replicated, stop).await;
-            }))
-        }
-        _ => None,
-    };
+    let replica = state.cluster.clone().map(|cluster| {
+        let (store, stop) = (store.clone(), stopping());
+        tokio::spawn(async move { replica::run(&cluster, store, stop).await })
+    });
     let api = if ops.is_some() {
         routes::Serves::Api
     } else {

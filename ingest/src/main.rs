@@ -560,13 +560,18 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let cluster =
-            ingest::Cluster::connect(&args.bus, &args.database, args.bus_replicas).await?;
         let config = ingest::sink::SinkConfig {
             batch: args.batch as usize,
             ack_wait: std::time::Duration::from_secs(args.ack_wait_secs),
             ..Default::default()
         };
+        let cluster = ingest::Cluster::connect(
+            &args.bus,
+            &args.database,
+            args.bus_replicas,
+            config.consumer.clone(),
+        )
+        .await?;
         let stats = Arc::new(ingest::sink::SinkStats::default());
         if let Some(addr) = args.ops_listen {
             let listener = tokio::net::TcpListener::bind(addr)

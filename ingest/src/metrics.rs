@@ -70,7 +70,7 @@ impl Metrics {
         let seconds = self.store_write_micros.load(Relaxed) as f64 / 1e6;
         let _ = write!(
             out,
-            "# HELP ingest_store_write_seconds_total Time requests spent waiting for their durable commit.\n# TYPE ingest_store_write_seconds_total counter\ningest_store_write_seconds_total {seconds}\n"
+            "# HELP ingest_store_write_seconds_total Time requests spent waiting for their durable commit (on a cluster's edge: for every PubAck of the batch).\n# TYPE ingest_store_write_seconds_total counter\ningest_store_write_seconds_total {seconds}\n"
         );
         out.push_str("# HELP ingest_events_rejected_total Events rejected by validation, by rule.\n# TYPE ingest_events_rejected_total counter\n");
         for (code, n) in lock(&self.rejected_by_error).iter() {

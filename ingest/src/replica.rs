@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 
-use crate::bus::{self, Bus, ErasureMessage, Kind};
+use crate::Cluster;
+use crate::bus::{self, ErasureMessage, Kind};
 use crate::database::Database;
 use crate::pipeline::SinkError;
 use crate::store::{Erasure, Payload, Store, StoredEvent, Write, now_ms};
@@ -46,18 +47,14 @@ pub fn consumer_name(data_dir: &Path) -> std::io::Result<String> {
     Ok(format!("datasets-{id}"))
 }
 
-/// Copies the stream's events and erasures into `store` until `stop` resolves, and tells
-/// `through` the stream position up to which it has. Errors of NATS, PostgreSQL or the store
+/// Copies the stream's events and erasures into `store`, through the cluster's consumer,
+/// until `stop` resolves, and tells `cluster.replicated` the stream position up to which it
+/// has. Errors of NATS, PostgreSQL or the store
 /// are logged and the same batch tried again a second later: nothing after it is fetched
 /// before it is in, so the store takes the stream in its order.
-pub async fn run(
-    bus: &Bus,
-    database: &Database,
-    store: Arc<Store>,
-    consumer: &str,
-    through: &tokio::sync::watch::Sender<u64>,
-    stop: impl Future<Output = ()>,
-) {
+pub async fn run(cluster: &Cluster, store: Arc<Store>, stop: impl Future<Output = ()>) {
+    let (bus, database) = (&*cluster.bus, &*cluster.database);
+    let (consumer, through) = (&cluster.consumer, &cluster.replicated);
     let mut stop = std::pin::pin!(stop);
     // NATS may be electing leaders, or down for a while: ask until it answers.
     let consumer = loop {

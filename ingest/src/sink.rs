@@ -276,16 +276,7 @@ fn render(stats: &SinkStats, consumer: &str, lag: Option<crate::bus::Lag>) -> St
         &stats.failures,
     );
     if let Some(lag) = lag {
-        let _ = writeln!(
-            out,
-            "# HELP consumer_lag_messages Messages the consumer has not acknowledged.\n\
-             # TYPE consumer_lag_messages gauge\n\
-             consumer_lag_messages{{consumer=\"{consumer}\"}} {}\n\
-             # HELP consumer_lag_seconds Age of the oldest message the consumer has not acknowledged.\n\
-             # TYPE consumer_lag_seconds gauge\n\
-             consumer_lag_seconds{{consumer=\"{consumer}\"}} {:.3}",
-            lag.messages, lag.seconds
-        );
+        out.push_str(&lag.render(consumer));
     }
     out
 }

@@ -81,6 +81,12 @@ test("events posted through both edges, batches redelivered, are in PostgreSQL e
     // What PostgreSQL holds is anonymised: no client_ref in it.
     assert.ok(stored.every((e) => !JSON.stringify(e).includes("user-")), "a client_ref reached PostgreSQL");
     assert.ok(stored.every((e) => typeof e.channel_meta.user_id === "string"));
+    // Each edge says it reaches NATS and PostgreSQL, and how far its own copy of the stream is.
+    for (const url of urls) {
+      assert.equal((await fetch(`${url}/readyz`)).status, 200);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      assert.match(metrics, /^consumer_lag_messages\{consumer="datasets-[0-9a-f]{16}"\} \d+$/m);
+    }
   } finally {
     await cluster.stop();
   }

@@ -35,12 +35,22 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .await
         .unwrap_or_default();
     let lag = state.engines.lag(&state.store);
+    let stream_lag = match &state.cluster {
+        Some(cluster) => match cluster.bus.lag(&cluster.consumer).await {
+            Ok(lag) => lag.render(&cluster.consumer),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read this node's consumer lag");
+                String::new()
+            }
+        },
+        None => String::new(),
+    };
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render() + &crate::metrics::render_datasets(&counters, lag),
+        state.metrics.render() + &crate::metrics::render_datasets(&counters, lag) + &stream_lag,
     )
         .into_response()
 }
