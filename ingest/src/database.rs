@@ -38,6 +38,9 @@ const SCHEMA_LOCK: i64 = 0x5046_4300_0001;
 /// Taken shared by every write of the sink, exclusively by an erasure: an erasure waits for
 /// the writes under way, and every write after it sees its tombstones.
 const ERASURE_LOCK: i64 = 0x5046_4300_0002;
+/// Held, for as long as its connection lives, by the one node that writes documents and
+/// feedback (see `presenter`).
+pub(crate) const PRESENTER_LOCK: i64 = 0x5046_4300_0003;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -89,6 +92,27 @@ CREATE TABLE IF NOT EXISTS erasures (
     user_id TEXT NOT NULL,
     seq BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, user_id)
+);
+-- The materialised lists, as the query API serves them, written by one node at a time.
+CREATE TABLE IF NOT EXISTS documents (
+    tenant_id BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    body JSONB NOT NULL,
+    as_of BIGINT NOT NULL,
+    etag TEXT NOT NULL,
+    written_by TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
+-- Engagement feedback for recommenders: a record for each change of an impression's labels.
+CREATE TABLE IF NOT EXISTS feedback (
+    tenant_id BIGINT NOT NULL,
+    impression_id TEXT NOT NULL,
+    clicked BOOLEAN NOT NULL,
+    converted BOOLEAN NOT NULL,
+    recommender TEXT,
+    record JSONB NOT NULL,
+    written_by TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, impression_id, clicked, converted)
 );
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -166,8 +190,43 @@ pub struct Batch {
     pub erasures: Vec<ErasureRow>,
 }
 
+/// A session-level advisory lock, held while this connection lives: dropped, or its process
+/// gone, PostgreSQL releases it.
+pub struct HeldLock {
+    client: tokio_postgres::Client,
+    _connection: tokio::task::JoinHandle<()>,
+}
+
+impl HeldLock {
+    /// Whether the lock is still held: its connection is open.
+    pub fn held(&self) -> bool {
+        !self.client.is_closed()
+    }
+}
+
+/// A document as `documents` keeps it.
+#[derive(Debug, Clone)]
+pub struct DocumentRow {
+    pub key: String,
+    pub body: String,
+    pub as_of: i64,
+    pub etag: String,
+}
+
+/// A feedback record as `feedback` keeps it.
+#[derive(Debug, Clone)]
+pub struct FeedbackRow {
+    pub impression_id: String,
+    pub clicked: bool,
+    pub converted: bool,
+    pub recommender: Option<String>,
+    pub record: String,
+}
+
 /// A pool of connections to the cluster's database.
 pub struct Database {
+    /// How to connect, for connections of their own (a held lock).
+    config: tokio_postgres::Config,
     pool: Pool,
     /// Days whose partition is known to exist (or known to stay in the default partition).
     partitions: Mutex<HashSet<i64>>,
@@ -185,7 +244,7 @@ impl Database {
             config.connect_timeout(Duration::from_secs(5));
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -200,6 +259,7 @@ impl Database {
             .build()
             .map_err(|e| bad(e.to_string()))?;
         let database = Database {
+            config,
             pool,
             partitions: Mutex::default(),
         };
@@ -216,6 +276,88 @@ impl Database {
         tx.batch_execute("SET LOCAL client_min_messages = warning")
             .await?;
         tx.batch_execute(SCHEMA).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The advisory lock `key` on a connection of its own, named `holder` (PostgreSQL's
+    /// `application_name`, so `pg_stat_activity` shows who holds it); `None` when another
+    /// session holds it.
+    pub async fn try_lock(
+        &self,
+        key: i64,
+        holder: &str,
+    ) -> Result<Option<HeldLock>, DatabaseError> {
+        let mut config = self.config.clone();
+        config.application_name(holder);
+        let (client, connection) = config.connect(NoTls).await?;
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await?
+            .get(0);
+        Ok(got.then_some(HeldLock {
+            client,
+            _connection: connection,
+        }))
+    }
+
+    /// Replaces the tenant's documents with `documents` (its whole set) and adds the
+    /// feedback records it lacks, in one transaction, as written by `writer`.
+    pub async fn present(
+        &self,
+        tenant_id: i64,
+        documents: &[DocumentRow],
+        feedback: &[FeedbackRow],
+        writer: &str,
+    ) -> Result<(), DatabaseError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let keys: Vec<&str> = documents.iter().map(|d| d.key.as_str()).collect();
+        let bodies: Vec<&str> = documents.iter().map(|d| d.body.as_str()).collect();
+        let as_of: Vec<i64> = documents.iter().map(|d| d.as_of).collect();
+        let etags: Vec<&str> = documents.iter().map(|d| d.etag.as_str()).collect();
+        tx.execute(
+            "DELETE FROM documents WHERE tenant_id = $1 AND NOT key = ANY($2)",
+            &[&tenant_id, &keys],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO documents (tenant_id, key, body, as_of, etag, written_by)
+             SELECT $1, k, b::jsonb, a, e, $6 FROM UNNEST($2::text[], $3::text[], $4::bigint[],
+                 $5::text[]) AS x(k, b, a, e)
+             ON CONFLICT (tenant_id, key) DO UPDATE SET body = excluded.body,
+                 as_of = excluded.as_of, etag = excluded.etag, written_by = excluded.written_by",
+            &[&tenant_id, &keys, &bodies, &as_of, &etags, &writer],
+        )
+        .await?;
+        if !feedback.is_empty() {
+            let ids: Vec<&str> = feedback.iter().map(|f| f.impression_id.as_str()).collect();
+            let clicked: Vec<bool> = feedback.iter().map(|f| f.clicked).collect();
+            let converted: Vec<bool> = feedback.iter().map(|f| f.converted).collect();
+            let recommenders: Vec<Option<&str>> =
+                feedback.iter().map(|f| f.recommender.as_deref()).collect();
+            let records: Vec<&str> = feedback.iter().map(|f| f.record.as_str()).collect();
+            tx.execute(
+                "INSERT INTO feedback (tenant_id, impression_id, clicked, converted, recommender,
+                     record, written_by)
+                 SELECT $1, i, c, v, r, j::jsonb, $7 FROM UNNEST($2::text[], $3::bool[],
+                     $4::bool[], $5::text[], $6::text[]) AS x(i, c, v, r, j)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &tenant_id,
+                    &ids,
+                    &clicked,
+                    &converted,
+                    &recommenders,
+                    &records,
+                    &writer,
+                ],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

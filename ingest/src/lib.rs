@@ -29,6 +29,7 @@ mod error;
 mod listen;
 mod metrics;
 pub mod pipeline;
+pub mod presenter;
 mod protect;
 pub mod replay;
 pub mod replica;
@@ -330,6 +331,11 @@ pub async fn serve_with_ops(
         let (store, stop) = (store.clone(), stopping());
         tokio::spawn(async move { replica::run(&cluster, store, stop).await })
     });
+    // ... and one node at a time writes its documents and feedback to PostgreSQL.
+    let presenter = state.cluster.clone().map(|cluster| {
+        let every = Duration::from_secs(state.engines.params().consensus.materialize_every_secs);
+        tokio::spawn(presenter::run(cluster, store.clone(), every, stopping()))
+    });
     let api = if ops.is_some() {
         routes::Serves::Api
     } else {
@@ -354,6 +360,9 @@ pub async fn serve_with_ops(
     .await;
     if let Some(ops) = ops {
         let _ = ops.await;
+    }
+    if let Some(presenter) = presenter {
+        let _ = presenter.await;
     }
     if let Some(replica) = replica {
         // Stopped with the listeners: what it fetched and did not commit comes again.

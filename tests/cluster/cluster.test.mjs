@@ -3,7 +3,7 @@
 // through `kill -9` of each kind of process under load.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
@@ -269,5 +269,44 @@ test("an erasure through one node is gone from the other node's answers and from
     assert.ok((await preferences(urls[1], "user-2")).items.length > 0);
   } finally {
     await cluster.stop();
+  }
+});
+
+test("the node that writes documents to PostgreSQL hands over when it is killed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "personafin-presenter-"));
+  const config = join(dir, "datasets.toml");
+  writeFileSync(config, "[consensus]\nmaterialize_every_secs = 1\n");
+  const cluster = await startCluster({ serveArgs: ["--datasets-config", config] });
+  try {
+    cluster.addTenant(CLIENT_KEY);
+    const consumerOf = (edge) => `datasets-${readFileSync(join(edge.info.dataDir, "node.id"), "utf8").trim()}`;
+    /** Who wrote the documents PostgreSQL holds, once `done` holds of it (or after 60 s). */
+    const writers = async (done) => {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const found = cluster.sql("SELECT DISTINCT written_by FROM documents").split("\n").filter(Boolean);
+        if (done(found) || Date.now() > deadline) return found;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    let { status } = await post(cluster.edges[0].info.url, batch("m0", 20));
+    assert.equal(status, 200);
+    const first = await writers((w) => w.length === 1);
+    assert.equal(first.length, 1, "one node writes the documents");
+    const holder = cluster.edges.find((e) => consumerOf(e) === first[0]);
+    assert.ok(holder, `${first[0]} is one of the edges`);
+    const other = cluster.edges.find((e) => e !== holder);
+    const lists = cluster.sql("SELECT count(*) FROM documents");
+    assert.ok(Number(lists) > 0);
+
+    await holder.kill("SIGKILL");
+    ({ status } = await post(other.info.url, batch("m1", 20)));
+    assert.equal(status, 200);
+    const next = await writers((w) => w.length === 1 && w[0] === consumerOf(other));
+    assert.deepEqual(next, [consumerOf(other)], "the other node took over");
+    await holder.start();
+  } finally {
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

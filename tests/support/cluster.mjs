@@ -190,7 +190,7 @@ export async function startCluster({ edges = 2, sinks = 1, ackWaitSecs = 2, serv
         { stream: "stdout", env },
       );
       const m = await found;
-      return { child, info: { url: m[1] } };
+      return { child, info: { url: m[1], dataDir } };
     });
   });
   const sinkProcs = Array.from({ length: sinks }, (_, i) =>
@@ -220,6 +220,10 @@ export async function startCluster({ edges = 2, sinks = 1, ackWaitSecs = 2, serv
         encoding: "utf8",
         stdio: ["ignore", "pipe", "pipe"],
       }).trim();
+    },
+    /** Runs SQL in the cluster's database; returns psql's unaligned rows. */
+    sql(query) {
+      return execFileSync("psql", [pg.url, "-Atc", query], { encoding: "utf8" }).trim();
     },
     /** Runs an ingest command; returns its stdout. */
     cli(args) {

@@ -720,6 +720,20 @@ impl Store {
         })
     }
 
+    /// Every materialised document of the tenant: `(key, body, as_of, etag)`.
+    pub fn documents(
+        &self,
+        tenant_id: i64,
+    ) -> Result<Vec<(String, String, i64, String)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT key, body, as_of, etag FROM documents WHERE tenant_id = ?1")?
+                .query_map([tenant_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+        })
+    }
+
     /// The labels last exported for each of the tenant's impressions:
     /// `(impression_id, clicked, converted)`.
     pub fn feedback_labels(&self, tenant_id: i64) -> Result<Vec<(String, bool, bool)>, StoreError> {
