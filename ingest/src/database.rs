@@ -93,6 +93,15 @@ CREATE TABLE IF NOT EXISTS erasures (
     seq BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, user_id)
 );
+-- Each erasure, by its stream position, and the rows it removed (by the node that took it
+-- or by a sink that met it on the stream first).
+CREATE TABLE IF NOT EXISTS erasure_log (
+    tenant_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    failed_events BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, seq)
+);
 -- The materialised lists, as the query API serves them, written by one node at a time.
 CREATE TABLE IF NOT EXISTS documents (
     tenant_id BIGINT NOT NULL,
@@ -773,9 +782,20 @@ async fn erase_in(
         &[tenant_id, user_ids],
     )
     .await?;
+    // The erasure's whole count: whoever took it first removed the rows.
+    let total = tx
+        .query_one(
+            "INSERT INTO erasure_log (tenant_id, seq, events, failed_events) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, seq) DO UPDATE SET
+                 events = erasure_log.events + excluded.events,
+                 failed_events = erasure_log.failed_events + excluded.failed_events
+             RETURNING events, failed_events",
+            &[tenant_id, seq, &(events as i64), &(failed_events as i64)],
+        )
+        .await?;
     Ok(store::Erased {
-        events: events as usize,
-        failed_events: failed_events as usize,
+        events: total.get::<_, i64>(0) as usize,
+        failed_events: total.get::<_, i64>(1) as usize,
     })
 }
 
@@ -906,6 +926,9 @@ mod tests {
         };
         let erased = database.erase(&erasure).await.unwrap();
         assert_eq!((erased.events, erased.failed_events), (2, 1));
+        // Taken again (a sink met it on the stream): nothing more to remove, the same count.
+        let again = database.erase(&erasure).await.unwrap();
+        assert_eq!((again.events, again.failed_events), (2, 1));
         // An event published before the erasure and sunk after it stays out; one published
         // after it is the user's new life. The erasure delivered to a sink again changes
         // nothing more.

@@ -167,7 +167,7 @@ struct Place {
 /// The tenants of a [`Place`], opened.
 enum Book {
     Local(Store, PathBuf),
-    Shared(ingest::database::Database, tokio::runtime::Runtime),
+    Shared(Box<ingest::database::Database>, tokio::runtime::Runtime),
 }
 
 impl Place {
@@ -178,7 +178,7 @@ impl Place {
                     .enable_all()
                     .build()?;
                 let database = runtime.block_on(ingest::database::Database::connect(&url))?;
-                Ok(Book::Shared(database, runtime))
+                Ok(Book::Shared(Box::new(database), runtime))
             }
             (None, Some(dir)) => Ok(Book::Local(Store::open(&dir)?, dir)),
             (None, None) => anyhow::bail!("give --data-dir, or --database in cluster mode"),
