@@ -133,3 +133,49 @@ fn stop_signal() -> std::io::Result<impl Future<Output = &'static str>> {
         "Ctrl-C"
     })
 }
+
+/// `cargo xtask cluster`: the demo on a whole local cluster (`examples/cluster/run.mjs`, on
+/// the same harness as the cluster tests). Stopped by a signal, it stops the cluster first:
+/// its servers run in temporary directories that go with it.
+pub(crate) fn cluster(ingest_port: u16, web_port: u16) -> anyhow::Result<()> {
+    install::for_cluster()?;
+    ingest::build()?;
+    let sizes = build::package()?;
+    eprintln!("browser package:\n{sizes}");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stop = {
+        let _entered = runtime.enter();
+        stop_signal()?
+    };
+    let mut child = cmd(
+        "node",
+        &[
+            "examples/cluster/run.mjs",
+            "--ingest-port",
+            &ingest_port.to_string(),
+            "--web-port",
+            &web_port.to_string(),
+        ],
+    )
+    .current_dir(root())
+    .env("INGEST_BIN", ingest::binary())
+    .spawn()
+    .context("cannot start the cluster (node)")?;
+    let pid = child.id().to_string();
+    let exited = runtime.block_on(async {
+        let mut waited = tokio::task::spawn_blocking(move || child.wait());
+        tokio::select! {
+            signal = stop => {
+                eprintln!("{signal}: stopping the cluster");
+                // The runner stops its servers on SIGTERM, then exits.
+                let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+                (&mut waited).await
+            }
+            status = &mut waited => status,
+        }
+    })??;
+    if !exited.success() && exited.code().is_some() {
+        bail!("the cluster stopped with {exited}");
+    }
+    Ok(())
+}

@@ -11,20 +11,23 @@ const WASM_PACK: &str = "0.15.1";
 const GECKODRIVER: &str = "0.37.1";
 const CARGO_FUZZ: &str = "0.13.2";
 /// Debian packages and a file each installs, to tell whether it is there.
-const APT: [(&str, &str); 5] = [
+type Packages = [(&'static str, &'static str)];
+/// The browsers the tests drive.
+const BROWSERS: &Packages = &[
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
     ("firefox-esr", "/usr/bin/firefox-esr"),
-    // Cluster mode's tests run a real JetStream.
+];
+/// What a cluster runs on: a real JetStream and a real PostgreSQL (Debian 12's is 15).
+const CLUSTER: &Packages = &[
     ("nats-server", "/usr/sbin/nats-server"),
-    // ... and a real PostgreSQL (Debian 12's is 15).
     ("postgresql", "/usr/lib/postgresql/15/bin/postgres"),
 ];
 
 /// Everything `cargo xtask test` needs.
 pub(crate) fn for_tests() -> anyhow::Result<()> {
     for_build()?;
-    apt()?;
+    apt(&[BROWSERS, CLUSTER].concat())?;
     cargo_tool("geckodriver", "geckodriver", GECKODRIVER, true)?;
     cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ, true)
 }
@@ -89,8 +92,14 @@ fn cargo_tool(krate: &str, binary: &str, version: &str, locked: bool) -> anyhow:
     run(&mut cmd("cargo", &args))
 }
 
-fn apt() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT
+/// Everything `cargo xtask cluster` needs.
+pub(crate) fn for_cluster() -> anyhow::Result<()> {
+    for_build()?;
+    apt(CLUSTER)
+}
+
+fn apt(packages: &Packages) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, file)| !Path::new(file).exists())
         .map(|(pkg, _)| *pkg)

@@ -1,6 +1,7 @@
 //! `cargo xtask …`: the project's tasks, in Rust so they run wherever cargo does.
 //!
 //! - `demo`: build everything, start ingest with its embedded store, serve the example page.
+//! - `cluster`: the same demo on a local cluster (NATS JetStream, PostgreSQL, two edges, a sink).
 //! - `test`: install what is missing, then run every check and test (`.ci/run` calls this).
 //! - `build-wasm`: build the optimised tracker package and the npm wrapper; print sizes.
 //! - `gen-types`: write the wrapper's wire-format TypeScript types from the `schema` crate.
@@ -41,6 +42,17 @@ enum Task {
         /// Ingest's store for the demo, kept between runs.
         #[arg(long, default_value = ".data/demo")]
         data_dir: std::path::PathBuf,
+    },
+    /// Run the demo on a local cluster: three NATS JetStream servers, PostgreSQL, two
+    /// ingest edges behind a round-robin proxy, a sink. Ctrl-C, SIGTERM or SIGHUP stops it
+    /// all; its data goes with it.
+    Cluster {
+        /// The edges' round-robin proxy's port on 127.0.0.1 (0: any free one).
+        #[arg(long, default_value_t = 8787)]
+        ingest_port: u16,
+        /// The demo UI's port on 127.0.0.1 (0: any free one).
+        #[arg(long, default_value_t = 8080)]
+        web_port: u16,
     },
     /// Install what is missing, then run every check and test.
     Test,
@@ -100,6 +112,10 @@ fn main() -> anyhow::Result<()> {
             SocketAddr::from((Ipv4Addr::LOCALHOST, web_port)),
             &cmd::root().join(data_dir),
         ),
+        Task::Cluster {
+            ingest_port,
+            web_port,
+        } => demo::cluster(ingest_port, web_port),
         Task::Test => {
             test::all()?;
             eprintln!("\nall checks and tests passed");
