@@ -5,7 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { execFileSync } from "node:child_process";
+import { dirname, join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { startCluster } from "../support/cluster.mjs";
 
@@ -81,6 +82,18 @@ test("events posted through both edges, batches redelivered, are in PostgreSQL e
     // What PostgreSQL holds is anonymised: no client_ref in it.
     assert.ok(stored.every((e) => !JSON.stringify(e).includes("user-")), "a client_ref reached PostgreSQL");
     assert.ok(stored.every((e) => typeof e.channel_meta.user_id === "string"));
+    // A customer's own consumer of the stream (ingest/examples/subscribe.rs) reads each event
+    // once, anonymised, with its tenant.
+    const subscriber = join(dirname(process.env.INGEST_BIN), "examples", "subscribe");
+    const read = execFileSync(subscriber, [cluster.nats.urls.join(","), "warehouse", String(acked.size)], {
+      encoding: "utf8",
+      timeout: 60_000,
+    })
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    assert.equal(new Set(read.map((r) => r.event.event_id)).size, acked.size);
+    assert.ok(read.every((r) => Number.isInteger(r.tenant_id) && !JSON.stringify(r).includes("user-")));
     // Each edge says it reaches NATS and PostgreSQL, and how far its own copy of the stream is.
     for (const url of urls) {
       assert.equal((await fetch(`${url}/readyz`)).status, 200);

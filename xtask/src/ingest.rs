@@ -16,8 +16,12 @@ pub(crate) fn binary() -> PathBuf {
     target.join("debug/ingest")
 }
 
+/// The ingest binary, and its examples (the cluster's subscriber).
 pub(crate) fn build() -> anyhow::Result<()> {
-    run(&mut cmd("cargo", &["build", "--package", "ingest"]))
+    run(&mut cmd(
+        "cargo",
+        &["build", "--package", "ingest", "--bins", "--examples"],
+    ))
 }
 
 /// A running `ingest serve`, stopped when dropped.
