@@ -1,6 +1,7 @@
 // Cluster mode from real parts (three JetStream servers, PostgreSQL, two edges, a sink):
-// what the edges acknowledge reaches PostgreSQL exactly once, through redeliveries and
-// through `kill -9` of each kind of process under load.
+// what the edges acknowledge reaches PostgreSQL exactly once, through redeliveries, a real
+// page's retries and `kill -9` of each kind of process under load; both edges answer as
+// `ingest replay` does; an erasure reaches every node; the presenter lock hands over.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -9,6 +10,8 @@ import { execFileSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { startCluster } from "../support/cluster.mjs";
+import { startStatic } from "../support/static.mjs";
+import { launch, openPage } from "../support/browser.mjs";
 
 const CLIENT_KEY = "pk_cluster";
 
@@ -321,5 +324,48 @@ test("the node that writes documents to PostgreSQL hands over when it is killed"
   } finally {
     await cluster.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a real page's tracker retries the batches cut off after they reached an edge, and PostgreSQL has each event once", async () => {
+  const cluster = await startCluster();
+  const site = await startStatic();
+  const browser = await launch();
+  try {
+    cluster.addTenant(CLIENT_KEY);
+    const endpoint = `${cluster.edges[0].info.url}/v1/events`;
+    const page = await openPage(browser);
+    // The first two sends reach the edge, and the page sees them fail: the tracker sends the
+    // same batch again, which the stream knows.
+    let cut = 0;
+    await page.route(`${endpoint}**`, async (route) => {
+      if (route.request().method() === "POST" && cut < 2) {
+        cut++;
+        await route.fetch();
+        return route.abort();
+      }
+      return route.continue();
+    });
+    await page.goto(`${site.url}/examples/basic/?endpoint=${encodeURIComponent(endpoint)}&clientKey=${CLIENT_KEY}`);
+    await page.locator("#status").getByText("ready").waitFor();
+    await page.locator('[data-ticker="AAPL"] button[data-action="view"]').click();
+    await page.locator("#flush").click();
+    await page.locator('[data-ticker="TSLA"] button[data-action="watch"]').click();
+    await page.locator("#flush").click();
+    // A retry is answered with its events as duplicates (the page logs each answer).
+    await page.locator("#log li.stored", { hasText: /[1-9]\d* duplicate/ }).first().waitFor({ timeout: 60_000 });
+    assert.equal(cut, 2, "two sends were cut off after reaching the edge");
+    // The page view and the two clicks, each once.
+    const stored = await waitForStored(cluster, 3);
+    assert.deepEqual(stored.map((e) => [e.event_type, e.action]).sort(), [["instrument", "viewed"], ["page", "viewed"], ["watchlist", "added"]]);
+    assert.equal(new Set(stored.map((e) => e.event_id)).size, 3);
+    // The browser logs each cut-off send; nothing else went wrong on the page.
+    const cutOff = page.errors.filter((e) => e.includes("net::ERR_FAILED"));
+    assert.equal(cutOff.length, cut);
+    assert.deepEqual(page.errors.filter((e) => !cutOff.includes(e)), []);
+  } finally {
+    await browser.close();
+    await site.stop();
+    await cluster.stop();
   }
 });

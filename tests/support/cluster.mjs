@@ -1,7 +1,8 @@
 // A whole cluster on loopback, from real parts: three `nats-server`s in a JetStream cluster,
 // a throwaway PostgreSQL (run as the `postgres` user when the tests run as root: it refuses
 // root), edges (`ingest serve --bus … --database …`) and sinks (`ingest sink`). Every process
-// can be killed with SIGKILL and started again on the same ports and directories.
+// can be killed with SIGKILL and started again on the same ports and directories. With
+// CLUSTER_LOG set, every process's output is copied to stderr, prefixed with its program.
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -39,6 +40,7 @@ function spawnUntil(command, args, ready, { stream = "stderr", env } = {}) {
     for (const name of ["stdout", "stderr"]) {
       createInterface({ input: child[name] }).on("line", (line) => {
         tail.push(line);
+        if (process.env.CLUSTER_LOG) console.error(`[${command.split("/").pop()}] ${line}`);
         if (tail.length > 40) tail.shift();
         const m = name === stream ? ready.exec(line) : null;
         if (m) {
@@ -151,6 +153,22 @@ export async function startPostgres() {
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     server,
+    /** The server's processes: the postmaster and every backend and worker it started. */
+    pids() {
+      const postmaster = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+      const children = readdirSync("/proc")
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            // The parent's pid is the 4th field, after the command in parentheses.
+            return Number(readFileSync(`/proc/${d}/stat`, "utf8").split(") ")[1].split(" ")[1]) === postmaster;
+          } catch {
+            return false;
+          }
+        })
+        .map(Number);
+      return [postmaster, ...children];
+    },
     async stop() {
       // The server's own process (the child may be runuser): SIGQUIT stops it at once.
       const pid = readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0];

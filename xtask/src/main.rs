@@ -79,6 +79,10 @@ enum Bench {
     /// Bytes a page loads and `track()` main-thread cost in headless Chromium, beside the
     /// peer trackers from npm.
     Tracker,
+    /// Events/s end to end through edge → JetStream → sink → PostgreSQL, answer latency, lag
+    /// to PostgreSQL and to the query answers, CPU per event of each role, beside one single
+    /// node measured in the same run.
+    Cluster,
 }
 
 /// Builds the optimised package, installs the peer trackers (once), and runs the
@@ -97,6 +101,34 @@ fn tracker_bench() -> anyhow::Result<()> {
             report.to_str().context("non-UTF-8 path")?,
         ],
     ))?;
+    eprintln!("\nreport written to {}", report.display());
+    Ok(())
+}
+
+/// Builds ingest for release and runs `bench/cluster/run.mjs` over a local cluster.
+fn cluster_bench() -> anyhow::Result<()> {
+    install::for_cluster()?;
+    cmd::run(&mut cmd::cmd(
+        "cargo",
+        &["build", "--release", "--package", "ingest"],
+    ))?;
+    let report = cmd::root().join("target/bench/cluster.md");
+    let target = ingest::binary();
+    let binary = target
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("the target directory")?
+        .join("release/ingest");
+    cmd::run(
+        cmd::cmd(
+            "node",
+            &[
+                "bench/cluster/run.mjs",
+                report.to_str().context("non-UTF-8 path")?,
+            ],
+        )
+        .env("INGEST_BIN", binary),
+    )?;
     eprintln!("\nreport written to {}", report.display());
     Ok(())
 }
@@ -132,6 +164,7 @@ fn main() -> anyhow::Result<()> {
                 Bench::Ingest => "throughput",
                 Bench::Datasets => "datasets",
                 Bench::Tracker => return tracker_bench(),
+                Bench::Cluster => return cluster_bench(),
             };
             cmd::run(&mut cmd::cmd(
                 "cargo",
