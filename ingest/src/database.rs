@@ -709,15 +709,8 @@ impl Database {
         tenant_id: i64,
         limit: i64,
     ) -> Result<Vec<serde_json::Value>, DatabaseError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT payload FROM (SELECT seq, payload FROM events WHERE tenant_id = $1
-                 ORDER BY seq DESC LIMIT $2) AS newest ORDER BY seq",
-                &[&tenant_id, &limit],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        self.newest("SELECT seq, payload AS json FROM events", tenant_id, limit)
+            .await
     }
 
     /// The newest failed events of a tenant, oldest first, with their reasons (as
@@ -727,24 +720,34 @@ impl Database {
         tenant_id: i64,
         limit: i64,
     ) -> Result<Vec<serde_json::Value>, DatabaseError> {
+        self.newest(
+            "SELECT seq, jsonb_build_object('error', error, 'message', message, 'payload', payload)
+                 AS json FROM failed_events",
+            tenant_id,
+            limit,
+        )
+        .await
+    }
+
+    /// The `json` column of `rows` (a select of `seq` and `json` from a table with a
+    /// `tenant_id`): the tenant's `limit` newest, oldest first.
+    async fn newest(
+        &self,
+        rows: &str,
+        tenant_id: i64,
+        limit: i64,
+    ) -> Result<Vec<serde_json::Value>, DatabaseError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT error, message, payload FROM (SELECT * FROM failed_events
-                 WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2) AS newest ORDER BY seq",
+                &format!(
+                    "SELECT json FROM ({rows} WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2)
+                     AS newest ORDER BY seq"
+                ),
                 &[&tenant_id, &limit],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "error": r.get::<_, &str>(0),
-                    "message": r.get::<_, &str>(1),
-                    "payload": r.get::<_, serde_json::Value>(2),
-                })
-            })
-            .collect())
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 

@@ -350,6 +350,16 @@ mod tests {
         }
     }
 
+    /// A real NATS and PostgreSQL, and the stream and database on them.
+    async fn servers() -> (NatsServer, PostgresServer, Arc<Bus>, Arc<Database>) {
+        let (nats, pg) = (NatsServer::start(), PostgresServer::start());
+        let bus = Bus::connect(&BusConfig::new(vec![nats.url.clone()]))
+            .await
+            .unwrap();
+        let database = Database::connect(&pg.url).await.unwrap();
+        (nats, pg, Arc::new(bus), Arc::new(database))
+    }
+
     struct Running {
         stop: tokio::sync::oneshot::Sender<()>,
         task: tokio::task::JoinHandle<()>,
@@ -374,13 +384,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_the_edges_publish_is_stored_once_with_redeliveries_skipped() {
-        let (nats, pg) = (NatsServer::start(), PostgresServer::start());
-        let bus = Arc::new(
-            Bus::connect(&BusConfig::new(vec![nats.url.clone()]))
-                .await
-                .unwrap(),
-        );
-        let database = Arc::new(Database::connect(&pg.url).await.unwrap());
+        let (nats, _pg, bus, database) = servers().await;
         bus.write(write(&["a", "b"])).await.unwrap();
         // Someone else's message on an event subject: kept as a failed event, with its body.
         let client = async_nats::connect(&nats.url).await.unwrap();
@@ -427,13 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_a_sink_took_and_never_acknowledged_is_stored_by_another() {
-        let (nats, pg) = (NatsServer::start(), PostgresServer::start());
-        let bus = Arc::new(
-            Bus::connect(&BusConfig::new(vec![nats.url.clone()]))
-                .await
-                .unwrap(),
-        );
-        let database = Arc::new(Database::connect(&pg.url).await.unwrap());
+        let (_nats, _pg, bus, database) = servers().await;
         let config = SinkConfig {
             ack_wait: Duration::from_secs(1),
             ..SinkConfig::default()
