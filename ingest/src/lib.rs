@@ -1,6 +1,7 @@
 //! Personafin Capture's ingest service: takes batches from the tracker, validates them
 //! against wire format v1, pseudonymises identifiers, and stores events durably in an
-//! embedded SQLite log, answering only after the commit is on disk.
+//! embedded SQLite log, answering only after the commit is on disk — or, in a cluster, in a
+//! replicated NATS JetStream stream that sinks store in PostgreSQL (`docs/deploy.md`).
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -15,7 +16,10 @@
 //! `store` (SQLite, group commit, presentation documents), `datasets` (the pure datasets
 //! engine), `engines` (per-tenant engines fed live, materialisation), `replay`
 //! (`ingest replay`), `tenants` (lookup cache), `error` (the one `ApiError`), `config`,
-//! `listen` (the accept loop: header deadline, connection cap, graceful shutdown).
+//! `listen` (the accept loop: header deadline, connection cap, graceful shutdown). Cluster
+//! mode: `bus` (the stream, a sink), `database` (PostgreSQL), `sink` (`ingest sink`),
+//! `replica` (each edge's copy of the stream), `presenter` (documents and feedback to
+//! PostgreSQL, one edge at a time).
 
 pub mod anonymise;
 mod answer;
@@ -106,8 +110,8 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to the stream (creating it with `replicas` copies if it is missing) and to
-    /// the database (creating its tables if they are missing).
-    /// `consumer` names the stream's durable consumer this process reads it through.
+    /// the database (creating its tables if they are missing). `consumer` names the
+    /// stream's durable consumer this process reads it through.
     pub async fn connect(
         servers: &[String],
         database: &str,
