@@ -85,9 +85,9 @@ test("events posted through both edges, batches redelivered, are in PostgreSQL e
     // What PostgreSQL holds is anonymised: no client_ref in it.
     assert.ok(stored.every((e) => !JSON.stringify(e).includes("user-")), "a client_ref reached PostgreSQL");
     assert.ok(stored.every((e) => typeof e.channel_meta.user_id === "string"));
-    // A customer's own consumer of the stream (ingest/examples/subscribe.rs) reads each event
+    // A customer's own consumer of the stream (examples/subscriber/) reads each event
     // once, anonymised, with its tenant.
-    const subscriber = join(dirname(process.env.INGEST_BIN), "examples", "subscribe");
+    const subscriber = join(dirname(process.env.INGEST_BIN), "subscribe");
     const read = execFileSync(subscriber, [cluster.nats.urls.join(","), "warehouse", String(acked.size)], {
       encoding: "utf8",
       timeout: 60_000,

@@ -16,11 +16,17 @@ pub(crate) fn binary() -> PathBuf {
     target.join("debug/ingest")
 }
 
-/// The ingest binary, and its examples (the cluster's subscriber).
+/// The ingest binary, and the cluster's example subscriber (`subscribe`) beside it.
 pub(crate) fn build() -> anyhow::Result<()> {
     run(&mut cmd(
         "cargo",
-        &["build", "--package", "ingest", "--bins", "--examples"],
+        &[
+            "build",
+            "--package",
+            "ingest",
+            "--package",
+            "personafin-subscriber",
+        ],
     ))
 }
 

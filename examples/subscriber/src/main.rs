@@ -4,7 +4,7 @@
 //! on where it left off; several copies with the same name share the events.
 //!
 //! ```text
-//! cargo run -p ingest --example subscribe -- nats://10.0.0.1:4222,nats://10.0.0.2:4222 my-warehouse
+//! cargo run -p personafin-subscriber -- nats://10.0.0.1:4222,nats://10.0.0.2:4222 my-warehouse
 //! ```
 //!
 //! The stream (`PFC`) and its subjects are described in `docs/deploy.md`; any language with
