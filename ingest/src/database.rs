@@ -152,13 +152,10 @@ pub struct EventRow {
     /// Its position in the stream.
     pub seq: i64,
     pub tenant_id: i64,
-    pub event_id: String,
     /// By the device's clock, ms since the Unix epoch: what the table is partitioned by.
     pub created_at: i64,
-    pub event_time: i64,
-    pub user_id: Option<String>,
-    /// The anonymised event, JSON, as the SQLite log keeps it.
-    pub payload: String,
+    /// The event as the SQLite log keeps it.
+    pub event: store::StoredEvent,
 }
 
 /// A failed event as the sink stores it.
@@ -220,16 +217,6 @@ pub struct DocumentRow {
     pub body: String,
     pub as_of: i64,
     pub etag: String,
-}
-
-/// A feedback record as `feedback` keeps it.
-#[derive(Debug, Clone)]
-pub struct FeedbackRow {
-    pub impression_id: String,
-    pub clicked: bool,
-    pub converted: bool,
-    pub recommender: Option<String>,
-    pub record: String,
 }
 
 /// A pool of connections to the cluster's database.
@@ -319,7 +306,7 @@ impl Database {
         &self,
         tenant_id: i64,
         documents: &[DocumentRow],
-        feedback: &[FeedbackRow],
+        feedback: &[store::FeedbackRecord],
         writer: &str,
     ) -> Result<(), DatabaseError> {
         let mut client = self.pool.get().await?;
@@ -581,12 +568,12 @@ impl Database {
                 column(|e| e.seq),
                 column(|e| e.tenant_id),
                 column(|e| e.created_at),
-                column(|e| e.event_time),
+                column(|e| e.event.event_time),
             );
-            let ids: Vec<&str> = batch.events.iter().map(|e| e.event_id.as_str()).collect();
-            let users: Vec<Option<&str>> =
-                batch.events.iter().map(|e| e.user_id.as_deref()).collect();
-            let payloads: Vec<&str> = batch.events.iter().map(|e| e.payload.as_str()).collect();
+            let events = batch.events.iter().map(|e| &e.event);
+            let ids: Vec<&str> = events.clone().map(|e| e.event_id.as_str()).collect();
+            let users: Vec<Option<&str>> = events.clone().map(|e| e.user_id.as_deref()).collect();
+            let payloads: Vec<&str> = events.map(|e| e.payload.as_str()).collect();
             let statement = tx
                 .prepare_cached(
                     "INSERT INTO events (seq, tenant_id, event_id, created_at, event_time, user_id, payload)
@@ -839,11 +826,13 @@ mod tests {
         EventRow {
             seq,
             tenant_id: 1,
-            event_id: id.into(),
             created_at,
-            event_time: created_at,
-            user_id: Some("u1".into()),
-            payload: format!(r#"{{"event_id":"{id}","created_at":{created_at}}}"#),
+            event: store::StoredEvent {
+                event_id: id.into(),
+                event_time: created_at,
+                user_id: Some("u1".into()),
+                payload: format!(r#"{{"event_id":"{id}","created_at":{created_at}}}"#),
+            },
         }
     }
 
@@ -913,7 +902,7 @@ mod tests {
         let database = Database::connect(&pg.url).await.unwrap();
         let now = store::now_ms();
         let mut stranger = event(3, "other-user", now);
-        stranger.user_id = Some("u2".into());
+        stranger.event.user_id = Some("u2".into());
         let mut failed_u1 = failed(4);
         failed_u1.payload = r#"{"channel_meta":{"client_ref":"u1"}}"#.into();
         let before = Batch {

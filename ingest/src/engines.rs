@@ -53,19 +53,7 @@ fn feedback_of(engine: &mut Engine, as_of: i64) -> Vec<FeedbackRecord> {
     engine
         .finalise(as_of)
         .into_iter()
-        .map(|f| {
-            let flag = |name: &str| f.record[name].as_bool().unwrap_or(false);
-            FeedbackRecord {
-                impression_id: f.record["impression_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                clicked: flag("clicked"),
-                converted: flag("converted"),
-                record: f.record.to_string(),
-                recommender: f.recommender,
-            }
-        })
+        .map(|f| FeedbackRecord::new(&f.record, f.recommender))
         .collect()
 }
 

@@ -127,6 +127,14 @@ impl Cluster {
             replicated: tokio::sync::watch::Sender::new(0),
         })
     }
+
+    /// Why this process is not ready (NATS or PostgreSQL out of reach), or `None`.
+    pub async fn fault(&self) -> Option<String> {
+        if !self.bus.connected() {
+            return Some("not connected to NATS".into());
+        }
+        self.database.ping().await.err().map(|e| e.to_string())
+    }
 }
 
 impl AppState {

@@ -565,13 +565,15 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
             ack_wait: std::time::Duration::from_secs(args.ack_wait_secs),
             ..Default::default()
         };
-        let cluster = ingest::Cluster::connect(
-            &args.bus,
-            &args.database,
-            args.bus_replicas,
-            config.consumer.clone(),
-        )
-        .await?;
+        let cluster = Arc::new(
+            ingest::Cluster::connect(
+                &args.bus,
+                &args.database,
+                args.bus_replicas,
+                config.consumer.clone(),
+            )
+            .await?,
+        );
         let stats = Arc::new(ingest::sink::SinkStats::default());
         if let Some(addr) = args.ops_listen {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -581,12 +583,7 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
                 "ingest sink operations on http://{}",
                 listener.local_addr()?
             );
-            let router = ingest::sink::ops(
-                cluster.bus.clone(),
-                cluster.database.clone(),
-                config.consumer.clone(),
-                stats.clone(),
-            );
+            let router = ingest::sink::ops(cluster.clone(), stats.clone());
             tokio::spawn(async move { axum::serve(listener, router).await });
         }
         println!("ingest sink storing the stream in PostgreSQL");

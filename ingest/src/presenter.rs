@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Cluster;
-use crate::database::{DocumentRow, FeedbackRow, HeldLock, PRESENTER_LOCK};
+use crate::database::{DocumentRow, HeldLock, PRESENTER_LOCK};
 use crate::pipeline::SinkError;
-use crate::store::Store;
+use crate::store::{FeedbackRecord, Store};
 
 /// Feedback records read from the store at a time.
 const FEEDBACK_PAGE: usize = 5_000;
@@ -94,20 +94,11 @@ async fn copy(
                 etag,
             })
             .collect();
-        let feedback: Vec<FeedbackRow> = feedback
+        let feedback: Vec<FeedbackRecord> = feedback
             .into_iter()
             .map(|(_, record)| {
-                let flag = |name: &str| record[name].as_bool().unwrap_or(false);
-                FeedbackRow {
-                    impression_id: record["impression_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    clicked: flag("clicked"),
-                    converted: flag("converted"),
-                    recommender: record["recommender"].as_str().map(str::to_owned),
-                    record: record.to_string(),
-                }
+                let recommender = record["recommender"].as_str().map(str::to_owned);
+                FeedbackRecord::new(&record, recommender)
             })
             .collect();
         cluster

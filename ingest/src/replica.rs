@@ -22,7 +22,7 @@ use crate::Cluster;
 use crate::bus::{self, ErasureMessage, Kind};
 use crate::database::Database;
 use crate::pipeline::SinkError;
-use crate::store::{Erasure, Payload, Store, StoredEvent, Write, now_ms};
+use crate::store::{Erasure, Payload, Store, Write, now_ms};
 
 /// The file in the data directory that names this node's consumer.
 const NODE_ID_FILE: &str = "node.id";
@@ -137,7 +137,7 @@ impl Copier<'_> {
             let body = std::str::from_utf8(&message.payload).unwrap_or_default();
             match Kind::of(&message.subject) {
                 Some((Kind::Event, tenant_id)) => {
-                    let Some((event, input)) = read_event(body) else {
+                    let Ok((event, payload)) = Payload::stored(body) else {
                         // The sink keeps it as a failed event; the datasets have nothing to read.
                         tracing::warn!(subject = %message.subject, "an event message that is not the log's JSON");
                         continue;
@@ -159,7 +159,7 @@ impl Copier<'_> {
                         inputs: Vec::new(),
                     });
                     write.events.push(event);
-                    write.inputs.push(input);
+                    write.inputs.push(payload.input());
                 }
                 Some((Kind::Erasure, tenant_id)) => {
                     let Ok(erasure) = serde_json::from_str::<ErasureMessage>(body) else {
@@ -222,16 +222,4 @@ impl Copier<'_> {
         self.mirrored.insert(tenant_id);
         Ok(true)
     }
-}
-
-/// An event message: the stored event, and what the datasets read of it.
-fn read_event(body: &str) -> Option<(StoredEvent, crate::datasets::Input)> {
-    let payload = Payload::parse(body).ok()?;
-    let event = StoredEvent {
-        event_id: payload.event_id.to_string(),
-        event_time: payload.event_time.0,
-        user_id: payload.channel_meta.user_id.as_deref().map(str::to_owned),
-        payload: body.to_owned(),
-    };
-    Some((event, payload.input()))
 }

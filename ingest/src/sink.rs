@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 
+use crate::Cluster;
 use crate::bus::{self, Bus, BusError, ErasureMessage, FailedMessage, Kind, VaultMessage};
 use crate::database::{Batch, Database, ErasureRow, EventRow, FailedRow, VaultRow};
 use crate::store::Payload;
@@ -135,15 +136,12 @@ fn decode(messages: &[jetstream::Message]) -> (Batch, usize) {
         };
         let stored = body.ok().and_then(|body| match kind {
             Kind::Event => {
-                let payload: Payload = serde_json::from_str(body).ok()?;
+                let (event, payload) = Payload::stored(body).ok()?;
                 batch.events.push(EventRow {
                     seq,
                     tenant_id,
-                    event_id: payload.event_id.into_owned(),
                     created_at: payload.created_at.0,
-                    event_time: payload.event_time.0,
-                    user_id: payload.channel_meta.user_id.map(|u| u.into_owned()),
-                    payload: body.to_owned(),
+                    event,
                 });
                 Some(())
             }
@@ -196,23 +194,13 @@ fn decode(messages: &[jetstream::Message]) -> (Batch, usize) {
 
 /// The sink's `/readyz` (NATS and PostgreSQL reachable) and `/metrics` (what it stored, and
 /// its consumer's lag), for `--ops-listen`.
-pub fn ops(
-    bus: Arc<Bus>,
-    database: Arc<Database>,
-    consumer: String,
-    stats: Arc<SinkStats>,
-) -> axum::Router {
+pub fn ops(cluster: Arc<Cluster>, stats: Arc<SinkStats>) -> axum::Router {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
     let ready = {
-        let (bus, database) = (bus.clone(), database.clone());
+        let cluster = cluster.clone();
         move || async move {
-            let fault = if !bus.connected() {
-                Some("not connected to NATS".to_owned())
-            } else {
-                database.ping().await.err().map(|e| e.to_string())
-            };
-            match fault {
+            match cluster.fault().await {
                 None => (StatusCode::OK, "ready\n"),
                 Some(fault) => {
                     // The cause goes to the log, not into the answer.
@@ -223,8 +211,8 @@ pub fn ops(
         }
     };
     let metrics = move || async move {
-        let lag = bus.lag(&consumer).await.ok();
-        let body = render(&stats, &consumer, lag);
+        let lag = cluster.bus.lag(&cluster.consumer).await.ok();
+        let body = render(&stats, &cluster.consumer, lag);
         (
             [(
                 header::CONTENT_TYPE,

@@ -18,13 +18,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     if let Err(e) = state.store.ready().await {
         return not_ready("store", &e);
     }
-    if let Some(cluster) = &state.cluster {
-        if !cluster.bus.connected() {
-            return not_ready("bus", &"not connected to NATS");
-        }
-        if let Err(e) = cluster.database.ping().await {
-            return not_ready("database", &e);
-        }
+    if let Some(cluster) = &state.cluster
+        && let Some(fault) = cluster.fault().await
+    {
+        return not_ready("cluster", &fault);
     }
     (StatusCode::OK, "ready\n").into_response()
 }

@@ -10,6 +10,7 @@ use schema::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::StoredEvent;
 use crate::datasets::Input;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +108,19 @@ impl<'a> Payload<'a> {
     /// A payload as the log stores it, borrowing its strings from `json` where it can.
     pub fn parse(json: &'a str) -> Result<Payload<'a>, serde_json::Error> {
         serde_json::from_str(json)
+    }
+
+    /// The log's JSON of an event read back as the event to store (a copy of the log: a
+    /// cluster's sink, a node's replica), with the payload for what else is wanted of it.
+    pub fn stored(json: &'a str) -> Result<(StoredEvent, Payload<'a>), serde_json::Error> {
+        let payload = Payload::parse(json)?;
+        let event = StoredEvent {
+            event_id: payload.event_id.to_string(),
+            event_time: payload.event_time.0,
+            user_id: payload.channel_meta.user_id.as_deref().map(str::to_owned),
+            payload: json.to_owned(),
+        };
+        Ok((event, payload))
     }
 }
 

@@ -145,6 +145,24 @@ pub struct FeedbackRecord {
     pub record: String,
 }
 
+impl FeedbackRecord {
+    /// A record as the engine finalised it (`impression_id`, `clicked`, `converted` read
+    /// from it), for `recommender`.
+    pub fn new(record: &serde_json::Value, recommender: Option<String>) -> FeedbackRecord {
+        let flag = |name: &str| record[name].as_bool().unwrap_or(false);
+        FeedbackRecord {
+            impression_id: record["impression_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            clicked: flag("clicked"),
+            converted: flag("converted"),
+            record: record.to_string(),
+            recommender,
+        }
+    }
+}
+
 /// What a durable commit changed that the datasets follow. Subscribers (see
 /// [`Store::subscribe`](super::Store::subscribe)) receive every commit's changes in commit
 /// order, after its sync and before its requests are answered, so the datasets apply stored
