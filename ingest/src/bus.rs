@@ -213,19 +213,34 @@ impl Bus {
             .backpressure_on_inflight(true)
             .build(client.clone());
         // Servers started together elect JetStream's leaders for some seconds before they
-        // take requests: keep asking for a while.
+        // take requests, and a stream just made elects its own before it takes a publish:
+        // keep asking for a while, until the stream has a leader.
         let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
         loop {
-            match jetstream.get_or_create_stream(wanted.clone()).await {
-                Ok(_) => break,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::info!(error = %e, "JetStream not ready yet; asking again");
+            let led = match jetstream.get_or_create_stream(wanted.clone()).await {
+                Ok(mut stream) => stream
+                    .info()
+                    .await
+                    .map(|info| info.cluster.as_ref().is_none_or(|c| c.leader.is_some()))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match led {
+                Ok(true) => break,
+                _ if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(?led, "the stream takes no publishes yet; asking again");
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                Err(e) => {
+                Ok(false) => {
                     return Err(BusError::Stream {
                         stream: config.stream.clone(),
-                        message: e.to_string(),
+                        message: "it has no leader".into(),
+                    });
+                }
+                Err(message) => {
+                    return Err(BusError::Stream {
+                        stream: config.stream.clone(),
+                        message,
                     });
                 }
             }
