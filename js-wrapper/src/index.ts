@@ -10,9 +10,11 @@
  * ```
  */
 import * as wasm from "../pkg/personafin_tracker.js";
+import type { Plugin, PluginContext, TrackedEvent } from "./plugin.js";
 import type { MetaValue, RelatedEntity } from "./wire.js";
 
 export * from "./wire.js";
+export type { Plugin, PluginContext, TrackedEvent } from "./plugin.js";
 
 /** What `init()` takes. Unknown keys are an error that names them. */
 export interface TrackerConfig {
@@ -63,6 +65,15 @@ export interface TrackerConfig {
   onBatch?: (result: FlushResult) => void;
   /** Told about what the page cannot see from a return value: refused batches, queue overflow, bad attributes. */
   onError?: (error: TrackerError) => void;
+  /**
+   * Sees each event before it is queued (the page's own and what autocapture and plugins
+   * record) and returns it, changed or not, or `null` to drop it: for redaction, filtering and
+   * sampling. What it returns is validated again; when it throws or returns an invalid event,
+   * the event is dropped and `onError` told (`before_send_failed`).
+   */
+  beforeSend?: (event: TrackedEvent) => TrackedEvent | null;
+  /** Opt-in capture, from `@personafin/capture/plugins/<name>`; started once the tracker is ready. */
+  plugins?: Plugin[];
 }
 
 export type Consent = "granted" | "pending" | "denied";
@@ -79,7 +90,7 @@ export interface AutocaptureSwitches {
 
 /** What `onError` receives. */
 export interface TrackerError {
-  code: "refused" | "queue_full" | "invalid_event" | "invalid_attribute";
+  code: "refused" | "queue_full" | "invalid_event" | "invalid_attribute" | "before_send_failed";
   message: string;
   /** How many events it concerns. */
   events: number;
@@ -124,6 +135,8 @@ let ready = false;
 const early: Array<() => void> = [];
 /** How many of `early` are events. */
 let earlyEvents = 0;
+/** What stops the plugins of the configuration in force. */
+let stops: Array<() => void> = [];
 
 /**
  * Loads the tracker and starts it. Resolves when it is ready; rejects, naming the key, when the
@@ -133,7 +146,8 @@ let earlyEvents = 0;
 export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<void> {
   const load = loading ?? loadWasm(wasmSource);
   loading = load.then(() => {
-    refused(wasm.init(config), "invalid tracker config: ");
+    const plugins = pluginsOf(config);
+    refused(wasm.init(withPlugins(config, plugins)), "invalid tracker config: ");
     ready = true;
     earlyEvents = 0;
     for (const call of early.splice(0)) {
@@ -144,8 +158,57 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
         console.warn("[personafin]", (e as Error).message);
       }
     }
+    for (const stop of stops.splice(0)) guarded("stopping a plugin", stop);
+    for (const plugin of plugins) {
+      const stop = guarded("plugin " + plugin.name, () => plugin.start?.(context));
+      if (typeof stop === "function") stops.push(stop);
+    }
   });
   return loading;
+}
+
+/** What a plugin records through: the same validated path as the page's calls. */
+const context: PluginContext = {
+  track: (eventType, action, options) => track(eventType, action, options),
+  sessionId: () => wasm.call(Call.SessionId),
+};
+
+/** `config.plugins`, checked: the wasm knows nothing of them. */
+function pluginsOf(config: TrackerConfig): Plugin[] {
+  const plugins: unknown = config?.plugins ?? [];
+  const valid = Array.isArray(plugins) && plugins.every((p) => p && typeof p === "object" && typeof p.name === "string");
+  if (!valid) {
+    throw new Error("invalid tracker config: `plugins` must be an array of plugins, e.g. `[errors()]`");
+  }
+  return plugins;
+}
+
+/**
+ * The configuration the wasm gets: without `plugins`, and with the plugins' `beforeSend` steps
+ * run first, in order, then the page's own, so the page can redact what a plugin adds.
+ */
+function withPlugins(config: TrackerConfig, plugins: Plugin[]): unknown {
+  if (config === null || typeof config !== "object") return config;
+  const { plugins: _, ...rest } = config;
+  const steps = plugins.filter((p) => typeof p.beforeSend === "function");
+  const own = rest.beforeSend;
+  if (steps.length === 0 || (own !== undefined && typeof own !== "function")) return rest;
+  const beforeSend = (event: TrackedEvent): TrackedEvent | null => {
+    let out: TrackedEvent | null = event;
+    for (const step of steps) out = out && step.beforeSend!(out, context);
+    return out && own ? own(out) : out;
+  };
+  return { ...rest, beforeSend };
+}
+
+/** Runs a plugin's code so that its failure is a console warning, never the page's exception. */
+function guarded<T>(what: string, f: () => T): T | undefined {
+  try {
+    return f();
+  } catch (e) {
+    console.warn("[personafin]", what + " failed:", (e as Error)?.message ?? e);
+    return undefined;
+  }
 }
 
 /** The wasm's `call()` numbers (see `tracker-wasm/src/lib.rs`). */

@@ -1,53 +1,9 @@
 /**
  * The script-tag build: one self-contained file (`dist/personafin.js`, the wasm inlined) that
- * a page loads with the async snippet. It takes over `window.personafin`, replays the calls
- * the snippet queued before it loaded — in order, each event with the time it was tracked —
- * and starts the tracker from the script tag's `data-client-key` and `data-endpoint` unless
- * the page calls `personafin.init()` itself.
+ * a page loads with the async snippet; see `tag.ts`. No plugins: `dist/personafin.all.js` has
+ * them.
  */
 import wasm from "../pkg/personafin_tracker_bg.wasm";
-import * as pf from "./index.js";
-import type { TrackOptions, TrackerConfig } from "./index.js";
+import { tag } from "./tag.js";
 
-/** A call the snippet queued: method, arguments, and when it was made. */
-type Queued = [string, unknown[], number];
-
-interface Snippet {
-  q?: Queued[];
-}
-
-const api = {
-  init: (config: TrackerConfig) => pf.init(config, wasm),
-  track: pf.track,
-  page: pf.page,
-  flush: pf.flush,
-  identify: pf.identify,
-  reset: pf.reset,
-  setConsent: pf.setConsent,
-  sessionId: pf.sessionId,
-  visitorId: pf.visitorId,
-  queuedEvents: pf.queuedEvents,
-};
-
-const script = document.currentScript as HTMLScriptElement | null;
-const global = window as unknown as { personafin?: Snippet & Partial<typeof api> };
-const queued = global.personafin?.q ?? [];
-global.personafin = api;
-
-const calls = queued.filter(([method]) => method in api);
-const explicitInit = calls.some(([method]) => method === "init");
-const clientKey = script?.dataset.clientKey;
-const endpoint = script?.dataset.endpoint;
-if (!explicitInit && clientKey && endpoint) {
-  api.init({ clientKey, endpoint }).catch((e: Error) => console.error("[personafin]", e.message));
-}
-for (const [method, args, at] of calls) {
-  if (method === "track") {
-    const [eventType, action, options] = args as [string, string, TrackOptions | undefined];
-    pf.track(eventType, action, { ...options, timestamp: options?.timestamp ?? at });
-  } else if (method === "init") {
-    api.init(args[0] as TrackerConfig).catch((e: Error) => console.error("[personafin]", e.message));
-  } else {
-    (api[method as keyof typeof api] as (...a: unknown[]) => unknown)(...args);
-  }
-}
+tag(wasm);

@@ -33,13 +33,15 @@ const DELIVERED = "0";
 const RETRY = "1";
 const DROP = "2";
 const INVALID = "!";
+const DROPPED = "-";
+const SCREENED = "~";
 // End of the generated protocol.
 
 const IMPRESSIONS = "[data-pf-impression-id],[data-pf-fxcid]";
 const SEND_TIMEOUT_MS = 30000;
 
 let dispatch;
-/** The page's `onBatch` and `onError`: of the configuration in force, and of the one read last. */
+/** The page's `onBatch`, `onError` and `beforeSend`: of the configuration in force, and of the one read last. */
 let callbacks = {};
 let pending = {};
 /** The last flush started: each starts when the one before it is done. */
@@ -240,7 +242,7 @@ function value(v) {
  */
 export function options(config) {
   if (config === null || typeof config !== "object") return undefined;
-  pending = { onBatch: config.onBatch, onError: config.onError };
+  pending = { onBatch: config.onBatch, onError: config.onError, beforeSend: config.beforeSend };
   const out = [];
   for (const [k, v] of Object.entries(config)) {
     if (k === "autocapture" && v !== null && typeof v === "object" && !Array.isArray(v)) {
@@ -257,9 +259,48 @@ const TRACK_OPTIONS = ["eventMeta", "relatedEntities", "timestamp", "impressionI
 /**
  * Reads `track(eventType, action, options)` into `type\x1faction\x1fmeta\x1fts\x1fentities`
  * (entities as `type ITEM id RECORD …`), or INVALID and what is wrong, naming the argument or option.
- * `impressionId` and `fxcid` go into the meta as `impression_id` and `fxcid`.
+ * `impressionId` and `fxcid` go into the meta as `impression_id` and `fxcid`. With the page's
+ * `beforeSend`, a valid call is then shown to it: see `screen`.
  */
 export function readEvent(type, action, o) {
+  const line = flatten(type, action, o);
+  const hook = callbacks.beforeSend;
+  return typeof hook === "function" && line[0] !== INVALID ? screen(hook, line) : line;
+}
+
+/**
+ * The page's `beforeSend` sees the event a call makes, `{ eventType, action, eventMeta,
+ * relatedEntities: [{ type, id }], timestamp }`, and returns it (changed or not), or `null` to
+ * drop it. What it returns is read like a call again and marked SCREENED, so the Rust side's
+ * validation failures are its failures too; DROPPED alone is a drop, DROPPED and a message a
+ * failure (it threw, or returned something that is not an event).
+ */
+function screen(hook, line) {
+  const [eventType, action, meta, ts, entities] = line.split(FIELD);
+  const event = {
+    eventType,
+    action,
+    eventMeta: meta ? JSON.parse(meta) : {},
+    relatedEntities: entities ? entities.split(RECORD).map((e) => ({ type: e.split(ITEM)[0], id: e.split(ITEM)[1] })) : [],
+    timestamp: ts ? +ts : Date.now(),
+  };
+  let out;
+  try {
+    out = hook(event);
+  } catch (e) {
+    return DROPPED + "`beforeSend` threw: " + clean(String(e?.message ?? e));
+  }
+  if (out === null) return DROPPED;
+  if (typeof out !== "object") return DROPPED + "`beforeSend` must return the event or null, not " + typeof out;
+  const again = flatten(out.eventType, out.action, {
+    eventMeta: out.eventMeta,
+    relatedEntities: out.relatedEntities,
+    timestamp: out.timestamp,
+  });
+  return again[0] === INVALID ? DROPPED + "`beforeSend` returned an invalid event: " + again.slice(1) : SCREENED + again;
+}
+
+function flatten(type, action, o) {
   if (typeof type !== "string") return INVALID + "`eventType` must be a string";
   if (typeof action !== "string") return INVALID + "`action` must be a string";
   let meta = "", ts = "";

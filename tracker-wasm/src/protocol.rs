@@ -64,6 +64,13 @@ pub mod outcome {
 /// declared element).
 pub const INVALID: &str = "!";
 
+/// Starts a line the page's `beforeSend` dropped: alone when it returned `null`, followed by
+/// what went wrong when it threw or returned something that is not an event.
+pub const DROPPED: &str = "-";
+
+/// Starts a line the page's `beforeSend` returned: its validation failures are `beforeSend`'s.
+pub const SCREENED: &str = "~";
+
 /// The first line of the block `host.js` carries.
 pub const BEGIN: &str =
     "// The protocol with `src/web/`, generated from src/protocol.rs by `cargo xtask gen-types`.";
@@ -124,6 +131,8 @@ pub fn javascript() -> String {
         ("RETRY", outcome::RETRY),
         ("DROP", outcome::DROP),
         ("INVALID", INVALID),
+        ("DROPPED", DROPPED),
+        ("SCREENED", SCREENED),
     ] {
         line(format!("const {name} = \"{s}\";"));
     }

@@ -160,7 +160,8 @@ fn browser_unit_tests() -> anyhow::Result<()> {
 }
 
 /// Node's test runner over every `*.test.mjs` in `dir`; they start the ingest binary named
-/// by `INGEST_BIN` themselves, and `cargo xtask demo` as this binary, `XTASK_BIN`.
+/// by `INGEST_BIN` themselves, `cargo xtask demo` as this binary, `XTASK_BIN`, and Firefox
+/// through the geckodriver `GECKODRIVER` names.
 fn node_tests(dir: &str, xtask: &Path) -> anyhow::Result<()> {
     let mut files: Vec<String> = std::fs::read_dir(root().join(dir))
         .with_context(|| format!("cannot read {dir}"))?
@@ -177,7 +178,8 @@ fn node_tests(dir: &str, xtask: &Path) -> anyhow::Result<()> {
     args.extend(files.iter().map(String::as_str));
     run(cmd("node", &args)
         .env("INGEST_BIN", ingest::binary())
-        .env("XTASK_BIN", xtask))
+        .env("XTASK_BIN", xtask)
+        .env("GECKODRIVER", cargo_bin().join("geckodriver")))
 }
 
 /// This program as cargo builds it now. Not `current_exe()`: `cargo test --workspace` may

@@ -5,7 +5,7 @@
 // end-to-end tests cover it.
 import { mock, test } from "node:test";
 import assert from "node:assert/strict";
-import { declaredEvent, exposed, impressionEvent, impressionKey, options, pageView, readEvent, restart } from "../host.js";
+import { declaredEvent, exposed, impressionEvent, impressionKey, open, options, pageView, readEvent, restart } from "../host.js";
 
 const F = "\x1f", R = "\x1e", G = "\x1d", L = "\x1c";
 
@@ -181,4 +181,53 @@ test("an impression is viewed once, after a second at least half visible without
   } finally {
     mock.timers.reset();
   }
+});
+
+test("beforeSend sees each valid event, and what it returns is read again, marked as its", () => {
+  const seen = [];
+  const beforeSend = (event) => {
+    seen.push(structuredClone(event));
+    if (event.eventType === "search") return null;
+    if (event.eventType === "boom") throw new Error("no");
+    if (event.eventType === "text") return "nope";
+    if (event.eventType === "bad") return { ...event, relatedEntities: "AAPL" };
+    return { ...event, eventMeta: { ...event.eventMeta, query: "[redacted]" } };
+  };
+  options({ clientKey: "pk", endpoint: "http://127.0.0.1/v1/events", beforeSend });
+  open(2, "pk", "http://127.0.0.1/v1/events", false, false);
+  try {
+    const line = readEvent("instrument", "viewed", {
+      eventMeta: { query: "secret" },
+      relatedEntities: ["ticker:AAPL"],
+      impressionId: "imp-1",
+      timestamp: 1795874400123,
+    });
+    assert.deepEqual(seen[0], {
+      eventType: "instrument",
+      action: "viewed",
+      eventMeta: { query: "secret", impression_id: "imp-1" },
+      relatedEntities: [{ type: "ticker", id: "AAPL" }],
+      timestamp: 1795874400123,
+    });
+    assert.equal(
+      line,
+      "~" + ["instrument", "viewed", '{"query":"[redacted]","impression_id":"imp-1"}', "1795874400123", "ticker" + L + "AAPL"].join(F),
+    );
+    // The time of the call when it gave none.
+    const before = Date.now();
+    readEvent("page", "viewed");
+    assert.ok(seen[1].timestamp >= before && seen[1].timestamp <= Date.now());
+    assert.equal(readEvent("search", "submitted"), "-");
+    assert.equal(readEvent("boom", "x"), "-`beforeSend` threw: no");
+    assert.equal(readEvent("text", "x"), "-`beforeSend` must return the event or null, not string");
+    assert.equal(readEvent("bad", "x"), "-`beforeSend` returned an invalid event: `relatedEntities` must be an array");
+    // An invalid call never reaches it.
+    const calls = seen.length;
+    assert.equal(readEvent(1, "x"), "!`eventType` must be a string");
+    assert.equal(seen.length, calls);
+  } finally {
+    options({ clientKey: "pk", endpoint: "http://127.0.0.1/v1/events" });
+    open(2, "pk", "http://127.0.0.1/v1/events", false, false);
+  }
+  assert.equal(readEvent("search", "submitted"), ["search", "submitted", "", "", ""].join(F));
 });

@@ -100,7 +100,7 @@ enum Kind {
     Count(u32),
     Flag,
     Origins,
-    /// `onBatch`, `onError`: the browser glue keeps them.
+    /// `onBatch`, `onError`, `beforeSend`: the browser glue keeps them.
     Callback,
 }
 
@@ -118,7 +118,7 @@ impl Kind {
 
 /// Every key `init()` accepts, in the order the docs list them. `autocapture` takes `true`,
 /// `false` or an object of switches, which `host.js` writes as `autocapture.*` keys.
-const KEYS: [(&str, Kind); 20] = [
+const KEYS: [(&str, Kind); 21] = [
     ("clientKey", Kind::Text),
     ("endpoint", Kind::Text),
     ("clientRef", Kind::Text),
@@ -136,13 +136,14 @@ const KEYS: [(&str, Kind); 20] = [
     ("autocapture", Kind::Flag),
     ("iframeOrigins", Kind::Origins),
     ("hostOrigins", Kind::Origins),
+    ("beforeSend", Kind::Callback),
     ("autocapture.pageViews", Kind::Flag),
     ("autocapture.dataAttributes", Kind::Flag),
     ("autocapture.impressions", Kind::Flag),
 ];
 
 /// Where the `autocapture.*` switches start in [`KEYS`].
-const SWITCHES: usize = 17;
+const SWITCHES: usize = 18;
 /// Where `consent` is in [`KEYS`].
 const CONSENT: usize = 11;
 /// Where the five whole numbers start in [`KEYS`].
@@ -436,6 +437,7 @@ mod tests {
             ("autocapture.impressions", "b1"),
             ("onError", "a"),
             ("onBatch", "f"),
+            ("beforeSend", "f"),
             ("iframeOrigins", "lshttps://widgets.example"),
             (
                 "hostOrigins",
@@ -511,7 +513,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_naming_the_key() {
-        let cases: [(&str, &str, &str); 18] = [
+        let cases: [(&str, &str, &str); 19] = [
             (
                 "iframeOrigins",
                 "shttps://a.example",
@@ -536,6 +538,7 @@ mod tests {
             ("debug", "strue", "must be a boolean, not a string"),
             ("sessionTimeoutMinutes", "o", "not an object"),
             ("onError", "slog", "must be a function, not a string"),
+            ("beforeSend", "o", "must be a function, not an object"),
             ("autocapture", "o", "must be a boolean"),
             ("flushIntervalMs", "n99999999999", "whole number"),
         ];

@@ -6,7 +6,7 @@
 //! and records them like the page's own calls.
 
 use super::host::{self, GROUP};
-use super::{read_event, record, report_error, with_state};
+use super::{record_line, report_error, with_state};
 use crate::core::{self, cut};
 
 /// Records `page.viewed` for the page now: on `init()` and route changes when page views are
@@ -27,11 +27,7 @@ pub(crate) fn page_view(forced: bool) {
 /// Records an element's event, a `track()` line as `host.js` writes it. A malformed attribute
 /// is reported (console and `onError`), not thrown: no call of the page's made the event.
 fn emit(line: &str) {
-    let result = read_event(line).and_then(|call| match record(call) {
-        Err(core::TrackError::Invalid(message)) => Err(message),
-        _ => Ok(()),
-    });
-    if let Err(message) = result {
+    if let Err(core::TrackError::Invalid(message)) = record_line(line) {
         super::warn(&message);
         report_error("invalid_attribute", &message, None, 1);
     }

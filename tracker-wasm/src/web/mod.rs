@@ -303,18 +303,37 @@ pub(crate) fn counted(prefix: &str, n: u32, suffix: &str) -> String {
 }
 
 /// Queues one event from `track()` and arranges for it to be sent. The error is what is wrong
-/// with the call, or `None` when the visitor refused tracking.
+/// with the call, or `None` when the event is not recorded for another reason (the visitor
+/// refused tracking, `beforeSend` dropped it).
 pub(crate) fn track(
     event_type: JsValue,
     action: JsValue,
     options: JsValue,
 ) -> Result<(), Option<String>> {
     let line = host::read_event(&event_type, &action, &options);
-    let event = read_event(&line).map_err(Some)?;
-    record(event).map_err(|e| match e {
+    record_line(&line).map_err(|e| match e {
         TrackError::Invalid(message) => Some(message),
         TrackError::NotRecorded => None,
     })
+}
+
+/// Records a line `host.js` wrote (a `track()` call or an element's event); a line
+/// `beforeSend` dropped is not recorded, and its failure, if it failed, is reported.
+pub(crate) fn record_line(line: &str) -> Result<(), TrackError> {
+    if let Some(failure) = line.strip_prefix(crate::protocol::DROPPED) {
+        if !failure.is_empty() {
+            before_send_failed(failure);
+        }
+        return Err(TrackError::NotRecorded);
+    }
+    record(read_event(line).map_err(TrackError::Invalid)?)
+}
+
+/// The page's `beforeSend` threw or made an invalid event: the console and `onError` are told,
+/// and the event is not recorded.
+fn before_send_failed(message: &str) {
+    warn(&["event dropped: ", message].concat());
+    report_error("before_send_failed", message, None, 1);
 }
 
 /// A `track()` call that was refused: the console says why, and so does `onError`.
@@ -328,8 +347,20 @@ pub(crate) fn page_view() {
 }
 
 /// Queues one event (from the page or from autocapture): sends at once when the batch is
-/// full, otherwise when the flush timer fires.
-pub(crate) fn record(mut call: TrackCall) -> Result<(), TrackError> {
+/// full, otherwise when the flush timer fires. When `beforeSend` made the event, what is
+/// wrong with it is reported as its failure, and the event is not recorded.
+pub(crate) fn record(call: TrackCall) -> Result<(), TrackError> {
+    let screened = call.screened;
+    match queue(call) {
+        Err(TrackError::Invalid(message)) if screened => {
+            before_send_failed(&["`beforeSend` returned an invalid event: ", &message].concat());
+            Err(TrackError::NotRecorded)
+        }
+        result => result,
+    }
+}
+
+fn queue(mut call: TrackCall) -> Result<(), TrackError> {
     if with_state(|s| s.bridge.held.is_some()) == Some(true) {
         // An iframe waiting for its host's identity: recorded once it is known, with the time
         // it was tracked.

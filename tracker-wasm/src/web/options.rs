@@ -20,6 +20,8 @@ pub(crate) struct TrackCall {
     entities: Vec<EntityRef>,
     /// When it was tracked, if the call said; else the time it is recorded.
     pub(crate) timestamp: Option<i64>,
+    /// The page's `beforeSend` made it: what is wrong with it is `beforeSend`'s failure.
+    pub(crate) screened: bool,
 }
 
 impl TrackCall {
@@ -34,12 +36,15 @@ impl TrackCall {
     }
 }
 
-/// Reads `host.readEvent`'s line, `type\x1faction\x1fmeta\x1fts\x1fentities`, or its error
-/// (`!` and what is wrong, naming the argument or option).
+/// Reads `host.readEvent`'s line, `type\x1faction\x1fmeta\x1fts\x1fentities` (after `~` when
+/// `beforeSend` returned it), or its error (`!` and what is wrong, naming the argument or
+/// option).
 pub(crate) fn read_event(line: &str) -> Result<TrackCall, String> {
     if let Some(error) = line.strip_prefix(crate::protocol::INVALID) {
         return Err(error.to_owned());
     }
+    let screened = line.strip_prefix(crate::protocol::SCREENED);
+    let line = screened.unwrap_or(line);
     let [event_type, action, meta, ts, entities] = fields(line);
     let entities = pieces(entities, RECORD)
         .filter(|e| !e.is_empty())
@@ -57,6 +62,7 @@ pub(crate) fn read_event(line: &str) -> Result<TrackCall, String> {
         meta_json: (!meta.is_empty()).then(|| meta.to_owned()),
         entities,
         timestamp: parse_int(ts),
+        screened: screened.is_some(),
     })
 }
 
@@ -81,6 +87,10 @@ mod tests {
         assert_eq!(bare.input().meta_json, None);
         assert_eq!(bare.input().timestamp, None);
         assert!(bare.input().entities.is_empty());
+        assert!(!bare.screened);
+        let screened = read_event("~page\x1fviewed\x1f\x1f\x1f").unwrap();
+        assert!(screened.screened);
+        assert_eq!(screened.input().event_type, "page");
         assert_eq!(
             read_event("!`action` must be a string").err().as_deref(),
             Some("`action` must be a string")

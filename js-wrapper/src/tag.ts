@@ -1,0 +1,58 @@
+/**
+ * What both script-tag builds do once loaded: take over `window.personafin`, replay the calls
+ * the snippet queued before it loaded — in order, each event with the time it was tracked —
+ * and start the tracker from the script tag's `data-client-key` and `data-endpoint` unless
+ * the page calls `personafin.init()` itself.
+ */
+import * as pf from "./index.js";
+import type { Plugin, TrackOptions, TrackerConfig, WasmSource } from "./index.js";
+
+/** A call the snippet queued: method, arguments, and when it was made. */
+type Queued = [string, unknown[], number];
+
+interface Snippet {
+  q?: Queued[];
+}
+
+/**
+ * Starts the script-tag API with the wasm `wasm`; `plugins` are started when the page's
+ * configuration names none, and `extra` is added to `window.personafin`.
+ */
+export function tag(wasm: WasmSource, plugins: () => Plugin[] = () => [], extra: object = {}): void {
+  const api = {
+    init: (config: TrackerConfig) => pf.init({ plugins: plugins(), ...config }, wasm),
+    track: pf.track,
+    page: pf.page,
+    flush: pf.flush,
+    identify: pf.identify,
+    reset: pf.reset,
+    setConsent: pf.setConsent,
+    sessionId: pf.sessionId,
+    visitorId: pf.visitorId,
+    queuedEvents: pf.queuedEvents,
+    ...extra,
+  };
+
+  const script = document.currentScript as HTMLScriptElement | null;
+  const global = window as unknown as { personafin?: Snippet & Partial<typeof api> };
+  const queued = global.personafin?.q ?? [];
+  global.personafin = api;
+
+  const calls = queued.filter(([method]) => method in api);
+  const explicitInit = calls.some(([method]) => method === "init");
+  const clientKey = script?.dataset.clientKey;
+  const endpoint = script?.dataset.endpoint;
+  if (!explicitInit && clientKey && endpoint) {
+    api.init({ clientKey, endpoint }).catch((e: Error) => console.error("[personafin]", e.message));
+  }
+  for (const [method, args, at] of calls) {
+    if (method === "track") {
+      const [eventType, action, options] = args as [string, string, TrackOptions | undefined];
+      pf.track(eventType, action, { ...options, timestamp: options?.timestamp ?? at });
+    } else if (method === "init") {
+      api.init(args[0] as TrackerConfig).catch((e: Error) => console.error("[personafin]", e.message));
+    } else if (typeof api[method as keyof typeof api] === "function") {
+      (api[method as keyof typeof api] as (...a: unknown[]) => unknown)(...args);
+    }
+  }
+}
