@@ -213,11 +213,20 @@ function elementEvent(a, type, action, meta) {
 
 export const now = () => Date.now();
 
+/** Random bytes drawn a few kilobytes at a time: one Web Crypto call serves 256 event ids. */
+let pool = new Uint8Array(0);
+let drawn = 0;
+
 export function random(bytes) {
-  if (!attempt(() => (crypto.getRandomValues(bytes), true), false)) {
-    // Pages without Web Crypto still get distinct ids, if not unguessable ones.
-    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.random() * 256;
+  if (drawn + bytes.length > pool.length) {
+    pool = new Uint8Array(4096);
+    drawn = 0;
+    if (!attempt(() => (crypto.getRandomValues(pool), true), false)) {
+      // Pages without Web Crypto still get distinct ids, if not unguessable ones.
+      for (let i = 0; i < pool.length; i++) pool[i] = Math.random() * 256;
+    }
   }
+  bytes.set(pool.subarray(drawn, (drawn += bytes.length)));
 }
 
 function value(v) {
