@@ -20,10 +20,36 @@ let arrivedFrom = null;
 
 // ---- watchlist (the app's own state; tracking is declarative on the buttons) ----
 
-const watchlist = new Set(JSON.parse(localStorage.getItem("northwind-watchlist") ?? '["AAPL","NVDA"]'));
+/**
+ * The watchlist is kept in `localStorage` where the browser allows it; where storage is blocked
+ * (a privacy setting, a sandboxed frame), it lives as long as the page, with one warning.
+ */
+const saved = {
+  warned: false,
+  read() {
+    try {
+      return JSON.parse(localStorage.getItem("northwind-watchlist") ?? '["AAPL","NVDA"]');
+    } catch (e) {
+      this.warn(e);
+      return ["AAPL", "NVDA"];
+    }
+  },
+  write(list) {
+    try {
+      localStorage.setItem("northwind-watchlist", JSON.stringify(list));
+    } catch (e) {
+      this.warn(e);
+    }
+  },
+  warn(e) {
+    if (!this.warned) console.warn("[northwind] the watchlist is not saved on this device:", e.message);
+    this.warned = true;
+  },
+};
+const watchlist = new Set(saved.read());
 
 function saveWatchlist() {
-  localStorage.setItem("northwind-watchlist", JSON.stringify([...watchlist]));
+  saved.write([...watchlist]);
   renderWatchlist();
 }
 
@@ -304,7 +330,8 @@ await init({
   onBatch: (b) => ($("stored").textContent = String((stored += b.accepted))),
   onError: (e) => console.warn("[northwind]", e.message),
 });
-$("session").textContent = sessionId().slice(0, 8);
+// No session where the tracker cannot run (no WebAssembly): the app works all the same.
+$("session").textContent = (sessionId() ?? "off").slice(0, 8);
 setInterval(() => ($("waiting").textContent = String(queuedEvents())), 300);
 renderWatchlist();
 render();

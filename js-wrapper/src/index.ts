@@ -90,7 +90,7 @@ export interface AutocaptureSwitches {
 
 /** What `onError` receives. */
 export interface TrackerError {
-  code: "refused" | "queue_full" | "invalid_event" | "invalid_attribute" | "before_send_failed";
+  code: "refused" | "queue_full" | "invalid_event" | "invalid_attribute" | "before_send_failed" | "unsupported";
   message: string;
   /** How many events it concerns. */
   events: number;
@@ -137,34 +137,61 @@ const early: Array<() => void> = [];
 let earlyEvents = 0;
 /** What stops the plugins of the configuration in force. */
 let stops: Array<() => void> = [];
+/** WebAssembly cannot run on this page: the tracker is off and every call does nothing. */
+let unsupported = false;
+
+/** Why the tracker cannot run on this page (no WebAssembly, or a policy forbidding it). */
+class Unsupported extends Error {}
 
 /**
  * Loads the tracker and starts it. Resolves when it is ready; rejects, naming the key, when the
  * configuration is invalid. Calls made before it resolves are kept and replayed in order, events
- * with the time they were tracked.
+ * with the time they were tracked. Where WebAssembly cannot run (no WebAssembly, or a
+ * Content-Security-Policy without `'wasm-unsafe-eval'`), it resolves all the same, warns once,
+ * tells `onError` (`unsupported`), and every call does nothing (`track()` returns false).
  */
 export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<void> {
+  if (unsupported) {
+    tellUnsupported(config, "WebAssembly cannot run on this page");
+    return Promise.resolve();
+  }
   const load = loading ?? loadWasm(wasmSource);
-  loading = load.then(() => {
-    const plugins = pluginsOf(config);
-    refused(wasm.init(withPlugins(config, plugins)), "invalid tracker config: ");
-    ready = true;
-    earlyEvents = 0;
-    for (const call of early.splice(0)) {
-      // One bad early call (an invalid `identify()` id) must not cost the ones after it.
-      try {
-        call();
-      } catch (e) {
-        console.warn("[personafin]", (e as Error).message);
+  loading = load.then(
+    () => {
+      const plugins = pluginsOf(config);
+      refused(wasm.init(withPlugins(config, plugins)), "invalid tracker config: ");
+      ready = true;
+      earlyEvents = 0;
+      for (const call of early.splice(0)) {
+        // One bad early call (an invalid `identify()` id) must not cost the ones after it.
+        try {
+          call();
+        } catch (e) {
+          console.warn("[personafin]", (e as Error).message);
+        }
       }
-    }
-    for (const stop of stops.splice(0)) guarded("stopping a plugin", stop);
-    for (const plugin of plugins) {
-      const stop = guarded("plugin " + plugin.name, () => plugin.start?.(context));
-      if (typeof stop === "function") stops.push(stop);
-    }
-  });
+      for (const stop of stops.splice(0)) guarded("stopping a plugin", stop);
+      for (const plugin of plugins) {
+        const stop = guarded("plugin " + plugin.name, () => plugin.start?.(context));
+        if (typeof stop === "function") stops.push(stop);
+      }
+    },
+    (e: Error) => {
+      if (!(e instanceof Unsupported)) throw e;
+      // The page goes on as if there were no tracker: resolved, one warning, and `onError`.
+      unsupported = true;
+      early.length = 0;
+      earlyEvents = 0;
+      console.warn("[personafin]", e.message + ": the tracker is off, and its calls do nothing");
+      tellUnsupported(config, e.message);
+    },
+  );
   return loading;
+}
+
+function tellUnsupported(config: TrackerConfig, message: string): void {
+  const onError = config?.onError;
+  if (typeof onError === "function") guarded("onError", () => onError({ code: "unsupported", message, events: 0 }));
 }
 
 /** What a plugin records through: the same validated path as the page's calls. */
@@ -234,6 +261,19 @@ function refused(reason: string | undefined, what = ""): void {
  * are compiled instead.
  */
 async function loadWasm(source?: WasmSource): Promise<void> {
+  if (typeof WebAssembly !== "object") throw new Unsupported("this browser has no WebAssembly");
+  try {
+    wasm.initSync({ module: await compile(source) });
+  } catch (e) {
+    // A Content-Security-Policy without 'wasm-unsafe-eval' refuses to compile or instantiate.
+    if (e instanceof WebAssembly.CompileError || e instanceof WebAssembly.LinkError || e instanceof EvalError) {
+      throw new Unsupported("WebAssembly cannot run on this page (" + e.message + ")");
+    }
+    throw e;
+  }
+}
+
+async function compile(source?: WasmSource): Promise<WebAssembly.Module> {
   let module: WebAssembly.Module;
   if (source instanceof WebAssembly.Module) {
     module = source;
@@ -251,27 +291,28 @@ async function loadWasm(source?: WasmSource): Promise<void> {
       response.arrayBuffer().then((bytes) => WebAssembly.compile(bytes)),
     );
   }
-  wasm.initSync({ module });
+  return module;
 }
 
-/** Runs `call` now if the tracker is ready, else once it is. */
+/** Runs `call` now if the tracker is ready, else once it is (never, where it cannot run). */
 function whenReady(call: () => void): void {
   if (ready) {
     call();
-  } else {
+  } else if (!unsupported) {
     early.push(call);
   }
 }
 
 /**
  * Records one interaction. Never throws: returns false (and logs why) when the event is
- * invalid or the visitor refused tracking. Before `init()` has finished, the call is kept with
+ * invalid, the visitor refused tracking or the tracker cannot run on this page. Before `init()` has finished, the call is kept with
  * its timestamp and returns true.
  */
 export function track(eventType: string, action: string, options?: TrackOptions): boolean {
   if (ready) {
     return wasm.track(eventType, action, options);
   }
+  if (unsupported) return false;
   const timed = { ...options, timestamp: options?.timestamp ?? Date.now() };
   early.push(() => wasm.track(eventType, action, timed));
   earlyEvents += 1;

@@ -96,3 +96,39 @@ test("the secret API key stays on the server", async () => {
   assert.ok(requests.every((r) => !r.includes(ingest.apiKeys[CLIENT_KEY])), "no request from the page carries it");
   await page.close();
 });
+
+test("where storage is blocked or WebAssembly cannot run, the demo works and says so once", async () => {
+  const blockStorage = () => {
+    Object.defineProperty(window, "localStorage", {
+      get() {
+        throw new DOMException("The operation is insecure.", "SecurityError");
+      },
+    });
+  };
+  const noWebAssembly = () => delete globalThis.WebAssembly;
+  for (const [setup, recorded] of [[blockStorage, true], [noWebAssembly, false]]) {
+    const page = await openPage(browser);
+    const warnings = [];
+    page.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
+    await page.addInitScript(setup);
+    const before = ingest.events(CLIENT_KEY).length;
+    await page.goto(`${demo.url}/`);
+    await page.locator("#session").filter({ hasNotText: "…" }).waitFor();
+    await page.locator('tr[data-ticker="AMD"]').click();
+    await page.waitForURL("**/instrument/AMD");
+    await page.locator(".actions [data-watch]").click();
+    await page.locator("#watchlist").getByText("AMD").waitFor();
+    if (recorded) {
+      // Page view, the click, page view, instrument view, watchlist: the tracker kept them in memory.
+      const events = await ingest.waitForEvents(CLIENT_KEY, before + 5);
+      assert.ok(events.slice(before).some(named("watchlist.added")));
+      assert.equal(warnings.filter((w) => w.includes("[northwind] the watchlist is not saved")).length, 1, warnings.join("\n"));
+    } else {
+      assert.equal(await page.locator("#session").textContent(), "off");
+      assert.equal(warnings.filter((w) => w.includes("the tracker is off")).length, 1, warnings.join("\n"));
+      assert.equal(ingest.events(CLIENT_KEY).length, before);
+    }
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  }
+});

@@ -19,15 +19,17 @@ const SERVED = ["examples/", "js-wrapper/", "tests/e2e/fixtures/", "target/e2e-p
 /**
  * Serves the repository's example and package folders, or with `dir` everything under that
  * directory (a built app). `files` maps paths to the text served in their place: a
- * deployment's own configuration files. The object returned has `files` too, to change.
+ * deployment's own configuration files; `headers` maps paths to response headers of their own
+ * (a Content-Security-Policy). The object returned has `files` too, to change.
  */
-export async function startStatic({ dir, files = {} } = {}) {
+export async function startStatic({ dir, files = {}, headers = {} } = {}) {
   const base = dir ?? root;
   const server = createServer(async (req, res) => {
     let path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^\/+/, "");
     if (path.endsWith("/") || path === "") path += "index.html";
+    const own = Object.hasOwn(headers, path) ? headers[path] : {};
     if (Object.hasOwn(files, path)) {
-      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" }).end(files[path]);
+      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", ...own }).end(files[path]);
       return;
     }
     if (path.startsWith("..") || (!dir && !SERVED.some((p) => path.startsWith(p)))) {
@@ -36,7 +38,7 @@ export async function startStatic({ dir, files = {} } = {}) {
     }
     try {
       const body = await readFile(join(base, path));
-      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
+      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", ...own }).end(body);
     } catch {
       res.writeHead(404).end();
     }
