@@ -121,18 +121,20 @@ async function startSink() {
 }
 
 async function bundle(name, entry, origin) {
-  const result = await build({
-    stdin: { contents: entry.code.replaceAll("SINK", JSON.stringify(origin)), resolveDir: here, loader: "js" },
+  // Split as a bundler splits: what a page imports dynamically loads only when it is asked for.
+  await build({
+    stdin: { contents: entry.code.replaceAll("SINK", JSON.stringify(origin)), resolveDir: here, loader: "js", sourcefile: `${name}.js` },
     bundle: true,
     minify: true,
+    splitting: true,
     format: "esm",
     target: "es2020",
-    write: false,
+    outdir: out,
+    entryNames: name,
+    chunkNames: `${name}-[hash]`,
     logLevel: "silent",
     define: { "process.env.NODE_ENV": '"production"' },
   });
-  const js = result.outputFiles[0].contents;
-  await writeFile(join(out, `${name}.js`), js);
   await writeFile(
     join(out, `${name}.html`),
     `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>${name}</title><script type="module" src="${name}.js"></script>`,
@@ -204,7 +206,39 @@ async function measure(browser, name, origin) {
   return { name, bytes, median, amortised, errors };
 }
 
+const PLUGINS = ["errors", "vitals", "engagement", "links", "forms", "campaigns", "clicks"];
+
+/**
+ * Gzip bytes of the JS a page with our tracker and `plugins` loads (an esbuild bundle, split as
+ * a bundler splits the chunk loaded only when plugins are given), the wasm excluded.
+ */
+async function pluginBytes(plugins) {
+  const imports = plugins.map((p) => `import { ${p} } from ${JSON.stringify(join(root, `js-wrapper/dist/plugins/${p}.js`))};`);
+  const list = plugins.length ? `, plugins: [${plugins.map((p) => `${p}()`).join(", ")}]` : "";
+  const result = await build({
+    stdin: {
+      contents: `import { init } from ${JSON.stringify(join(root, "js-wrapper/dist/index.js"))};\n${imports.join("\n")}
+        init({ clientKey: "pk_bench", endpoint: "https://ingest.example/v1/events"${list} });`,
+      resolveDir: here,
+      loader: "js",
+    },
+    bundle: true,
+    minify: true,
+    splitting: true,
+    format: "esm",
+    target: "es2020",
+    outdir: join(out, "sizes"),
+    write: false,
+    logLevel: "silent",
+  });
+  return result.outputFiles.reduce((sum, f) => sum + gzipSync(f.contents, { level: 9 }).length, 0);
+}
+
 await mkdir(out, { recursive: true });
+const core = await pluginBytes([]);
+const pluginRows = [];
+for (const p of PLUGINS) pluginRows.push([p, (await pluginBytes([p])) - core]);
+pluginRows.push(["all seven", (await pluginBytes(PLUGINS)) - core]);
 const sink = await startSink();
 for (const [name, entry] of Object.entries(ENTRIES)) await bundle(name, entry, sink.origin);
 const browser = await chromium.launch({
@@ -240,6 +274,15 @@ const lines = [
   ),
   "",
   `The sink received ${sink.received.requests} requests, ${sink.received.bytes} bytes, from all trackers together.`,
+  "",
+  "## What each plugin adds",
+  "",
+  `Gzip bytes of minified JS a page loads beyond the core's ${core} (wasm excluded), when it imports the plugin`,
+  "and passes it to `init()`: the plugin, and the wrapper's code that runs plugins (loaded only then).",
+  "",
+  "| plugins | added gzip bytes |",
+  "|---|---:|",
+  ...pluginRows.map(([p, b]) => `| ${p} | ${b} |`),
   "",
 ];
 await mkdir(dirname(report), { recursive: true });

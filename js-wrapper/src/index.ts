@@ -135,8 +135,8 @@ let ready = false;
 const early: Array<() => void> = [];
 /** How many of `early` are events. */
 let earlyEvents = 0;
-/** What stops the plugins of the configuration in force. */
-let stops: Array<() => void> = [];
+/** What runs the plugins, loaded once a configuration has some. */
+let host: typeof import("./plugin-host.js") | undefined;
 /** WebAssembly cannot run on this page: the tracker is off and every call does nothing. */
 let unsupported = false;
 
@@ -157,9 +157,11 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
   }
   const load = loading ?? loadWasm(wasmSource);
   loading = load.then(
-    () => {
-      const plugins = pluginsOf(config);
-      refused(wasm.init(withPlugins(config, plugins)), "invalid tracker config: ");
+    async () => {
+      // Pages without plugins never load the code that runs them.
+      if (config?.plugins !== undefined) host ??= await import("./plugin-host.js");
+      const plugins = host?.pluginsOf(config) ?? [];
+      refused(wasm.init(host ? host.configure(config, plugins, context) : config), "invalid tracker config: ");
       ready = true;
       earlyEvents = 0;
       for (const call of early.splice(0)) {
@@ -170,11 +172,7 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
           console.warn("[personafin]", (e as Error).message);
         }
       }
-      for (const stop of stops.splice(0)) guarded("stopping a plugin", stop);
-      for (const plugin of plugins) {
-        const stop = guarded("plugin " + plugin.name, () => plugin.start?.(context));
-        if (typeof stop === "function") stops.push(stop);
-      }
+      host?.start(plugins, context);
     },
     (e: Error) => {
       if (!(e instanceof Unsupported)) throw e;
@@ -189,52 +187,18 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
   return loading;
 }
 
-function tellUnsupported(config: TrackerConfig, message: string): void {
-  const onError = config?.onError;
-  if (typeof onError === "function") guarded("onError", () => onError({ code: "unsupported", message, events: 0 }));
-}
-
 /** What a plugin records through: the same validated path as the page's calls. */
 const context: PluginContext = {
   track: (eventType, action, options) => track(eventType, action, options),
   sessionId: () => wasm.call(Call.SessionId),
 };
 
-/** `config.plugins`, checked: the wasm knows nothing of them. */
-function pluginsOf(config: TrackerConfig): Plugin[] {
-  const plugins: unknown = config?.plugins ?? [];
-  const valid = Array.isArray(plugins) && plugins.every((p) => p && typeof p === "object" && typeof p.name === "string");
-  if (!valid) {
-    throw new Error("invalid tracker config: `plugins` must be an array of plugins, e.g. `[errors()]`");
-  }
-  return plugins;
-}
-
-/**
- * The configuration the wasm gets: without `plugins`, and with the plugins' `beforeSend` steps
- * run first, in order, then the page's own, so the page can redact what a plugin adds.
- */
-function withPlugins(config: TrackerConfig, plugins: Plugin[]): unknown {
-  if (config === null || typeof config !== "object") return config;
-  const { plugins: _, ...rest } = config;
-  const steps = plugins.filter((p) => typeof p.beforeSend === "function");
-  const own = rest.beforeSend;
-  if (steps.length === 0 || (own !== undefined && typeof own !== "function")) return rest;
-  const beforeSend = (event: TrackedEvent): TrackedEvent | null => {
-    let out: TrackedEvent | null = event;
-    for (const step of steps) out = out && step.beforeSend!(out, context);
-    return out && own ? own(out) : out;
-  };
-  return { ...rest, beforeSend };
-}
-
-/** Runs a plugin's code so that its failure is a console warning, never the page's exception. */
-function guarded<T>(what: string, f: () => T): T | undefined {
+function tellUnsupported(config: TrackerConfig, message: string): void {
+  const onError = config?.onError;
   try {
-    return f();
-  } catch (e) {
-    console.warn("[personafin]", what + " failed:", (e as Error)?.message ?? e);
-    return undefined;
+    config?.onError?.({ code: "unsupported", message, events: 0 });
+  } catch {
+    // The page's callback failing is the page's affair.
   }
 }
 

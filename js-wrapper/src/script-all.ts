@@ -1,5 +1,6 @@
 /**
- * The script-tag build with every plugin (`dist/personafin.all.js`): errors, Web Vitals,
+ * The script-tag build with every plugin (`dist/personafin.all.js`, loading `personafin.wasm`
+ * from beside itself like `personafin.js`): errors, Web Vitals,
  * engagement, links and downloads, forms and campaigns are on unless the page's `init()`
  * passes `plugins` itself; generic clicks are off unless asked for. `personafin.plugins` has
  * each plugin's factory:
@@ -8,7 +9,6 @@
  * personafin.init({ clientKey, endpoint, plugins: [personafin.plugins.errors(), personafin.plugins.clicks()] });
  * ```
  */
-import wasm from "../pkg/personafin_tracker_bg.wasm";
 import { campaigns } from "./plugins/campaigns.js";
 import { clicks } from "./plugins/clicks.js";
 import { engagement } from "./plugins/engagement.js";
@@ -20,4 +20,4 @@ import { tag } from "./tag.js";
 
 const plugins = { errors, vitals, engagement, links, forms, campaigns, clicks };
 
-tag(wasm, () => [errors(), vitals(), engagement(), links(), forms(), campaigns()], { plugins });
+tag(undefined, () => [errors(), vitals(), engagement(), links(), forms(), campaigns()], { plugins });

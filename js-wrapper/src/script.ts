@@ -1,9 +1,9 @@
 /**
- * The script-tag build: one self-contained file (`dist/personafin.js`, the wasm inlined) that
- * a page loads with the async snippet; see `tag.ts`. No plugins: `dist/personafin.all.js` has
- * them.
+ * The script-tag build (`dist/personafin.js`) that a page loads with the async snippet; see
+ * `tag.ts`. It compiles `personafin.wasm` from beside itself as it streams in, checked against
+ * the hash the build wrote in. `personafin.inline.js` is the one-file alternative, and
+ * `personafin.all.js` this with every plugin.
  */
-import wasm from "../pkg/personafin_tracker_bg.wasm";
 import { tag } from "./tag.js";
 
-tag(wasm);
+tag();

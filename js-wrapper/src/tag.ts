@@ -14,13 +14,19 @@ interface Snippet {
   q?: Queued[];
 }
 
+/** The SRI hash of `personafin.wasm`, written in by the build. */
+declare const WASM_INTEGRITY: string;
+
 /**
- * Starts the script-tag API with the wasm `wasm`; `plugins` are started when the page's
+ * Starts the script-tag API with the wasm `wasm` (by default `personafin.wasm` beside this
+ * script, fetched with its hash); `defaults` are the plugins started when the page's
  * configuration names none, and `extra` is added to `window.personafin`.
  */
-export function tag(wasm: WasmSource, plugins: () => Plugin[] = () => [], extra: object = {}): void {
+export function tag(wasm?: WasmSource, defaults?: () => Plugin[], extra: object = {}): void {
+  const script = document.currentScript as HTMLScriptElement | null;
+  const source = wasm ?? beside(script);
   const api = {
-    init: (config: TrackerConfig) => pf.init({ plugins: plugins(), ...config }, wasm),
+    init: (config: TrackerConfig) => pf.init(defaults ? { plugins: defaults(), ...config } : config, source),
     track: pf.track,
     page: pf.page,
     flush: pf.flush,
@@ -33,7 +39,6 @@ export function tag(wasm: WasmSource, plugins: () => Plugin[] = () => [], extra:
     ...extra,
   };
 
-  const script = document.currentScript as HTMLScriptElement | null;
   const global = window as unknown as { personafin?: Snippet & Partial<typeof api> };
   const queued = global.personafin?.q ?? [];
   global.personafin = api;
@@ -55,4 +60,10 @@ export function tag(wasm: WasmSource, plugins: () => Plugin[] = () => [], extra:
       (api[method as keyof typeof api] as (...a: unknown[]) => unknown)(...args);
     }
   }
+}
+
+/** `personafin.wasm` from where this script came, checked against the hash the build wrote in. */
+function beside(script: HTMLScriptElement | null): Request {
+  const url = new URL("personafin.wasm", script?.src || location.href);
+  return new Request(url, { integrity: WASM_INTEGRITY });
 }

@@ -140,12 +140,21 @@ fn sizes() -> anyhow::Result<String> {
         "  total: {total} bytes, {total_gz} gzip ({:.1} KiB)\n",
         total_gz as f64 / 1024.0
     ));
-    let script = root().join("js-wrapper/dist/personafin.js");
-    let raw = std::fs::read(&script).context("js-wrapper/dist/personafin.js was not built")?;
+    let dist = root().join("js-wrapper/dist");
+    let gz = |file: &str| -> anyhow::Result<usize> {
+        let raw = std::fs::read(dist.join(file))
+            .with_context(|| format!("js-wrapper/dist/{file} was not built"))?;
+        gzip_len(&raw)
+    };
+    let (script, wasm) = (gz("personafin.js")?, gz("personafin.wasm")?);
     report.push_str(&format!(
-        "  script-tag build, wasm inlined (js-wrapper/dist/personafin.js): {} bytes, {} gzip\n",
-        raw.len(),
-        gzip_len(&raw)?
+        "  script-tag build (js-wrapper/dist/personafin.js, and personafin.wasm beside it): {script} + {wasm} gzip ({:.1} KiB)\n",
+        (script + wasm) as f64 / 1024.0
+    ));
+    report.push_str(&format!(
+        "  with every plugin (personafin.all.js): {} gzip; one file, wasm inlined (personafin.inline.js): {} gzip\n",
+        gz("personafin.all.js")?,
+        gz("personafin.inline.js")?
     ));
     Ok(report)
 }
