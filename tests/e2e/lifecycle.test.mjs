@@ -4,8 +4,7 @@
 // what ingest stored: every event exactly once, none lost.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { startIngest } from "../support/ingest.mjs";
+import { startDown, startIngest } from "../support/ingest.mjs";
 import { startStatic } from "../support/static.mjs";
 import { launch } from "../support/browser.mjs";
 
@@ -24,26 +23,6 @@ after(async () => {
   await down?.stop();
   await site?.stop();
 });
-
-/**
- * An ingest that is down: every request gets a 503, so a page sending to it keeps its events
- * for a retry. Unlike a route that aborts a page's requests, this holds for every request the
- * page makes, also a keepalive one still on its way after the page has closed, which the
- * browser no longer routes through the page.
- */
-async function startDown() {
-  const server = createServer((req, res) => {
-    req.resume();
-    res.writeHead(503, { "access-control-allow-origin": "*", "content-type": "application/json" });
-    res.end('{"error":"store_unavailable","message":"down for the test"}');
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${server.address().port}`;
-  return {
-    endpoint: `${url}/v1/events`,
-    stop: () => new Promise((r) => server.close(r)),
-  };
-}
 
 const fixture = (clientKey, endpoint = ingest.endpoint) =>
   `${site.url}/tests/e2e/fixtures/tracker.html?clientKey=${clientKey}&endpoint=${encodeURIComponent(endpoint)}`;

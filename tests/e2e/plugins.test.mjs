@@ -6,10 +6,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startIngest } from "../support/ingest.mjs";
 import { startStatic } from "../support/static.mjs";
-import { chromium, firefoxEsr } from "../support/drivers.mjs";
+import { engines } from "../support/drivers.mjs";
 
 let ingest, site;
-const browsers = { chromium, firefox: firefoxEsr };
+const browsers = engines;
 
 before(async () => {
   site = await startStatic();

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { startIngest } from "../support/ingest.mjs";
 import { startStatic } from "../support/static.mjs";
-import { chromium, firefoxEsr } from "../support/drivers.mjs";
+import { engines } from "../support/drivers.mjs";
 
 const DIR = "tests/e2e/fixtures/strict/";
 const STRICT = "script-src 'self' 'wasm-unsafe-eval'";
@@ -23,7 +23,7 @@ const pages = {
     policy: STRICT,
   },
 };
-const browsers = { chromium, firefox: firefoxEsr };
+const browsers = engines;
 let ingest, site;
 
 before(async () => {

@@ -1,6 +1,7 @@
 // Starts the real ingest binary (named by INGEST_BIN, built by `cargo xtask test`) on a free
 // loopback port with a fresh data directory, and reads back what it stored.
 import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -77,4 +78,24 @@ export function ingestCli(args, input) {
 function lines(args) {
   const out = execFileSync(bin, args, { encoding: "utf8", maxBuffer: 1 << 30 });
   return out.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/**
+ * An ingest that is down: every request gets a 503, so a page sending to it keeps its events
+ * for a retry. Unlike a route that aborts a page's requests, this holds for every request the
+ * page makes, also a keepalive one still on its way after the page has closed, which the
+ * browser no longer routes through the page.
+ */
+export async function startDown() {
+  const server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(503, { "access-control-allow-origin": "*", "content-type": "application/json" });
+    res.end('{"error":"store_unavailable","message":"down for the test"}');
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    endpoint: `${url}/v1/events`,
+    stop: () => new Promise((r) => server.close(r)),
+  };
 }

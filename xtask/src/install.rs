@@ -17,6 +17,10 @@ const BROWSERS: &Packages = &[
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
     ("firefox-esr", "/usr/bin/firefox-esr"),
+    // WebKit, Safari's engine: WebKitGTK's MiniBrowser and its WebDriver, on an X server of
+    // its own (MiniBrowser has no headless mode).
+    ("webkit2gtk-driver", "/usr/bin/WebKitWebDriver"),
+    ("xvfb", "/usr/bin/Xvfb"),
 ];
 /// What a cluster runs on: a real JetStream and a real PostgreSQL (Debian 12's is 15).
 const CLUSTER: &Packages = &[
