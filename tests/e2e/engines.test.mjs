@@ -7,6 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startDown, startIngest } from "../support/ingest.mjs";
 import { startStatic } from "../support/static.mjs";
+import { waitUntil } from "../support/wait.mjs";
 import { engines } from "../support/drivers.mjs";
 
 let ingest, down, site;
@@ -109,14 +110,4 @@ for (const [engine, launch] of Object.entries(engines)) {
       await browser.close();
     }
   });
-}
-
-/** Polls `f` until it returns true (a page still loading may throw meanwhile); fails after 15 s. */
-async function waitUntil(f, what) {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (await Promise.resolve().then(f).catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

@@ -6,6 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startIngest } from "../support/ingest.mjs";
 import { startStatic } from "../support/static.mjs";
+import { waitUntil } from "../support/wait.mjs";
 import { engines } from "../support/drivers.mjs";
 
 let ingest, site;
@@ -135,18 +136,5 @@ async function scenario(browser, clientKey) {
   if (browser.name === "chromium") {
     assert.ok(Number.isInteger(vitals.lcp_ms), JSON.stringify(vitals));
     assert.equal(typeof vitals.cls, "number");
-  }
-}
-
-/**
- * Polls `f` until it returns true (a page still navigating may throw meanwhile); fails after
- * 15 s, naming what was awaited.
- */
-async function waitUntil(f) {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (await Promise.resolve().then(f).catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${f}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { startIngest } from "../support/ingest.mjs";
 import { startStatic } from "../support/static.mjs";
+import { waitUntil } from "../support/wait.mjs";
 import { engines } from "../support/drivers.mjs";
 
 const DIR = "tests/e2e/fixtures/strict/";
@@ -97,11 +98,7 @@ for (const [name, open] of Object.entries(browsers)) {
 
 /** What `init()` came to, once it has. */
 async function settled(browser) {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const outcome = await browser.run(() => window.pfSettled ?? null).catch(() => null);
-    if (outcome !== null) return outcome;
-    if (Date.now() > deadline) throw new Error("init() did not settle");
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  let outcome = null;
+  await waitUntil(async () => (outcome = await browser.run(() => window.pfSettled ?? null)) !== null, "init() to settle");
+  return outcome;
 }

@@ -5,27 +5,18 @@
 // CLUSTER_LOG set, every process's output is copied to stderr, prefixed with its program.
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { randomBytes } from "node:crypto";
 
+import { freePort } from "./wait.mjs";
+
+export { freePort };
+
 const bin = process.env.INGEST_BIN;
 const NATS = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find(existsSync);
 const asRoot = process.getuid() === 0;
-
-/** A TCP port nothing listens on now. */
-export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Spawns `command` and resolves once a line of its output matches `ready` (the match), or

@@ -6,10 +6,10 @@
 import { Builder, By, Capabilities } from "selenium-webdriver";
 import firefox from "selenium-webdriver/firefox.js";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { launch } from "./browser.mjs";
+import { freePort, waitUntil } from "./wait.mjs";
 
 export async function chromium() {
   const browser = await launch();
@@ -63,7 +63,7 @@ export async function webkit() {
     const port = await freePort();
     const server = spawn("WebKitWebDriver", [`--port=${port}`], { env: { ...process.env, DISPLAY: display }, stdio: "ignore" });
     processes.push(server);
-    await until(async () => (await fetch(`http://127.0.0.1:${port}/status`)).ok, "WebKitWebDriver to listen");
+    await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/status`)).ok, "WebKitWebDriver to listen");
     const capabilities = new Capabilities({
       browserName: "MiniBrowser",
       "webkitgtk:browserOptions": { binary: MINIBROWSER, args: ["--automation"] },
@@ -82,26 +82,5 @@ export async function webkit() {
   } catch (e) {
     stop();
     throw e;
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Polls `f` until it returns true (throwing counts as not yet); fails after 15 s. */
-async function until(f, what) {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (await Promise.resolve().then(f).catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
