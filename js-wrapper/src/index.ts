@@ -194,7 +194,6 @@ const context: PluginContext = {
 };
 
 function tellUnsupported(config: TrackerConfig, message: string): void {
-  const onError = config?.onError;
   try {
     config?.onError?.({ code: "unsupported", message, events: 0 });
   } catch {
@@ -269,8 +268,8 @@ function whenReady(call: () => void): void {
 
 /**
  * Records one interaction. Never throws: returns false (and logs why) when the event is
- * invalid, the visitor refused tracking or the tracker cannot run on this page. Before `init()` has finished, the call is kept with
- * its timestamp and returns true.
+ * invalid, the visitor refused tracking or the tracker cannot run on this page. Before `init()`
+ * has finished, the call is kept with its timestamp and returns true.
  */
 export function track(eventType: string, action: string, options?: TrackOptions): boolean {
   if (ready) {

@@ -22,7 +22,9 @@ export function pluginsOf(config: TrackerConfig): Plugin[] {
 
 /**
  * The configuration the wasm gets: without `plugins`, and with the plugins' `beforeSend` steps
- * run first, in order, then the page's own, so the page can redact what a plugin adds.
+ * run first, in order, then the page's own, so the page can redact what a plugin adds. A
+ * plugin's step that fails leaves the event as it was (and warns): a plugin's bug must not
+ * cost the page its events.
  */
 export function configure(config: TrackerConfig, plugins: Plugin[], context: PluginContext): unknown {
   const { plugins: _, ...rest } = config;
@@ -31,7 +33,11 @@ export function configure(config: TrackerConfig, plugins: Plugin[], context: Plu
   if (steps.length === 0 || (own !== undefined && typeof own !== "function")) return rest;
   const beforeSend = (event: TrackedEvent): TrackedEvent | null => {
     let out: TrackedEvent | null = event;
-    for (const step of steps) out = out && step.beforeSend!(out, context);
+    for (const step of steps) {
+      if (out === null) break;
+      const current: TrackedEvent = out;
+      out = guarded<TrackedEvent | null>("plugin " + step.name, () => step.beforeSend!(current, context), current);
+    }
     return out && own ? own(out) : out;
   };
   return { ...rest, beforeSend };
@@ -39,19 +45,22 @@ export function configure(config: TrackerConfig, plugins: Plugin[], context: Plu
 
 /** Stops the plugins running, then starts `plugins`. */
 export function start(plugins: Plugin[], context: PluginContext): void {
-  for (const stop of stops.splice(0)) guarded("stopping a plugin", stop);
+  for (const stop of stops.splice(0)) guarded("stopping a plugin", stop, undefined);
   for (const plugin of plugins) {
-    const stop = guarded("plugin " + plugin.name, () => plugin.start?.(context));
+    const stop = guarded("plugin " + plugin.name, () => plugin.start?.(context), undefined);
     if (typeof stop === "function") stops.push(stop);
   }
 }
 
-/** Runs a plugin's code so that its failure is a console warning, never the page's exception. */
-function guarded<T>(what: string, f: () => T): T | undefined {
+/**
+ * Runs a plugin's code so that its failure is a console warning and `fallback`, never the
+ * page's exception.
+ */
+function guarded<T>(what: string, f: () => T, fallback: T): T {
   try {
     return f();
   } catch (e) {
     console.warn("[personafin]", what + " failed:", (e as Error)?.message ?? e);
-    return undefined;
+    return fallback;
   }
 }

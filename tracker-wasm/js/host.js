@@ -297,15 +297,15 @@ function screen(hook, line) {
   try {
     out = hook(event);
   } catch (e) {
-    return DROPPED + "`beforeSend` threw: " + clean(String(e?.message ?? e));
+    return DROPPED + "`beforeSend` threw: " + clean(attempt(() => String(e?.message ?? e), "an exception"));
   }
   if (out === null) return DROPPED;
   if (typeof out !== "object") return DROPPED + "`beforeSend` must return the event or null, not " + typeof out;
-  const again = flatten(out.eventType, out.action, {
-    eventMeta: out.eventMeta,
-    relatedEntities: out.relatedEntities,
-    timestamp: out.timestamp,
-  });
+  // What the page made may throw as it is read (a getter): that is an invalid event too.
+  const again = attempt(
+    () => flatten(out.eventType, out.action, { eventMeta: out.eventMeta, relatedEntities: out.relatedEntities, timestamp: out.timestamp }),
+    INVALID + "it could not be read",
+  );
   return again[0] === INVALID ? DROPPED + "`beforeSend` returned an invalid event: " + again.slice(1) : SCREENED + again;
 }
 
