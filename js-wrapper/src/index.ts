@@ -191,6 +191,7 @@ export function init(config: TrackerConfig, wasmSource?: WasmSource): Promise<vo
 const context: PluginContext = {
   track: (eventType, action, options) => track(eventType, action, options),
   sessionId: () => wasm.call(Call.SessionId),
+  storesLocally: () => wasm.call(Call.StoresLocally) !== undefined,
 };
 
 function tellUnsupported(config: TrackerConfig, message: string): void {
@@ -210,6 +211,7 @@ const enum Call {
   SessionId,
   VisitorId,
   QueuedEvents,
+  StoresLocally,
 }
 
 /** The wasm answers a refused call with its reason, which the page gets as an exception. */

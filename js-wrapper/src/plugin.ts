@@ -25,6 +25,11 @@ export interface PluginContext {
   ): boolean;
   /** The current session id. */
   sessionId(): string | undefined;
+  /**
+   * Whether the tracker keeps things in `localStorage` now (consent granted, no Do Not Track
+   * refusal, `storage: 'localStorage'`): a plugin keeps what it remembers there only then.
+   */
+  storesLocally(): boolean;
 }
 
 export interface Plugin {

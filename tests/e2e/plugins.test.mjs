@@ -33,6 +33,20 @@ for (const [name, open] of Object.entries(browsers)) {
   });
 }
 
+test("without consent, the plugins keep nothing on the device and record nothing", async () => {
+  const browser = await engines.chromium();
+  try {
+    await browser.goto(`${site.url}/tests/e2e/fixtures/plugins.html?clientKey=pk_plugins_chromium_denied&endpoint=${encodeURIComponent(ingest.endpoint)}&consent=denied&utm_source=x`);
+    await waitUntil(() => browser.run(() => window.pfReady.then(() => true)), "the tracker to start");
+    await browser.click("#out");
+    const [kept, returned] = await browser.run(() => [Object.keys(localStorage), window.pf.track("instrument", "viewed")]);
+    assert.deepEqual(kept, []);
+    assert.equal(returned, false);
+  } finally {
+    await browser.close();
+  }
+});
+
 async function scenario(browser, clientKey) {
   const fixture = `${site.url}/tests/e2e/fixtures/plugins.html?clientKey=${clientKey}&endpoint=${encodeURIComponent(ingest.endpoint)}&utm_source=newsletter&utm_medium=email&utm_campaign=q3&gclid=abc123&other=kept-out`;
   // Another origin (same server, another host name) links to the page.
@@ -48,6 +62,9 @@ async function scenario(browser, clientKey) {
     window.pf.track("bad", "call"),
   ]);
   assert.deepEqual(returned, [true, false, false, false], "filtered and failed events are not recorded");
+  // The campaign plugin remembers the session it tagged where the tracker stores its own state.
+  const [tagged, session] = await browser.run(() => [localStorage.getItem("pf_campaign_session"), window.pf.sessionId()]);
+  assert.equal(tagged, session);
   const failures = await browser.run(() => window.pfErrors);
   assert.deepEqual(failures.map((e) => e.code), ["before_send_failed", "before_send_failed"]);
   assert.match(failures[0].message, /`beforeSend` threw: boom/);

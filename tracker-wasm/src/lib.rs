@@ -70,8 +70,9 @@ pub fn flush() -> JsValue {
 /// The page's other calls, by number, so that the wasm and its glue carry one export for them
 /// all rather than one each (the wrapper names them): 0 [`page`], 1 [`identify`] (`arg`),
 /// 2 [`reset`], 3 [`set_consent`] (`arg`), 4 [`session_id`], 5 [`visitor_id`],
-/// 6 [`queued_events`]. Answers what the call returns: an id or a count, or why a call was
-/// refused; nothing otherwise.
+/// 6 [`queued_events`], 7 whether the tracker keeps things in `localStorage` now ("1", or
+/// nothing). Answers what the call returns: an id or a count, or why a call was refused;
+/// nothing otherwise.
 #[wasm_bindgen]
 pub fn call(what: u32, arg: Option<String>) -> Option<String> {
     match what {
@@ -82,6 +83,7 @@ pub fn call(what: u32, arg: Option<String>) -> Option<String> {
         4 => return session_id(),
         5 => return visitor_id(),
         6 => return Some(web::counted("", queued_events(), "")),
+        7 => return web::stores_locally().then(|| "1".to_owned()),
         _ => {}
     }
     None

@@ -3,7 +3,9 @@
  * `event_meta.campaign` with the URL's `utm_*` parameters and ad click ids (`gclid`, `fbclid`,
  * `msclkid`…), and `referrer_host` when the referrer is another site. A later page view of the
  * same session carries nothing more (the session is the tracker's: 30 minutes idle, shared by
- * the site's tabs).
+ * the site's tabs). Which session was tagged is remembered in `localStorage` only where the
+ * tracker itself keeps things there (consent granted, `storage: 'localStorage'`); otherwise
+ * for the page's life, so a reload may tag its page view again.
  *
  * ```ts
  * import { campaigns } from "@personafin/capture/plugins/campaigns";
@@ -43,32 +45,33 @@ export function referrerHost(referrer: string, pageHost: string): string | undef
 const TAGGED = "pf_campaign_session";
 
 export function campaigns(): Plugin {
-  /** The session whose first page view was tagged; in storage, so reloads and tabs share it. */
+  /**
+   * The session whose first page view was tagged: in `localStorage` where the tracker keeps
+   * its own state there (so reloads and tabs share it), else for this page only.
+   */
   let memory: string | undefined;
-  const tagged = {
-    get(): string | undefined {
-      try {
-        return localStorage.getItem(TAGGED) ?? memory;
-      } catch {
-        return memory;
-      }
-    },
-    set(session: string) {
-      memory = session;
-      try {
-        localStorage.setItem(TAGGED, session);
-      } catch {
-        // Storage blocked: this page remembers.
-      }
-    },
+  const stored = (): string | undefined => {
+    try {
+      return localStorage.getItem(TAGGED) ?? undefined;
+    } catch {
+      return undefined;
+    }
   };
   return {
     name: "campaigns",
     beforeSend(event: TrackedEvent, tracker) {
       if (event.eventType !== "page" || event.action !== "viewed") return event;
       const session = tracker.sessionId();
-      if (!session || tagged.get() === session) return event;
-      tagged.set(session);
+      const local = tracker.storesLocally();
+      if (!session || session === memory || (local && stored() === session)) return event;
+      memory = session;
+      if (local) {
+        try {
+          localStorage.setItem(TAGGED, session);
+        } catch {
+          // Storage full or blocked: this page remembers.
+        }
+      }
       const campaign = campaignOf(location.search);
       const host = referrerHost(document.referrer, location.host);
       const meta = { ...event.eventMeta };

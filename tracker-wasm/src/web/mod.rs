@@ -237,6 +237,12 @@ pub(crate) fn visitor_id() -> Option<String> {
     with_state(|s| s.tracker.identity().visitor_id.clone())
 }
 
+/// Whether the tracker keeps things in `localStorage` now: consent granted (and no Do Not
+/// Track refusal) and `storage: 'localStorage'`. Plugins keep what they remember there only then.
+pub(crate) fn stores_locally() -> bool {
+    with_state(|s| s.tracker.persists().1).unwrap_or(false)
+}
+
 pub(crate) fn queued() -> u32 {
     with_state(|s| s.tracker.pending() as u32).unwrap_or(0)
 }
