@@ -1,5 +1,6 @@
 // `npm run build`: the package's ES modules and types (tsc), each plugin as one module (its
-// dependencies bundled, so it also runs unbundled from a server), and the script-tag files:
+// dependencies bundled, so it also runs unbundled from a server and the package has no
+// runtime dependency: `web-vitals` is only a dev dependency), and the script-tag files:
 // `personafin.js` and `personafin.all.js` (every plugin) load `personafin.wasm` beside them,
 // `personafin.inline.js` carries the wasm inlined. Each published file's Subresource Integrity
 // hash goes to `dist/integrity.json` and is printed; the script-tag files fetch the wasm with
